@@ -1,0 +1,3 @@
+//! Subsystems, supervisor, configuration, console.
+#![no_std]
+#![forbid(unsafe_code)]

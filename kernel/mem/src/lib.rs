@@ -1,0 +1,2 @@
+//! Memory domains: the accounted global allocator.
+#![no_std]

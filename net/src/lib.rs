@@ -1,0 +1,3 @@
+//! Networking cores.
+#![no_std]
+#![forbid(unsafe_code)]
