@@ -1,0 +1,56 @@
+//! The global allocator over the RAM the memory map reports.
+
+use crate::boot::BootInfo;
+use linked_list_allocator::LockedHeap;
+
+#[global_allocator]
+pub static ALLOCATOR: LockedHeap = LockedHeap::empty();
+
+unsafe extern "C" {
+    static __kernel_end: u8;
+}
+
+/// The heap region: the RAM region that holds the kernel, from the kernel's end up.
+#[derive(Clone, Copy, Debug)]
+pub struct HeapRegion {
+    pub start: u64,
+    pub size: u64,
+}
+
+pub fn find_region(boot: &BootInfo) -> Option<HeapRegion> {
+    let kernel_end = (core::ptr::addr_of!(__kernel_end) as u64 + 4095) & !4095;
+    boot.regions()
+        .iter()
+        .filter(|r| r.is_ram() && r.end() > kernel_end && r.start <= kernel_end)
+        .map(|r| HeapRegion {
+            start: kernel_end,
+            size: r.end() - kernel_end,
+        })
+        .next()
+}
+
+/// # Safety
+/// `region` must be unused RAM, identity-mapped, never handed out again.
+pub unsafe fn init(region: HeapRegion) {
+    // SAFETY: caller's contract.
+    unsafe {
+        ALLOCATOR
+            .lock()
+            .init(region.start as *mut u8, region.size as usize)
+    };
+}
+
+pub struct HeapFigures {
+    pub total: usize,
+    pub used: usize,
+    pub free: usize,
+}
+
+pub fn figures() -> HeapFigures {
+    let heap = ALLOCATOR.lock();
+    HeapFigures {
+        total: heap.size(),
+        used: heap.used(),
+        free: heap.free(),
+    }
+}

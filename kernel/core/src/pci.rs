@@ -1,0 +1,185 @@
+//! PCI: configuration space through ports 0xcf8/0xcfc, enumeration of bus 0, BAR assignment
+//! where the firmware left BARs at 0 (qboot does), and MSI-X set-up.
+
+use crate::arch::{inl, outl};
+use alloc::vec::Vec;
+use virtio_drivers::transport::pci::bus::{
+    BarInfo, Command, ConfigurationAccess, DeviceFunction, HeaderType, MemoryBarType, PciRoot,
+};
+
+const CONFIG_ADDRESS: u16 = 0xcf8;
+const CONFIG_DATA: u16 = 0xcfc;
+const CAP_MSIX: u8 = 0x11;
+/// Where BARs the firmware left unassigned go: the 32-bit PCI hole below the I/O APIC.
+const MMIO_WINDOW_START: u64 = 0xe000_0000;
+const MMIO_WINDOW_END: u64 = 0xfec0_0000;
+
+/// Configuration access through the legacy I/O ports (mechanism #1).
+pub struct PortCam;
+
+impl PortCam {
+    fn address(df: DeviceFunction, offset: u8) -> u32 {
+        0x8000_0000
+            | (u32::from(df.bus) << 16)
+            | (u32::from(df.device) << 11)
+            | (u32::from(df.function) << 8)
+            | u32::from(offset & 0xfc)
+    }
+}
+
+impl ConfigurationAccess for PortCam {
+    fn read_word(&self, df: DeviceFunction, offset: u8) -> u32 {
+        outl(CONFIG_ADDRESS, Self::address(df, offset));
+        inl(CONFIG_DATA)
+    }
+
+    fn write_word(&mut self, df: DeviceFunction, offset: u8, data: u32) {
+        outl(CONFIG_ADDRESS, Self::address(df, offset));
+        outl(CONFIG_DATA, data);
+    }
+
+    unsafe fn unsafe_clone(&self) -> Self {
+        PortCam
+    }
+}
+
+/// A function found on the bus.
+#[derive(Clone, Copy, Debug)]
+pub struct PciFunction {
+    pub address: DeviceFunction,
+    pub vendor_id: u16,
+    pub device_id: u16,
+}
+
+pub fn root() -> PciRoot<PortCam> {
+    PciRoot::new(PortCam)
+}
+
+/// Every function on bus 0, in PCI order.
+pub fn enumerate(root: &mut PciRoot<PortCam>) -> Vec<PciFunction> {
+    let mut found = Vec::new();
+    for (address, info) in root.enumerate_bus(0) {
+        if info.header_type == HeaderType::Standard {
+            found.push(PciFunction {
+                address,
+                vendor_id: info.vendor_id,
+                device_id: info.device_id,
+            });
+        }
+    }
+    found
+}
+
+/// Hands out addresses for unassigned memory BARs.
+pub struct BarAllocator {
+    next: u64,
+}
+
+impl BarAllocator {
+    /// Starts above every BAR the firmware already placed in the window.
+    pub fn new(root: &mut PciRoot<PortCam>, functions: &[PciFunction]) -> BarAllocator {
+        let mut next = MMIO_WINDOW_START;
+        for f in functions {
+            if let Ok(bars) = root.bars(f.address) {
+                for bar in bars.iter().flatten() {
+                    if let Some((addr, size)) = bar.memory_address_size() {
+                        if addr >= MMIO_WINDOW_START && addr < MMIO_WINDOW_END {
+                            next = next.max(addr + size);
+                        }
+                    }
+                }
+            }
+        }
+        BarAllocator { next }
+    }
+
+    /// Assigns every memory BAR of `f` that is still 0, maps all its memory BARs, and enables
+    /// memory decoding and bus mastering.
+    pub fn assign(&mut self, root: &mut PciRoot<PortCam>, f: &PciFunction) {
+        let Ok(bars) = root.bars(f.address) else {
+            return;
+        };
+        for (index, bar) in bars.iter().enumerate() {
+            let Some(BarInfo::Memory {
+                address_type,
+                address,
+                size,
+                ..
+            }) = bar
+            else {
+                continue;
+            };
+            let (mut address, size) = (*address, (*size).max(4096));
+            if address == 0 {
+                let base = (self.next + size - 1) & !(size - 1);
+                if base + size > MMIO_WINDOW_END {
+                    log::warn!(
+                        "bulkhead: PCI window full, BAR{} of {} left unassigned",
+                        index,
+                        f.address
+                    );
+                    continue;
+                }
+                self.next = base + size;
+                address = base;
+                match address_type {
+                    MemoryBarType::Width64 => root.set_bar_64(f.address, index as u8, base),
+                    _ => root.set_bar_32(f.address, index as u8, base as u32),
+                }
+            }
+            crate::paging::map_mmio(address, size);
+        }
+        let (_, command) = root.get_status_command(f.address);
+        root.set_command(
+            f.address,
+            command | Command::MEMORY_SPACE | Command::BUS_MASTER,
+        );
+    }
+}
+
+/// Enables MSI-X on `f` with table entry 0 delivering `vector` to this CPU. Returns false if
+/// the function has no MSI-X capability.
+pub fn enable_msix(root: &mut PciRoot<PortCam>, f: &PciFunction, vector: u8) -> bool {
+    let Some(cap) = root.capabilities(f.address).find(|c| c.id == CAP_MSIX) else {
+        return false;
+    };
+    let cam = PortCam;
+    let table = cam.read_word(f.address, cap.offset + 4);
+    let bir = (table & 0x7) as u8;
+    let Ok(Some(bar)) = root.bar_info(f.address, bir) else {
+        return false;
+    };
+    let Some((bar_address, _)) = bar.memory_address_size() else {
+        return false;
+    };
+    let entry = (bar_address + u64::from(table & !0x7)) as *mut u32;
+    let (address, data) = crate::apic::msi_message(vector);
+    // SAFETY: the MSI-X table lies in a BAR that `BarAllocator::assign` mapped; entry 0 exists
+    // (table size ≥ 1 by definition of the capability).
+    unsafe {
+        core::ptr::write_volatile(entry, address as u32);
+        core::ptr::write_volatile(entry.add(1), (address >> 32) as u32);
+        core::ptr::write_volatile(entry.add(2), data);
+        core::ptr::write_volatile(entry.add(3), 0); // unmasked
+    }
+    let mut cam = PortCam;
+    let control = cam.read_word(f.address, cap.offset);
+    // Message control is the upper half of the first dword: set Enable (bit 15), clear Function Mask (bit 14).
+    cam.write_word(f.address, cap.offset, (control | (1 << 31)) & !(1 << 30));
+    true
+}
+
+/// The virtio "common configuration" structure of `f`, from its vendor capability (type 1).
+pub fn virtio_common_cfg(root: &mut PciRoot<PortCam>, f: &PciFunction) -> Option<*mut u8> {
+    let cam = PortCam;
+    let cap = root
+        .capabilities(f.address)
+        .find(|cap| cap.id == 0x09 && (cap.private_header >> 8) as u8 == 1)?;
+    let bar = (cam.read_word(f.address, cap.offset + 4) & 0xff) as u8;
+    let offset = cam.read_word(f.address, cap.offset + 8);
+    let Ok(Some(info)) = root.bar_info(f.address, bar) else {
+        return None;
+    };
+    let (base, _) = info.memory_address_size()?;
+    Some((base + u64::from(offset)) as *mut u8)
+}
