@@ -1,3 +1,5 @@
 //! Networking cores.
 #![no_std]
 #![forbid(unsafe_code)]
+
+pub mod dispatch;

@@ -79,32 +79,20 @@ pub fn apic_id() -> u32 {
 
 /// The MSI address/data pair that delivers `vector` to this CPU.
 pub fn msi_message(vector: u8) -> (u64, u32) {
-    (
-        0xfee0_0000 | (u64::from(apic_id()) << 12),
-        u32::from(vector),
-    )
+    (0xfee0_0000 | (u64::from(apic_id()) << 12), u32::from(vector))
 }
 
 /// Arms the timer to fire `micros` from now (0 disarms).
 pub fn set_timer_micros(micros: u64) {
     let ticks_per_ms = TIMER_TICKS_PER_MS.load(Ordering::Relaxed);
     if ticks_per_ms == 0 {
-        let deadline = if micros == 0 {
-            0
-        } else {
-            rdtsc()
-                .saturating_add(crate::time::micros_to_tsc(micros))
-                .max(1)
-        };
+        let deadline =
+            if micros == 0 { 0 } else { rdtsc().saturating_add(crate::time::micros_to_tsc(micros)).max(1) };
         // SAFETY: TSC-deadline mode was detected in `init`.
         unsafe { wrmsr(IA32_TSC_DEADLINE, deadline) };
     } else {
-        let ticks =
-            (u128::from(micros) * u128::from(ticks_per_ms) / 1000).clamp(1, u128::from(u32::MAX));
-        lapic_write(
-            REG_TIMER_INITIAL,
-            if micros == 0 { 0 } else { ticks as u32 },
-        );
+        let ticks = (u128::from(micros) * u128::from(ticks_per_ms) / 1000).clamp(1, u128::from(u32::MAX));
+        lapic_write(REG_TIMER_INITIAL, if micros == 0 { 0 } else { ticks as u32 });
     }
 }
 

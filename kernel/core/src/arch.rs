@@ -19,9 +19,7 @@ pub fn outb(port: u16, value: u8) {
 pub fn inb(port: u16) -> u8 {
     let value: u8;
     // SAFETY: as for `outb`.
-    unsafe {
-        asm!("in al, dx", out("al") value, in("dx") port, options(nomem, nostack, preserves_flags))
-    }
+    unsafe { asm!("in al, dx", out("al") value, in("dx") port, options(nomem, nostack, preserves_flags)) }
     value
 }
 
@@ -32,17 +30,13 @@ pub fn outw(port: u16, value: u16) {
 
 pub fn outl(port: u16, value: u32) {
     // SAFETY: as for `outb`.
-    unsafe {
-        asm!("out dx, eax", in("dx") port, in("eax") value, options(nostack, preserves_flags))
-    }
+    unsafe { asm!("out dx, eax", in("dx") port, in("eax") value, options(nostack, preserves_flags)) }
 }
 
 pub fn inl(port: u16) -> u32 {
     let value: u32;
     // SAFETY: as for `outb`.
-    unsafe {
-        asm!("in eax, dx", out("eax") value, in("dx") port, options(nomem, nostack, preserves_flags))
-    }
+    unsafe { asm!("in eax, dx", out("eax") value, in("dx") port, options(nomem, nostack, preserves_flags)) }
     value
 }
 
@@ -260,10 +254,8 @@ pub fn init_idt() {
             limit: u16,
             base: u64,
         }
-        let pointer = Pointer {
-            limit: (core::mem::size_of::<Idt>() - 1) as u16,
-            base: idt as *const Idt as u64,
-        };
+        let pointer =
+            Pointer { limit: (core::mem::size_of::<Idt>() - 1) as u16, base: idt as *const Idt as u64 };
         asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack));
     }
 }

@@ -22,10 +22,7 @@ pub fn find_region(boot: &BootInfo) -> Option<HeapRegion> {
     boot.regions()
         .iter()
         .filter(|r| r.is_ram() && r.end() > kernel_end && r.start <= kernel_end)
-        .map(|r| HeapRegion {
-            start: kernel_end,
-            size: r.end() - kernel_end,
-        })
+        .map(|r| HeapRegion { start: kernel_end, size: r.end() - kernel_end })
         .next()
 }
 
@@ -33,11 +30,7 @@ pub fn find_region(boot: &BootInfo) -> Option<HeapRegion> {
 /// `region` must be unused RAM, identity-mapped, never handed out again.
 pub unsafe fn init(region: HeapRegion) {
     // SAFETY: caller's contract.
-    unsafe {
-        ALLOCATOR
-            .lock()
-            .init(region.start as *mut u8, region.size as usize)
-    };
+    unsafe { ALLOCATOR.lock().init(region.start as *mut u8, region.size as usize) };
 }
 
 pub struct HeapFigures {
@@ -48,9 +41,5 @@ pub struct HeapFigures {
 
 pub fn figures() -> HeapFigures {
     let heap = ALLOCATOR.lock();
-    HeapFigures {
-        total: heap.size(),
-        used: heap.used(),
-        free: heap.free(),
-    }
+    HeapFigures { total: heap.size(), used: heap.used(), free: heap.free() }
 }

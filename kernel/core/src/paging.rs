@@ -20,10 +20,7 @@ struct Pool {
     used: usize,
 }
 
-static POOL: Mutex<Pool> = Mutex::new(Pool {
-    tables: [const { Table([0; 512]) }; POOL_TABLES],
-    used: 0,
-});
+static POOL: Mutex<Pool> = Mutex::new(Pool { tables: [const { Table([0; 512]) }; POOL_TABLES], used: 0 });
 
 unsafe extern "C" {
     static mut boot_pml4: [u64; 512];
@@ -62,10 +59,7 @@ pub fn map_mmio(phys: u64, size: u64) {
 unsafe fn next_table(pool: &mut Pool, entry: &mut u64) -> *mut [u64; 512] {
     if *entry & PRESENT == 0 {
         let index = pool.used;
-        assert!(
-            index < POOL_TABLES,
-            "page-table pool exhausted mapping device memory"
-        );
+        assert!(index < POOL_TABLES, "page-table pool exhausted mapping device memory");
         pool.used += 1;
         let table = &mut pool.tables[index];
         table.0 = [0; 512];

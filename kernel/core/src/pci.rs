@@ -60,11 +60,7 @@ pub fn enumerate(root: &mut PciRoot<PortCam>) -> Vec<PciFunction> {
     let mut found = Vec::new();
     for (address, info) in root.enumerate_bus(0) {
         if info.header_type == HeaderType::Standard {
-            found.push(PciFunction {
-                address,
-                vendor_id: info.vendor_id,
-                device_id: info.device_id,
-            });
+            found.push(PciFunction { address, vendor_id: info.vendor_id, device_id: info.device_id });
         }
     }
     found
@@ -100,24 +96,14 @@ impl BarAllocator {
             return;
         };
         for (index, bar) in bars.iter().enumerate() {
-            let Some(BarInfo::Memory {
-                address_type,
-                address,
-                size,
-                ..
-            }) = bar
-            else {
+            let Some(BarInfo::Memory { address_type, address, size, .. }) = bar else {
                 continue;
             };
             let (mut address, size) = (*address, (*size).max(4096));
             if address == 0 {
                 let base = (self.next + size - 1) & !(size - 1);
                 if base + size > MMIO_WINDOW_END {
-                    log::warn!(
-                        "bulkhead: PCI window full, BAR{} of {} left unassigned",
-                        index,
-                        f.address
-                    );
+                    log::warn!("bulkhead: PCI window full, BAR{} of {} left unassigned", index, f.address);
                     continue;
                 }
                 self.next = base + size;
@@ -130,10 +116,7 @@ impl BarAllocator {
             crate::paging::map_mmio(address, size);
         }
         let (_, command) = root.get_status_command(f.address);
-        root.set_command(
-            f.address,
-            command | Command::MEMORY_SPACE | Command::BUS_MASTER,
-        );
+        root.set_command(f.address, command | Command::MEMORY_SPACE | Command::BUS_MASTER);
     }
 }
 
@@ -172,9 +155,8 @@ pub fn enable_msix(root: &mut PciRoot<PortCam>, f: &PciFunction, vector: u8) -> 
 /// The virtio "common configuration" structure of `f`, from its vendor capability (type 1).
 pub fn virtio_common_cfg(root: &mut PciRoot<PortCam>, f: &PciFunction) -> Option<*mut u8> {
     let cam = PortCam;
-    let cap = root
-        .capabilities(f.address)
-        .find(|cap| cap.id == 0x09 && (cap.private_header >> 8) as u8 == 1)?;
+    let cap =
+        root.capabilities(f.address).find(|cap| cap.id == 0x09 && (cap.private_header >> 8) as u8 == 1)?;
     let bar = (cam.read_word(f.address, cap.offset + 4) & 0xff) as u8;
     let offset = cam.read_word(f.address, cap.offset + 8);
     let Ok(Some(info)) = root.bar_info(f.address, bar) else {

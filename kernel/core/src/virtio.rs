@@ -93,21 +93,17 @@ impl Nic {
     /// Brings up the virtio-net function `f` (BARs assigned), posts every receive buffer, and
     /// routes its queue interrupts to `vector` through MSI-X.
     pub fn new(root: &mut PciRoot<PortCam>, f: &PciFunction, vector: u8) -> Result<Nic, NicError> {
-        let transport = PciTransport::new::<KernelHal, PortCam>(root, f.address)
-            .map_err(|_| NicError::Transport)?;
+        let transport =
+            PciTransport::new::<KernelHal, PortCam>(root, f.address).map_err(|_| NicError::Transport)?;
         let mut device = Device::new(transport).map_err(|_| NicError::Device)?;
         let mac = device.mac_address();
         let mut nic = Nic {
             mac,
             pci: (f.address.bus, f.address.device, f.address.function),
             counters: NicCounters::default(),
-            rx_buffers: (0..QUEUE_SIZE)
-                .map(|_| alloc::vec![0u8; BUFFER_SIZE].into_boxed_slice())
-                .collect(),
+            rx_buffers: (0..QUEUE_SIZE).map(|_| alloc::vec![0u8; BUFFER_SIZE].into_boxed_slice()).collect(),
             rx_by_token: alloc::vec![None; QUEUE_SIZE],
-            tx_buffers: (0..QUEUE_SIZE)
-                .map(|_| alloc::vec![0u8; BUFFER_SIZE].into_boxed_slice())
-                .collect(),
+            tx_buffers: (0..QUEUE_SIZE).map(|_| alloc::vec![0u8; BUFFER_SIZE].into_boxed_slice()).collect(),
             tx_free: (0..QUEUE_SIZE).rev().collect(),
             tx_by_token: alloc::vec![None; QUEUE_SIZE],
             device: {
@@ -166,11 +162,7 @@ impl Nic {
     /// Returns transmit buffers the device has finished with.
     fn reap_tx(&mut self) {
         while let Some(token) = self.device.poll_transmit() {
-            let Some(index) = self
-                .tx_by_token
-                .get_mut(usize::from(token))
-                .and_then(Option::take)
-            else {
+            let Some(index) = self.tx_by_token.get_mut(usize::from(token)).and_then(Option::take) else {
                 break;
             };
             let Some(buffer) = self.tx_buffers.get(index) else {
@@ -205,10 +197,7 @@ impl Nic {
         let Some(buffer) = self.tx_buffers.get_mut(index) else {
             return Err(TxFull);
         };
-        let header = self
-            .device
-            .fill_buffer_header(buffer)
-            .unwrap_or(NET_HDR_LEN);
+        let header = self.device.fill_buffer_header(buffer).unwrap_or(NET_HDR_LEN);
         let Some(frame) = buffer.get_mut(header..header + len) else {
             return Err(TxFull);
         };
@@ -260,9 +249,8 @@ pub fn probe_nics(max: usize) -> Vec<Nic> {
     let functions = pci::enumerate(&mut root);
     let mut allocator = BarAllocator::new(&mut root, &functions);
     let mut nics = Vec::new();
-    for f in functions
-        .iter()
-        .filter(|f| f.vendor_id == 0x1af4 && (f.device_id == 0x1041 || f.device_id == 0x1000))
+    for f in
+        functions.iter().filter(|f| f.vendor_id == 0x1af4 && (f.device_id == 0x1041 || f.device_id == 0x1000))
     {
         if nics.len() >= max {
             log::warn!("bulkhead: more than {} NICs, {} ignored", max, f.address);

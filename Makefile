@@ -1,0 +1,50 @@
+# Bulkhead: the operator's and developer's entry points.
+#   make run    build the image and boot it on the demo topology (interactive console)
+#   make test   host unit tests, clippy, rustfmt, and the QEMU integration tests
+#   make bench  Bulkhead against the alternatives, in one run; JSON under bench/out/
+# Every target installs what it needs first (qemu/setup.sh, idempotent).
+
+TARGET  := x86_64-unknown-none
+IMAGE   := images/out/bulkhead.elf
+CARGO   ?= cargo
+# Host crates: everything but the kernel and the image, which build for $(TARGET) only.
+HOST_EXCLUDE := --exclude bulkhead-kernel --exclude bulkhead-image
+QEMU_TEST_THREADS ?= 2
+
+.PHONY: all setup image run test unit lint qemu-test bench clean
+
+all: image
+
+setup:
+	@qemu/setup.sh
+
+image: setup
+	$(CARGO) build --release -p bulkhead-image --target $(TARGET)
+	@mkdir -p images/out
+	@cp target/$(TARGET)/release/bulkhead $(IMAGE)
+	@echo "image: $(IMAGE) ($$(stat -c %s $(IMAGE)) bytes)"
+
+run: image
+	qemu/run $(RUN_ARGS)
+
+test: setup unit lint image qemu-test
+
+unit: setup
+	$(CARGO) test --workspace $(HOST_EXCLUDE) --exclude bulkhead-testbed
+	$(CARGO) test -p bulkhead-testbed --lib
+
+lint: setup
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace $(HOST_EXCLUDE) --all-targets -- -D warnings
+	$(CARGO) clippy -p bulkhead-kernel -p bulkhead-image --target $(TARGET) -- -D warnings
+
+qemu-test: image
+	$(CARGO) test -p bulkhead-testbed --tests -- --test-threads=$(QEMU_TEST_THREADS)
+
+bench: image
+	@mkdir -p bench/out
+	$(CARGO) run --release -p bulkhead-bench -- all --json bench/out/bench.json
+
+clean:
+	$(CARGO) clean
+	rm -rf images/out bench/out

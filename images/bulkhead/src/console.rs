@@ -1,0 +1,58 @@
+//! The serial console's line editor: echo, backspace, one bounded line at a time. What a line
+//! means is decided by the command set (`bulkhead_apps::console`).
+
+/// The longest command line kept; further characters are refused with a bell.
+const MAX_LINE: usize = 256;
+pub const PROMPT: &str = "bulkhead> ";
+
+pub struct LineEditor {
+    line: heapless::String<MAX_LINE>,
+    last: u8,
+}
+
+/// What a received byte did.
+pub enum Input<'a> {
+    /// Nothing to do yet.
+    Pending,
+    /// Echo these bytes back.
+    Echo(&'a str),
+    /// A complete line (the newline already echoed).
+    Line(heapless::String<MAX_LINE>),
+}
+
+impl LineEditor {
+    pub const fn new() -> LineEditor {
+        LineEditor { line: heapless::String::new(), last: 0 }
+    }
+
+    pub fn feed(&mut self, byte: u8) -> Input<'static> {
+        let previous = core::mem::replace(&mut self.last, byte);
+        match byte {
+            b'\n' if previous == b'\r' => Input::Pending,
+            b'\r' | b'\n' => Input::Line(core::mem::take(&mut self.line)),
+            0x08 | 0x7f => {
+                if self.line.pop().is_some() {
+                    Input::Echo("\x08 \x08")
+                } else {
+                    Input::Pending
+                }
+            }
+            0x20..=0x7e => {
+                if self.line.push(byte as char).is_ok() {
+                    Input::Echo(printable(byte))
+                } else {
+                    Input::Echo("\x07")
+                }
+            }
+            _ => Input::Pending,
+        }
+    }
+}
+
+/// The one-character string for a printable ASCII byte.
+fn printable(byte: u8) -> &'static str {
+    const ASCII: &str =
+        " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~";
+    let index = usize::from(byte.saturating_sub(0x20));
+    ASCII.get(index..index + 1).unwrap_or("?")
+}
