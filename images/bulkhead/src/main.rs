@@ -46,22 +46,27 @@ struct Appliance {
 const NIC_NAMES: [&str; MAX_NICS] = ["nic0", "nic1", "nic2", "nic3"];
 
 fn main(boot: BootInfo) -> ! {
-    println!("bulkhead {} — unikernel router appliance", env!("CARGO_PKG_VERSION"));
-    for r in boot.regions() {
-        println!(
-            "memory: {:#012x}-{:#012x} {}",
-            r.start,
-            r.end(),
-            if r.is_ram() { "ram" } else { "reserved" }
-        );
-    }
     let region = heap::find_region(&boot).expect("no RAM region holds the kernel");
     // SAFETY: the region is the RAM after the kernel image, unused, handed to the heap once.
     unsafe { heap::init(region) };
-    println!("heap: {} KiB at {:#x}", region.size / 1024, region.start);
-    let (hz, source) = time::calibrate();
-    println!("clock: TSC {} kHz ({:?})", hz / 1000, source);
     apic::init();
+    let nics = virtio::probe_nics(MAX_NICS);
+    // The TSC is measured over everything above (see time::calibrate), so calibrate late.
+    let (hz, source) = time::calibrate();
+    apic::init_timer();
+
+    // Console output is slow under emulation (one VM exit per byte): keep the boot log short.
+    println!(
+        "bulkhead {} x86_64 unikernel, TSC {} MHz ({:?})",
+        env!("CARGO_PKG_VERSION"),
+        hz / 1_000_000,
+        source
+    );
+    print!("memory:");
+    for r in boot.regions() {
+        print!(" {:#x}-{:#x} {}", r.start, r.end(), if r.is_ram() { "ram" } else { "res" });
+    }
+    println!("; heap {} MiB", region.size >> 20);
 
     let addresses = [
         Some(Ipv4Cidr::new(Ipv4Address::new(192, 0, 2, 1), 24)),
@@ -72,23 +77,20 @@ fn main(boot: BootInfo) -> ! {
 
     let now = now();
     let mut ports = Vec::new();
-    for (index, mut nic) in virtio::probe_nics(MAX_NICS).into_iter().enumerate() {
+    for (index, mut nic) in nics.into_iter().enumerate() {
         let name = NIC_NAMES[index];
         let address = addresses.get(index).copied().flatten();
         let (bus, dev, func) = nic.pci;
-        println!(
-            "{}: virtio-net {:02x}:{:02x}.{} mac {} {}",
-            name,
-            bus,
-            dev,
-            func,
-            EthernetAddress(nic.mac),
-            match address {
-                Some(a) => alloc::format!("{}", a),
-                None => alloc::string::String::from("unconfigured"),
-            }
+        let m = nic.mac;
+        print!(
+            "{}: virtio-net {:02x}:{:02x}.{} {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} ",
+            name, bus, dev, func, m[0], m[1], m[2], m[3], m[4], m[5]
         );
-        let stack = Stack::new(&mut nic, address, boot.entry_tsc ^ (index as u64) << 56, now);
+        match address {
+            Some(a) => println!("{}", a),
+            None => println!("unconfigured"),
+        }
+        let stack = Stack::new(&mut nic, address, boot.entry_tsc ^ ((index as u64) << 56), now);
         ports.push(Port { name, nic, stack, address, dispatch_drops: [0; DispatchDrop::ALL.len()] });
     }
     let mut appliance = Appliance { ports, scratch: Box::new(Frame::empty()), editor: LineEditor::new() };

@@ -20,6 +20,8 @@ const REG_TIMER_CURRENT: usize = 0x390;
 const REG_TIMER_DIVIDE: usize = 0x3e0;
 const IOAPIC_BASE: usize = 0xfec0_0000;
 const SERIAL_GSI: u32 = 4;
+/// How long the APIC timer is measured against the TSC when there is no TSC-deadline mode.
+const TIMER_CALIBRATION_MICROS: u64 = 250;
 
 static LAPIC_BASE: AtomicUsize = AtomicUsize::new(0);
 /// Local APIC timer ticks per millisecond; 0 when the TSC-deadline mode is used.
@@ -41,7 +43,8 @@ fn tsc_deadline_supported() -> bool {
     cpuid(1, 0).2 & (1 << 24) != 0
 }
 
-/// Enables the local APIC, picks its timer mode, masks the 8259s, routes the serial IRQ.
+/// Enables the local APIC, masks the 8259s, routes the serial IRQ. The timer is set up by
+/// `init_timer` once the TSC is calibrated.
 pub fn init() {
     // Mask both 8259 PICs: all interrupts come through the APICs.
     outb(0x21, 0xff);
@@ -52,7 +55,13 @@ pub fn init() {
     crate::paging::map_mmio(base, 4096);
     LAPIC_BASE.store(base as usize, Ordering::Relaxed);
     lapic_write(REG_SPURIOUS, 0x100 | u32::from(SPURIOUS_VECTOR));
+    crate::paging::map_mmio(IOAPIC_BASE as u64, 4096);
+    ioapic_route(SERIAL_GSI, SERIAL_VECTOR);
+}
 
+/// Picks the timer mode: TSC-deadline where the CPU has it, else one-shot with the APIC timer's
+/// rate measured against the (calibrated) TSC.
+pub fn init_timer() {
     if tsc_deadline_supported() {
         lapic_write(REG_LVT_TIMER, (0b10 << 17) | u32::from(TIMER_VECTOR));
     } else {
@@ -60,7 +69,7 @@ pub fn init() {
         lapic_write(REG_LVT_TIMER, (1 << 16) | u32::from(TIMER_VECTOR)); // masked while measuring
         lapic_write(REG_TIMER_INITIAL, u32::MAX);
         let start = rdtsc();
-        crate::time::spin_micros(500);
+        crate::time::spin_micros(TIMER_CALIBRATION_MICROS);
         let elapsed_tsc = rdtsc().saturating_sub(start);
         let counted = u64::from(u32::MAX - lapic_read(REG_TIMER_CURRENT));
         lapic_write(REG_TIMER_INITIAL, 0);
@@ -68,9 +77,6 @@ pub fn init() {
         TIMER_TICKS_PER_MS.store((counted * 1000 / micros).max(1), Ordering::Relaxed);
         lapic_write(REG_LVT_TIMER, u32::from(TIMER_VECTOR)); // one-shot
     }
-
-    crate::paging::map_mmio(IOAPIC_BASE as u64, 4096);
-    ioapic_route(SERIAL_GSI, SERIAL_VECTOR);
 }
 
 pub fn apic_id() -> u32 {

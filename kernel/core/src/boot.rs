@@ -196,9 +196,13 @@ impl BootInfo {
         for i in 0..count {
             // SAFETY: version >= 1 guarantees memmap_entries entries at memmap_paddr.
             let entry = unsafe { &*((info.memmap_paddr as usize as *const MemmapEntry).add(i)) };
-            boot.regions[i] = MemoryRegion { start: entry.addr, size: entry.size, kind: entry.kind };
+            if entry.size == 0 {
+                continue; // qboot reports an empty entry
+            }
+            boot.regions[boot.region_count] =
+                MemoryRegion { start: entry.addr, size: entry.size, kind: entry.kind };
+            boot.region_count += 1;
         }
-        boot.region_count = count;
         Some(boot)
     }
 }

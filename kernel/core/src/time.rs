@@ -159,8 +159,8 @@ fn cpuid_crystal_hz() -> Option<u64> {
 
 /// The PIT window started at entry: (TSC when it started, whether it was started).
 static PIT_START_TSC: AtomicU64 = AtomicU64::new(0);
-/// A window shorter than this is extended by waiting (≈ 5 ms).
-const PIT_MIN_TICKS: u64 = 5_966;
+/// A window shorter than this is extended by waiting (≈ 3 ms: ±1 tick is 0.03 %).
+const PIT_MIN_TICKS: u64 = 3_580;
 
 /// Starts PIT channel 2 counting down from its maximum (≈ 55 ms) so that the TSC can be
 /// measured against it over the whole of the boot, without a dedicated wait.

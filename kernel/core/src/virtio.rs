@@ -84,6 +84,8 @@ pub struct Nic {
     /// Receive buffers; `rx_by_token[t]` is the buffer descriptor `t` fills.
     rx_buffers: Vec<Box<[u8]>>,
     rx_by_token: Vec<Option<usize>>,
+    /// Transmit buffers, allocated on first use up to `QUEUE_SIZE` (each one once, ever): a
+    /// NIC that never sends much never pays for a full ring.
     tx_buffers: Vec<Box<[u8]>>,
     tx_free: Vec<usize>,
     tx_by_token: Vec<Option<usize>>,
@@ -103,8 +105,8 @@ impl Nic {
             counters: NicCounters::default(),
             rx_buffers: (0..QUEUE_SIZE).map(|_| alloc::vec![0u8; BUFFER_SIZE].into_boxed_slice()).collect(),
             rx_by_token: alloc::vec![None; QUEUE_SIZE],
-            tx_buffers: (0..QUEUE_SIZE).map(|_| alloc::vec![0u8; BUFFER_SIZE].into_boxed_slice()).collect(),
-            tx_free: (0..QUEUE_SIZE).rev().collect(),
+            tx_buffers: Vec::with_capacity(QUEUE_SIZE),
+            tx_free: Vec::with_capacity(QUEUE_SIZE),
             tx_by_token: alloc::vec![None; QUEUE_SIZE],
             device: {
                 device.enable_interrupts();
@@ -176,7 +178,19 @@ impl Nic {
 
     pub fn can_transmit(&mut self) -> bool {
         self.reap_tx();
-        !self.tx_free.is_empty() && self.device.can_send()
+        (!self.tx_free.is_empty() || self.tx_buffers.len() < QUEUE_SIZE) && self.device.can_send()
+    }
+
+    /// A free transmit buffer's index, allocating a new one while the ring is not yet full.
+    fn take_tx_buffer(&mut self) -> Option<usize> {
+        if let Some(index) = self.tx_free.pop() {
+            return Some(index);
+        }
+        if self.tx_buffers.len() < QUEUE_SIZE {
+            self.tx_buffers.push(alloc::vec![0u8; BUFFER_SIZE].into_boxed_slice());
+            return Some(self.tx_buffers.len() - 1);
+        }
+        None
     }
 
     /// Builds a `len`-byte frame with `f` in a free transmit buffer and queues it.
@@ -190,7 +204,7 @@ impl Nic {
             self.counters.tx_ring_full += 1;
             return Err(TxFull);
         }
-        let Some(index) = self.tx_free.pop() else {
+        let Some(index) = self.take_tx_buffer() else {
             self.counters.tx_ring_full += 1;
             return Err(TxFull);
         };
