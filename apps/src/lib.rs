@@ -1,3 +1,16 @@
 //! Subsystems, supervisor, configuration, console.
 #![no_std]
 #![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod addr;
+pub mod books;
+pub mod config;
+pub mod console;
+pub mod diag;
+pub mod domain;
+pub mod json;
+pub mod supervisor;
+pub mod time;
+pub mod units;
