@@ -43,7 +43,7 @@ qemu-test: image
 
 bench: image
 	@mkdir -p bench/out
-	$(CARGO) run --release -p bulkhead-bench -- all --json bench/out/bench.json
+	$(CARGO) run --release -p bulkhead-bench -- all --out bench/out
 
 clean:
 	$(CARGO) clean

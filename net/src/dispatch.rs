@@ -30,17 +30,24 @@ pub enum DispatchDrop {
     NotOurMac,
     /// An EtherType the appliance does not speak (IPv6 until it does, LLDP, ...).
     UnsupportedEthertype,
+    /// Transit traffic while no forwarder is running (not yet started, or shed).
+    NotForwarding,
 }
 
 impl DispatchDrop {
-    pub const ALL: [DispatchDrop; 3] =
-        [DispatchDrop::Truncated, DispatchDrop::NotOurMac, DispatchDrop::UnsupportedEthertype];
+    pub const ALL: [DispatchDrop; 4] = [
+        DispatchDrop::Truncated,
+        DispatchDrop::NotOurMac,
+        DispatchDrop::UnsupportedEthertype,
+        DispatchDrop::NotForwarding,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             DispatchDrop::Truncated => "truncated",
             DispatchDrop::NotOurMac => "not_our_mac",
             DispatchDrop::UnsupportedEthertype => "unsupported_ethertype",
+            DispatchDrop::NotForwarding => "not_forwarding",
         }
     }
 }

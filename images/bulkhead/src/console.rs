@@ -16,8 +16,8 @@ pub enum Input<'a> {
     Pending,
     /// Echo these bytes back.
     Echo(&'a str),
-    /// A complete line (the newline already echoed).
-    Line(heapless::String<MAX_LINE>),
+    /// A line is complete: take it with `take_line`.
+    Line,
 }
 
 impl LineEditor {
@@ -25,11 +25,16 @@ impl LineEditor {
         LineEditor { line: heapless::String::new(), last: 0 }
     }
 
+    /// The completed line; the editor starts a new one.
+    pub fn take_line(&mut self) -> heapless::String<MAX_LINE> {
+        core::mem::take(&mut self.line)
+    }
+
     pub fn feed(&mut self, byte: u8) -> Input<'static> {
         let previous = core::mem::replace(&mut self.last, byte);
         match byte {
             b'\n' if previous == b'\r' => Input::Pending,
-            b'\r' | b'\n' => Input::Line(core::mem::take(&mut self.line)),
+            b'\r' | b'\n' => Input::Line,
             0x08 | 0x7f => {
                 if self.line.pop().is_some() {
                     Input::Echo("\x08 \x08")
@@ -55,4 +60,14 @@ fn printable(byte: u8) -> &'static str {
         " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~";
     let index = usize::from(byte.saturating_sub(0x20));
     ASCII.get(index..index + 1).unwrap_or("?")
+}
+
+/// `core::fmt::Write` onto the serial console, for the command formatters.
+pub struct ConsoleWriter;
+
+impl core::fmt::Write for ConsoleWriter {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        bulkhead_kernel::print!("{}", s);
+        Ok(())
+    }
 }

@@ -10,11 +10,25 @@ mod console;
 mod stack;
 
 use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::vec::Vec;
+use bulkhead_apps::addr::Ipv4Cidr as ConfigCidr;
+use bulkhead_apps::books::AllocatorBooks;
+use bulkhead_apps::config::{Config, MemoryPlan, NicId, DEFAULT_CONFIG};
+use bulkhead_apps::console::{
+    self as commands, Command, DomainMemory, HeapStatus, InterfaceStatus, MemoryStatus,
+};
+use bulkhead_apps::diag::{self, Reserved};
+use bulkhead_apps::domain::Domain;
+use bulkhead_apps::supervisor::{RestartPolicy, Subsystem, Supervisor, MAX_TASKS_PER_DOMAIN};
+use bulkhead_apps::units::ExactSize;
+use bulkhead_kernel::heap::ALLOCATOR;
 use bulkhead_kernel::virtio::Nic;
-use bulkhead_kernel::{apic, arch, entry_point, exit, heap, print, println, serial, time, virtio, BootInfo};
+use bulkhead_kernel::{
+    apic, arch, entry_point, exit, fwcfg, heap, print, println, serial, time, virtio, BootInfo,
+};
 use bulkhead_net::dispatch::{self, Class, DispatchDrop, Ingress};
-use console::{Input, LineEditor, PROMPT};
+use console::{ConsoleWriter, Input, LineEditor, PROMPT};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
 use stack::{Frame, Stack};
@@ -26,6 +40,13 @@ const RX_BATCH: usize = 64;
 /// The longest the loop sleeps with nothing scheduled (console input and NICs interrupt).
 const MAX_SLEEP_MICROS: u64 = 1_000_000;
 const MAX_NICS: usize = 4;
+/// The fw_cfg file that carries the configuration.
+const CONFIG_FILE: &str = "opt/bulkhead/config.toml";
+/// The most one subsystem poll may allocate, diagnostics tasks excluded (every subsystem does
+/// bounded work per poll; the forwarder's flow table is allocated at start, not per packet).
+const MAX_SUBSYSTEM_STEP: usize = 64 * 1024;
+/// The most one domain may allocate in a loop turn before the supervisor's quota check.
+const MAX_DOMAIN_STEP: usize = MAX_SUBSYSTEM_STEP + MAX_TASKS_PER_DOMAIN * diag::MAX_TASK_STEP;
 
 /// One NIC with its stack and counters.
 struct Port {
@@ -33,11 +54,14 @@ struct Port {
     nic: Nic,
     stack: Stack,
     address: Option<Ipv4Cidr>,
+    mtu: u16,
     dispatch_drops: [u64; DispatchDrop::ALL.len()],
 }
 
 struct Appliance {
     ports: Vec<Port>,
+    supervisor: Supervisor<AllocatorBooks>,
+    diagnostics: bool,
     /// Local frames are copied here before smoltcp sees them.
     scratch: Box<Frame>,
     editor: LineEditor,
@@ -50,7 +74,10 @@ fn main(boot: BootInfo) -> ! {
     // SAFETY: the region is the RAM after the kernel image, unused, handed to the heap once.
     unsafe { heap::init(region) };
     apic::init();
-    let nics = virtio::probe_nics(MAX_NICS);
+    let nics = {
+        let _net = ALLOCATOR.enter(Domain::Net);
+        virtio::probe_nics(MAX_NICS)
+    };
     // The TSC is measured over everything above (see time::calibrate), so calibrate late.
     let (hz, source) = time::calibrate();
     apic::init_timer();
@@ -68,18 +95,15 @@ fn main(boot: BootInfo) -> ! {
     }
     println!("; heap {} MiB", region.size >> 20);
 
-    let addresses = [
-        Some(Ipv4Cidr::new(Ipv4Address::new(192, 0, 2, 1), 24)),
-        Some(Ipv4Cidr::new(Ipv4Address::new(198, 51, 100, 1), 24)),
-        Some(Ipv4Cidr::new(Ipv4Address::new(203, 0, 113, 1), 24)),
-        None,
-    ];
-
+    let config = load_config();
+    let plan = apply_memory_plan(&config, region.size as usize);
     let now = now();
     let mut ports = Vec::new();
     for (index, mut nic) in nics.into_iter().enumerate() {
         let name = NIC_NAMES[index];
-        let address = addresses.get(index).copied().flatten();
+        let interface = NicId::from_name(name).and_then(|id| config.interface(id));
+        let address = interface.and_then(|i| i.address).map(to_smoltcp);
+        let mtu = interface.map_or(1500, |i| i.mtu);
         let (bus, dev, func) = nic.pci;
         let m = nic.mac;
         print!(
@@ -87,20 +111,118 @@ fn main(boot: BootInfo) -> ! {
             name, bus, dev, func, m[0], m[1], m[2], m[3], m[4], m[5]
         );
         match address {
-            Some(a) => println!("{}", a),
+            Some(a) => println!("{} mtu {}", a, mtu),
             None => println!("unconfigured"),
         }
-        let stack = Stack::new(&mut nic, address, boot.entry_tsc ^ ((index as u64) << 56), now);
-        ports.push(Port { name, nic, stack, address, dispatch_drops: [0; DispatchDrop::ALL.len()] });
+        let stack = {
+            let _net = ALLOCATOR.enter(Domain::Net);
+            Stack::new(&mut nic, address, mtu, boot.entry_tsc ^ ((index as u64) << 56), now)
+        };
+        ports.push(Port { name, nic, stack, address, mtu, dispatch_drops: [0; DispatchDrop::ALL.len()] });
     }
-    let mut appliance = Appliance { ports, scratch: Box::new(Frame::empty()), editor: LineEditor::new() };
+    for interface in &config.interfaces {
+        if usize::from(interface.nic.index()) >= ports.len() {
+            log::warn!("bulkhead: nic{} is configured but absent", interface.nic.index());
+        }
+    }
+    let mut supervisor = Supervisor::new(AllocatorBooks(&ALLOCATOR));
+    for subsystem in subsystems() {
+        let policy =
+            RestartPolicy { limit: plan.restart_limit(subsystem.domain()), ..RestartPolicy::default() };
+        if let Err(e) = supervisor.add(subsystem, policy) {
+            panic!("subsystem table: {:?}", e);
+        }
+    }
+    supervisor.start(apps_now());
+    let mut appliance = Appliance {
+        ports,
+        supervisor,
+        diagnostics: config.diagnostics.enabled,
+        scratch: Box::new(Frame::empty()),
+        editor: LineEditor::new(),
+    };
     println!("bulkhead: ready in {} ms", time::micros_since_boot() / 1000);
     print!("{}", PROMPT);
     appliance.run()
 }
 
+/// The configuration from fw_cfg, else the embedded default. A configuration that was given
+/// but cannot be read or validated stops the boot: an appliance must not come up with
+/// addresses its operator did not ask for.
+fn load_config() -> Config {
+    let text = match fwcfg::read_file(CONFIG_FILE) {
+        Ok(Some(bytes)) => match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => refuse(format_args!("config: not UTF-8 (byte {})", e.utf8_error().valid_up_to())),
+        },
+        Ok(None) | Err(fwcfg::FwCfgError::Absent) => String::from(DEFAULT_CONFIG),
+        Err(e) => refuse(format_args!("config: fw_cfg {} unreadable: {:?}", CONFIG_FILE, e)),
+    };
+    match Config::parse(&text) {
+        Ok(config) => config,
+        Err(e) => refuse(format_args!("{}", e)),
+    }
+}
+
+/// Divides the heap into the domains' quotas, or refuses the configuration with the figures.
+fn apply_memory_plan(config: &Config, heap_bytes: usize) -> MemoryPlan {
+    let plan = match config.memory_plan(heap_bytes) {
+        Ok(plan) => plan,
+        Err(e) => refuse(format_args!("config: memory: {}", e)),
+    };
+    // Every supervised domain may overshoot its quota by one loop turn's allocations before
+    // it is shed; the reserve outside the quotas must absorb all of them at once.
+    let overshoot = MAX_DOMAIN_STEP * (Domain::COUNT - 2);
+    if plan.overshoot_reserve < overshoot {
+        refuse(format_args!(
+            "config: memory: heap_reserve {} is below the largest overshoot {} ({} domains x {})",
+            ExactSize(plan.overshoot_reserve as u64),
+            ExactSize(overshoot as u64),
+            Domain::COUNT - 2,
+            ExactSize(MAX_DOMAIN_STEP as u64)
+        ));
+    }
+    let quotas = core::array::from_fn(|i| plan.quota(Domain::ALL[i]));
+    if let Err(e) = ALLOCATOR.set_quotas(quotas, plan.overshoot_reserve) {
+        refuse(format_args!("config: memory: {:?}", e));
+    }
+    plan
+}
+
+/// One subsystem per supervised domain. The domains of the subsystems still to be built are
+/// owned by `Reserved` placeholders, so that they are supervised (hogged, shed, reported) now.
+fn subsystems() -> Vec<Box<dyn Subsystem>> {
+    alloc::vec![
+        Box::new(Reserved::new("forwarder", Domain::Forwarder, "the IPv4 forwarder")) as Box<dyn Subsystem>,
+        Box::new(Reserved::new("sctp", Domain::Sctp, "the SCTP endpoint")),
+        Box::new(Reserved::new("bgp", Domain::Bgp, "the BGP speaker")),
+        Box::new(Reserved::new("bmp", Domain::Bmp, "the BMP exporter")),
+        Box::new(Reserved::new("mgmt", Domain::Mgmt, "the management TCP port")),
+        Box::new(Reserved::new("diag", Domain::Diag, "diagnostics")),
+    ]
+}
+
+fn refuse(message: core::fmt::Arguments) -> ! {
+    println!("{}", message);
+    println!("bulkhead: configuration refused");
+    exit::exit(exit::ExitCode::ConfigRefused)
+}
+
+fn to_smoltcp(cidr: ConfigCidr) -> Ipv4Cidr {
+    let [a, b, c, d] = cidr.addr.0;
+    Ipv4Cidr::new(Ipv4Address::new(a, b, c, d), cidr.prefix_len)
+}
+
+fn to_config(cidr: Ipv4Cidr) -> ConfigCidr {
+    ConfigCidr { addr: bulkhead_apps::addr::Ipv4(cidr.address().octets()), prefix_len: cidr.prefix_len() }
+}
+
 fn now() -> Instant {
     Instant::from_micros(time::micros_since_boot() as i64)
+}
+
+fn apps_now() -> bulkhead_apps::time::Instant {
+    bulkhead_apps::time::Instant::from_micros(time::micros_since_boot())
 }
 
 impl Appliance {
@@ -108,33 +230,30 @@ impl Appliance {
         loop {
             let now = now();
             self.poll_console();
-            for index in 0..self.ports.len() {
-                self.poll_port(index, now);
+            {
+                let _net = ALLOCATOR.enter(Domain::Net);
+                for index in 0..self.ports.len() {
+                    self.poll_port(index, now);
+                }
             }
+            self.supervisor.poll(apps_now());
             self.sleep(now);
         }
     }
 
-    fn is_local(&self, addr: Ipv4Address) -> bool {
-        self.ports.iter().any(|p| p.address.is_some_and(|a| a.address() == addr))
-    }
-
     fn poll_port(&mut self, index: usize, now: Instant) {
+        let addresses: [Option<Ipv4Address>; MAX_NICS] =
+            core::array::from_fn(|i| self.ports.get(i).and_then(|p| p.address.map(|a| a.address())));
+        let Some(port) = self.ports.get_mut(index) else { return };
+        let ingress = Ingress {
+            mac: EthernetAddress(port.nic.mac),
+            address: port.address.map(|a| (a.address(), a.prefix_len())),
+        };
+        let scratch = &mut self.scratch;
         for _ in 0..RX_BATCH {
-            let local: Vec<Ipv4Address> = Vec::new();
-            let _ = local;
-            let Some(port) = self.ports.get(index) else { return };
-            let ingress = Ingress {
-                mac: EthernetAddress(port.nic.mac),
-                address: port.address.map(|a| (a.address(), a.prefix_len())),
-            };
-            let addresses: [Option<Ipv4Address>; MAX_NICS] =
-                core::array::from_fn(|i| self.ports.get(i).and_then(|p| p.address.map(|a| a.address())));
-            let scratch = &mut self.scratch;
-            let Some(port) = self.ports.get_mut(index) else { return };
             let received = port.nic.receive(|frame| {
                 let class = dispatch::classify(frame, &ingress, |a| addresses.contains(&Some(a)));
-                if matches!(class, Class::Local | Class::Arp | Class::Transit) {
+                if matches!(class, Class::Local | Class::Arp) {
                     scratch.fill(frame);
                 }
                 class
@@ -142,30 +261,25 @@ impl Appliance {
             match received {
                 None => break,
                 Some(Class::Local | Class::Arp) => port.stack.ingress(&mut port.nic, scratch, now),
-                // The forwarder is not wired in yet: transit traffic is counted and dropped.
-                Some(Class::Transit) => port.dispatch_drops[2] += 0,
-                Some(Class::Drop(reason)) => {
-                    if let Some(i) = DispatchDrop::ALL.iter().position(|r| *r == reason) {
-                        port.dispatch_drops[i] += 1;
-                    }
-                }
+                Some(Class::Transit) => count_drop(&mut port.dispatch_drops, DispatchDrop::NotForwarding),
+                Some(Class::Drop(reason)) => count_drop(&mut port.dispatch_drops, reason),
             }
         }
-        if let Some(port) = self.ports.get_mut(index) {
-            port.stack.egress(&mut port.nic, now);
-        }
+        port.stack.egress(&mut port.nic, now);
     }
 
     fn poll_console(&mut self) {
-        // Bounded: a paste of a long script is taken a screenful per turn.
+        // Bounded: a long paste is taken a piece per loop turn.
         for _ in 0..512 {
             let Some(byte) = serial::read_byte() else { return };
             match self.editor.feed(byte) {
                 Input::Pending => {}
                 Input::Echo(s) => print!("{}", s),
-                Input::Line(line) => {
+                Input::Line => {
+                    let line = self.editor.take_line();
                     print!("\n");
-                    self.execute(line.trim());
+                    let _mgmt = ALLOCATOR.enter(Domain::Mgmt);
+                    self.execute(&line);
                     print!("{}", PROMPT);
                 }
             }
@@ -173,31 +287,136 @@ impl Appliance {
     }
 
     fn execute(&mut self, line: &str) {
-        match line {
-            "" => {}
-            "help" => println!("help, show interfaces, shutdown"),
-            "shutdown" => {
+        let command = match Command::parse(line) {
+            Ok(command) => command,
+            Err(commands::CommandError::Empty) => return,
+            Err(e) => {
+                println!("{}", e);
+                return;
+            }
+        };
+        let mut out = ConsoleWriter;
+        let result = match command {
+            Command::Help => {
+                print!("{}", commands::HELP);
+                Ok(())
+            }
+            Command::ShowInterfaces { json } => commands::show_interfaces(&mut out, &self.interfaces(), json),
+            Command::ShowMemory { json } => commands::show_memory(&mut out, &self.memory(), json),
+            Command::ShowStatus => self.supervisor.status(&mut out),
+            Command::Release { domain } => {
+                if !self.supervisor.release(domain, apps_now()) {
+                    println!("release: the subsystem of {} is not held down", domain.name());
+                }
+                Ok(())
+            }
+            Command::Shutdown => {
                 println!("bulkhead: shutting down");
                 exit::exit(exit::ExitCode::Shutdown)
             }
-            "show interfaces" => {
-                for p in &self.ports {
-                    println!(
-                        "{} {} rx {} tx {}",
-                        p.name,
-                        EthernetAddress(p.nic.mac),
-                        p.nic.counters.rx_packets,
-                        p.nic.counters.tx_packets
-                    );
-                }
+            Command::DebugHog { domain, bytes } => {
+                self.debug(domain, |sup| sup.spawn(domain, || Box::new(diag::Hog::new(bytes))))
             }
-            other => println!("unknown command: {}", other),
+            Command::DebugLeak { domain, bytes } => {
+                self.debug(domain, |sup| sup.spawn(domain, || Box::new(diag::Leak::new(bytes))))
+            }
+            Command::DebugShed { domain } => self.debug(domain, |sup| {
+                if sup.force_shed(domain, apps_now()) {
+                    Ok(())
+                } else {
+                    Err(bulkhead_apps::supervisor::SpawnError::NotUp(domain))
+                }
+            }),
+            Command::ShowRoute { .. } | Command::ShowFlows { .. } => {
+                println!("the forwarder is not built into this image yet");
+                Ok(())
+            }
+        };
+        if result.is_err() {
+            println!("(output failed)");
+        }
+    }
+
+    fn interfaces(&self) -> Vec<InterfaceStatus> {
+        self.ports
+            .iter()
+            .map(|p| {
+                let c = &p.nic.counters;
+                let mut drops = alloc::vec![
+                    ("rx_errors", c.rx_errors),
+                    ("tx_ring_full", c.tx_ring_full),
+                    ("tx_oversize", c.tx_oversize),
+                ];
+                drops.extend(
+                    DispatchDrop::ALL.iter().zip(p.dispatch_drops.iter()).map(|(r, n)| (r.name(), *n)),
+                );
+                InterfaceStatus {
+                    name: String::from(p.name),
+                    mac: p.nic.mac,
+                    pci: p.nic.pci,
+                    address: p.address.map(to_config),
+                    mtu: p.mtu,
+                    rx_packets: c.rx_packets,
+                    rx_bytes: c.rx_bytes,
+                    tx_packets: c.tx_packets,
+                    tx_bytes: c.tx_bytes,
+                    drops,
+                }
+            })
+            .collect()
+    }
+
+    /// Runs a `debug` command if diagnostics are enabled in the configuration.
+    fn debug(
+        &mut self,
+        domain: Domain,
+        run: impl FnOnce(&mut Supervisor<AllocatorBooks>) -> Result<(), bulkhead_apps::supervisor::SpawnError>,
+    ) -> core::fmt::Result {
+        if !self.diagnostics {
+            println!("debug commands are off ([diagnostics] enabled = false)");
+            return Ok(());
+        }
+        match run(&mut self.supervisor) {
+            Ok(()) => println!("ok ({})", domain.name()),
+            Err(e) => println!("debug: {}", e),
+        }
+        Ok(())
+    }
+
+    fn memory(&self) -> MemoryStatus {
+        let domains = Domain::ALL
+            .iter()
+            .map(|&domain| {
+                let s = ALLOCATOR.stats(domain);
+                let report = self.supervisor.report(domain);
+                DomainMemory {
+                    domain,
+                    used: s.used,
+                    peak: s.peak,
+                    blocks: s.blocks as u64,
+                    chunks: s.chunks as u64,
+                    soft: s.soft,
+                    quota: s.hard,
+                    failed_admissions: s.failed_admissions,
+                    sheds: report.map_or(0, |r| r.sheds),
+                    last_leak: report.and_then(|r| r.last_leak),
+                    state: report.map(|r| r.state),
+                }
+            })
+            .collect();
+        let h = ALLOCATOR.heap_stats();
+        MemoryStatus {
+            domains,
+            heap: HeapStatus { total: h.total, used: h.used, free: h.free, largest_free: h.largest_free },
         }
     }
 
     /// Sleeps until the earliest deadline, a NIC interrupt or console input.
     fn sleep(&mut self, now: Instant) {
         let mut wake = now + smoltcp::time::Duration::from_micros(MAX_SLEEP_MICROS);
+        if let Some(at) = self.supervisor.next_deadline(apps_now()) {
+            wake = wake.min(Instant::from_micros(at.total_micros() as i64));
+        }
         for port in self.ports.iter_mut() {
             if let Some(at) = port.stack.poll_at(now) {
                 wake = wake.min(at);
@@ -210,5 +429,11 @@ impl Appliance {
         let micros = (wake - now).total_micros().max(1);
         apic::set_timer_micros(micros);
         arch::wait_for_interrupt();
+    }
+}
+
+fn count_drop(counters: &mut [u64; DispatchDrop::ALL.len()], reason: DispatchDrop) {
+    if let Some(i) = DispatchDrop::ALL.iter().position(|r| *r == reason) {
+        counters[i] += 1;
     }
 }

@@ -6,7 +6,9 @@ use bulkhead_kernel::virtio::{Nic, MAX_FRAME};
 use smoltcp::iface::{Config, Interface, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Cidr};
+
+const ETHERNET_HEADER: usize = 14;
 
 /// A received frame, copied out of the NIC's ring, waiting for smoltcp.
 pub struct Frame {
@@ -35,6 +37,8 @@ impl Frame {
 struct FrameDevice<'a> {
     rx: Option<&'a Frame>,
     nic: &'a mut Nic,
+    /// The interface's IP MTU.
+    mtu: u16,
 }
 
 struct FrameRx<'a>(&'a Frame);
@@ -89,7 +93,7 @@ impl<'a> Device for FrameDevice<'a> {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = MAX_FRAME;
+        caps.max_transmission_unit = (usize::from(self.mtu) + ETHERNET_HEADER).min(MAX_FRAME);
         caps.max_burst_size = Some(16);
         caps
     }
@@ -99,36 +103,33 @@ impl<'a> Device for FrameDevice<'a> {
 pub struct Stack {
     pub iface: Interface,
     pub sockets: SocketSet<'static>,
+    mtu: u16,
 }
 
 impl Stack {
-    pub fn new(nic: &mut Nic, address: Option<Ipv4Cidr>, seed: u64, now: Instant) -> Stack {
+    pub fn new(nic: &mut Nic, address: Option<Ipv4Cidr>, mtu: u16, seed: u64, now: Instant) -> Stack {
         let config = Config::new(EthernetAddress(nic.mac).into());
         let mut config = config;
         config.random_seed = seed;
-        let mut device = FrameDevice { rx: None, nic };
+        let mut device = FrameDevice { rx: None, nic, mtu };
         let mut iface = Interface::new(config, &mut device, now);
         if let Some(cidr) = address {
             iface.update_ip_addrs(|addrs| {
                 let _ = addrs.push(IpCidr::Ipv4(cidr));
             });
         }
-        Stack { iface, sockets: SocketSet::new(alloc::vec::Vec::new()) }
-    }
-
-    pub fn address(&self) -> Option<Ipv4Address> {
-        self.iface.ipv4_addr()
+        Stack { iface, sockets: SocketSet::new(alloc::vec::Vec::new()), mtu }
     }
 
     /// Hands one received frame to smoltcp.
     pub fn ingress(&mut self, nic: &mut Nic, frame: &Frame, now: Instant) {
-        let mut device = FrameDevice { rx: Some(frame), nic };
+        let mut device = FrameDevice { rx: Some(frame), nic, mtu: self.mtu };
         let _ = self.iface.poll_ingress_single(now, &mut device, &mut self.sockets);
     }
 
     /// Lets smoltcp send what it has queued (replies, retransmissions, ARP).
     pub fn egress(&mut self, nic: &mut Nic, now: Instant) {
-        let mut device = FrameDevice { rx: None, nic };
+        let mut device = FrameDevice { rx: None, nic, mtu: self.mtu };
         self.iface.poll_maintenance(now);
         let _ = self.iface.poll_egress(now, &mut device, &mut self.sockets);
     }

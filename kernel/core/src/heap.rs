@@ -1,10 +1,11 @@
-//! The global allocator over the RAM the memory map reports.
+//! The global allocator: the accounted `DomainAllocator` over the RAM the memory map reports.
 
 use crate::boot::BootInfo;
-use linked_list_allocator::LockedHeap;
+use bulkhead_mem::DomainAllocator;
 
+/// Every allocation in the image goes through here and is charged to the current domain.
 #[global_allocator]
-pub static ALLOCATOR: LockedHeap = LockedHeap::empty();
+pub static ALLOCATOR: DomainAllocator = DomainAllocator::new();
 
 unsafe extern "C" {
     static __kernel_end: u8;
@@ -30,16 +31,5 @@ pub fn find_region(boot: &BootInfo) -> Option<HeapRegion> {
 /// `region` must be unused RAM, identity-mapped, never handed out again.
 pub unsafe fn init(region: HeapRegion) {
     // SAFETY: caller's contract.
-    unsafe { ALLOCATOR.lock().init(region.start as *mut u8, region.size as usize) };
-}
-
-pub struct HeapFigures {
-    pub total: usize,
-    pub used: usize,
-    pub free: usize,
-}
-
-pub fn figures() -> HeapFigures {
-    let heap = ALLOCATOR.lock();
-    HeapFigures { total: heap.size(), used: heap.used(), free: heap.free() }
+    unsafe { ALLOCATOR.init(region.start as *mut u8, region.size as usize) };
 }

@@ -79,7 +79,7 @@ impl BarAllocator {
             if let Ok(bars) = root.bars(f.address) {
                 for bar in bars.iter().flatten() {
                     if let Some((addr, size)) = bar.memory_address_size() {
-                        if addr >= MMIO_WINDOW_START && addr < MMIO_WINDOW_END {
+                        if (MMIO_WINDOW_START..MMIO_WINDOW_END).contains(&addr) {
                             next = next.max(addr + size);
                         }
                     }

@@ -20,9 +20,11 @@ const TX_FIFO_DEPTH: usize = 16;
 
 pub struct Serial {
     initialised: bool,
+    /// Whether the last byte written ended a line (log lines start on a fresh line).
+    at_line_start: bool,
 }
 
-pub static CONSOLE: Mutex<Serial> = Mutex::new(Serial { initialised: false });
+pub static CONSOLE: Mutex<Serial> = Mutex::new(Serial { initialised: false, at_line_start: true });
 
 impl Serial {
     fn init(&mut self) {
@@ -38,6 +40,9 @@ impl Serial {
     }
 
     fn write_bytes(&mut self, bytes: &[u8]) {
+        if let Some(&last) = bytes.last() {
+            self.at_line_start = last == b'\n';
+        }
         for chunk in bytes.chunks(TX_FIFO_DEPTH) {
             let mut spins = 0u32;
             while inb(LINE_STATUS) & LSR_THR_EMPTY == 0 && spins < 100_000 {
@@ -131,8 +136,13 @@ impl log::Log for ConsoleLogger {
             log::Level::Warn => "WARN ",
             _ => "",
         };
-        write_fmt(format_args!(
-            "[{:5}.{:03}] {}{}\n",
+        let mut console = CONSOLE.lock();
+        // A log line that arrives while the prompt (or a half-typed line) is shown starts on a
+        // line of its own.
+        let fresh = if console.at_line_start { "" } else { "\n" };
+        let _ = console.write_fmt(format_args!(
+            "{}[{:5}.{:03}] {}{}\n",
+            fresh,
             micros / 1_000_000,
             (micros / 1000) % 1000,
             level,

@@ -43,7 +43,7 @@ unsafe impl Hal for KernelHal {
     }
 
     unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
-        crate::paging::map_mmio(paddr as u64, size as u64);
+        crate::paging::map_mmio(paddr, size as u64);
         NonNull::new(paddr as *mut u8).expect("MMIO at address 0")
     }
 
