@@ -186,6 +186,9 @@ pub struct SubsystemReport {
     pub leaks: u64,
     pub last_leak: Option<Leak>,
     pub restart_at: Option<Instant>,
+    /// From the loop turn that found the domain over its hard quota (or failed) to the turn
+    /// that had the subsystem up again, for the last take-down that recovered.
+    pub last_recovery: Option<Duration>,
     pub pressure: bool,
 }
 
@@ -212,6 +215,9 @@ struct Slot {
     restarts: u64,
     leaks: u64,
     last_leak: Option<Leak>,
+    /// When the current take-down began (cleared once the subsystem is up again).
+    taken_down_at: Option<Instant>,
+    last_recovery: Option<Duration>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -262,6 +268,8 @@ impl<B: MemoryBooks> Supervisor<B> {
             restarts: 0,
             leaks: 0,
             last_leak: None,
+            taken_down_at: None,
+            last_recovery: None,
         });
         Ok(())
     }
@@ -404,19 +412,20 @@ impl<B: MemoryBooks> Supervisor<B> {
     pub fn status(&self, out: &mut dyn Write) -> fmt::Result {
         writeln!(
             out,
-            "{:<12} {:<10} {:<11} {:>6} {:>6} {:>8}  Last leak",
-            "Name", "Domain", "State", "Sheds", "Fails", "Restarts"
+            "{:<12} {:<10} {:<11} {:>6} {:>6} {:>8} {:>10}  Last leak",
+            "Name", "Domain", "State", "Sheds", "Fails", "Restarts", "Recovery"
         )?;
         for s in &self.slots {
             write!(
                 out,
-                "{:<12} {:<10} {:<11} {:>6} {:>6} {:>8}  ",
+                "{:<12} {:<10} {:<11} {:>6} {:>6} {:>8} {:>10}  ",
                 s.sub.name(),
                 s.domain.name(),
                 s.state.name(),
                 s.sheds,
                 s.failures,
-                s.restarts
+                s.restarts,
+                RecoveryText(s.last_recovery)
             )?;
             match s.last_leak {
                 Some(l) => writeln!(out, "{} bytes in {} blocks", l.bytes, l.blocks)?,
@@ -450,7 +459,14 @@ impl<B: MemoryBooks> Supervisor<B> {
         self.books.set_baseline(d);
         let sub = &mut slot.sub;
         match self.books.with_domain(d, || sub.start(now)) {
-            Ok(()) => slot.state = SubsystemState::Up,
+            Ok(()) => {
+                slot.state = SubsystemState::Up;
+                if let Some(down) = slot.taken_down_at.take() {
+                    let took = Duration::from_micros(now.total_micros().saturating_sub(down.total_micros()));
+                    slot.last_recovery = Some(took);
+                    log::info!("{} restarted {} after its take-down", slot.sub.name(), took);
+                }
+            }
             Err(e) => {
                 log::warn!("{} failed to start: {:?}", slot.sub.name(), e);
                 self.take_down(i, now, Cause::Failed);
@@ -463,6 +479,7 @@ impl<B: MemoryBooks> Supervisor<B> {
         let Some(slot) = self.slots.get_mut(i) else { return };
         let d = slot.domain;
         slot.state = SubsystemState::Shedding;
+        slot.taken_down_at.get_or_insert(now);
         match cause {
             Cause::OverQuota => {
                 log::warn!("shed {}: domain {} over its hard quota", slot.sub.name(), d.name())
@@ -524,7 +541,20 @@ impl Slot {
             leaks: self.leaks,
             last_leak: self.last_leak,
             restart_at: self.restart_at,
+            last_recovery: self.last_recovery,
             pressure: self.pressure,
+        }
+    }
+}
+
+/// The last recovery time in `show status`, or `-`.
+struct RecoveryText(Option<Duration>);
+
+impl fmt::Display for RecoveryText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(d) => f.pad(&alloc::format!("{}us", d.total_micros())),
+            None => f.pad("-"),
         }
     }
 }
@@ -805,6 +835,11 @@ mod tests {
         r.sup.poll(ms(13));
         let rep = r.sup.report(Domain::Bmp).unwrap();
         assert_eq!((rep.state, rep.restarts), (SubsystemState::Up, 1));
+        assert_eq!(
+            rep.last_recovery,
+            Some(Duration::from_millis(10)),
+            "from the shed turn to the restart turn"
+        );
         assert_eq!(r.events.borrow().as_slice(), ["start@0", "shed", "start@13"]);
     }
 

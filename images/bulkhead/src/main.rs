@@ -42,6 +42,8 @@ const MAX_SLEEP_MICROS: u64 = 1_000_000;
 const MAX_NICS: usize = 4;
 /// The fw_cfg file that carries the configuration.
 const CONFIG_FILE: &str = "opt/bulkhead/config.toml";
+/// A shed subsystem restarts this soon the first time, then with doubling backoff.
+const FIRST_RESTART_BACKOFF: bulkhead_apps::time::Duration = bulkhead_apps::time::Duration::from_millis(1);
 /// The most one subsystem poll may allocate, diagnostics tasks excluded (every subsystem does
 /// bounded work per poll; the forwarder's flow table is allocated at start, not per packet).
 const MAX_SUBSYSTEM_STEP: usize = 64 * 1024;
@@ -127,8 +129,11 @@ fn main(boot: BootInfo) -> ! {
     }
     let mut supervisor = Supervisor::new(AllocatorBooks(&ALLOCATOR));
     for subsystem in subsystems() {
-        let policy =
-            RestartPolicy { limit: plan.restart_limit(subsystem.domain()), ..RestartPolicy::default() };
+        let policy = RestartPolicy {
+            limit: plan.restart_limit(subsystem.domain()),
+            initial_backoff: FIRST_RESTART_BACKOFF,
+            ..RestartPolicy::default()
+        };
         if let Err(e) = supervisor.add(subsystem, policy) {
             panic!("subsystem table: {:?}", e);
         }
