@@ -14,7 +14,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use bulkhead_apps::addr::Ipv4Cidr as ConfigCidr;
 use bulkhead_apps::books::AllocatorBooks;
-use bulkhead_apps::config::{Config, MemoryPlan, NicId, DEFAULT_CONFIG};
+use bulkhead_apps::config::{Config, MemoryPlan, NicId};
 use bulkhead_apps::console::{
     self as commands, Command, DomainMemory, HeapStatus, InterfaceStatus, MemoryStatus,
 };
@@ -160,7 +160,7 @@ fn load_config() -> Config {
             Ok(text) => text,
             Err(e) => refuse(format_args!("config: not UTF-8 (byte {})", e.utf8_error().valid_up_to())),
         },
-        Ok(None) | Err(fwcfg::FwCfgError::Absent) => String::from(DEFAULT_CONFIG),
+        Ok(None) | Err(fwcfg::FwCfgError::Absent) => return Config::builtin_default(),
         Err(e) => refuse(format_args!("config: fw_cfg {} unreadable: {:?}", CONFIG_FILE, e)),
     };
     match Config::parse(&text) {

@@ -67,30 +67,44 @@ pub fn enumerate(root: &mut PciRoot<PortCam>) -> Vec<PciFunction> {
 }
 
 /// Hands out addresses for unassigned memory BARs.
+///
+/// BARs are sized (which needs writes to the BAR) only with the function's decoding off: every
+/// toggle of memory decoding makes the hypervisor rebuild its memory map, which costs about a
+/// millisecond under QEMU. So a function is set up as: `disable_decode`, `assign`, everything
+/// that reads BAR addresses (the virtio transport, the MSI-X table, the common configuration),
+/// then `enable_decode` once.
 pub struct BarAllocator {
     next: u64,
 }
 
+/// Granularity above the firmware's highest BAR where assignment starts (the sizes of BARs the
+/// firmware placed are not probed, see above).
+const FIRMWARE_BAR_GAP: u64 = 16 << 20;
+
 impl BarAllocator {
-    /// Starts above every BAR the firmware already placed in the window.
-    pub fn new(root: &mut PciRoot<PortCam>, functions: &[PciFunction]) -> BarAllocator {
-        let mut next = MMIO_WINDOW_START;
+    /// Starts above every memory BAR the firmware already placed in the window (read, not sized).
+    pub fn new(functions: &[PciFunction]) -> BarAllocator {
+        let cam = PortCam;
+        let mut highest = 0;
         for f in functions {
-            if let Ok(bars) = root.bars(f.address) {
-                for bar in bars.iter().flatten() {
-                    if let Some((addr, size)) = bar.memory_address_size() {
-                        if (MMIO_WINDOW_START..MMIO_WINDOW_END).contains(&addr) {
-                            next = next.max(addr + size);
-                        }
-                    }
+            for index in 0..6u8 {
+                let raw = u64::from(cam.read_word(f.address, 0x10 + 4 * index));
+                let address = raw & !0xf;
+                if raw & 1 == 0 && (MMIO_WINDOW_START..MMIO_WINDOW_END).contains(&address) {
+                    highest = highest.max(address);
                 }
             }
         }
+        let next = if highest == 0 {
+            MMIO_WINDOW_START
+        } else {
+            (highest + FIRMWARE_BAR_GAP) & !(FIRMWARE_BAR_GAP - 1)
+        };
         BarAllocator { next }
     }
 
-    /// Assigns every memory BAR of `f` that is still 0, maps all its memory BARs, and enables
-    /// memory decoding and bus mastering.
+    /// Assigns every memory BAR of `f` that is still 0 and maps all its memory BARs. Call with
+    /// decoding off (`disable_decode`).
     pub fn assign(&mut self, root: &mut PciRoot<PortCam>, f: &PciFunction) {
         let Ok(bars) = root.bars(f.address) else {
             return;
@@ -115,30 +129,48 @@ impl BarAllocator {
             }
             crate::paging::map_mmio(address, size);
         }
-        let (_, command) = root.get_status_command(f.address);
-        root.set_command(f.address, command | Command::MEMORY_SPACE | Command::BUS_MASTER);
     }
 }
 
-/// Enables MSI-X on `f` with table entry 0 delivering `vector` to this CPU. Returns false if
-/// the function has no MSI-X capability.
-pub fn enable_msix(root: &mut PciRoot<PortCam>, f: &PciFunction, vector: u8) -> bool {
-    let Some(cap) = root.capabilities(f.address).find(|c| c.id == CAP_MSIX) else {
-        return false;
+/// Turns memory and I/O decoding of `f` off (for BAR sizing without memory-map churn).
+pub fn disable_decode(root: &mut PciRoot<PortCam>, f: &PciFunction) {
+    let (_, command) = root.get_status_command(f.address);
+    let off = command & !(Command::MEMORY_SPACE | Command::IO_SPACE);
+    if off != command {
+        root.set_command(f.address, off);
+    }
+}
+
+/// Turns memory decoding and bus mastering of `f` on.
+pub fn enable_decode(root: &mut PciRoot<PortCam>, f: &PciFunction) {
+    let (_, command) = root.get_status_command(f.address);
+    root.set_command(f.address, command | Command::MEMORY_SPACE | Command::BUS_MASTER);
+}
+
+/// Where `f`'s MSI-X capability and table are.
+#[derive(Clone, Copy, Debug)]
+pub struct MsixTable {
+    capability: u8,
+    entry0: u64,
+}
+
+/// Finds `f`'s MSI-X capability and the address of its table (BARs assigned, decode off).
+pub fn msix_table(root: &mut PciRoot<PortCam>, f: &PciFunction) -> Option<MsixTable> {
+    let cap = root.capabilities(f.address).find(|c| c.id == CAP_MSIX)?;
+    let table = PortCam.read_word(f.address, cap.offset + 4);
+    let Ok(Some(bar)) = root.bar_info(f.address, (table & 0x7) as u8) else {
+        return None;
     };
-    let cam = PortCam;
-    let table = cam.read_word(f.address, cap.offset + 4);
-    let bir = (table & 0x7) as u8;
-    let Ok(Some(bar)) = root.bar_info(f.address, bir) else {
-        return false;
-    };
-    let Some((bar_address, _)) = bar.memory_address_size() else {
-        return false;
-    };
-    let entry = (bar_address + u64::from(table & !0x7)) as *mut u32;
+    let (bar_address, _) = bar.memory_address_size()?;
+    Some(MsixTable { capability: cap.offset, entry0: bar_address + u64::from(table & !0x7) })
+}
+
+/// Enables MSI-X on `f` with table entry 0 delivering `vector` to this CPU (decode on).
+pub fn enable_msix(f: &PciFunction, table: MsixTable, vector: u8) {
+    let entry = table.entry0 as *mut u32;
     let (address, data) = crate::apic::msi_message(vector);
-    // SAFETY: the MSI-X table lies in a BAR that `BarAllocator::assign` mapped; entry 0 exists
-    // (table size ≥ 1 by definition of the capability).
+    // SAFETY: the MSI-X table lies in a BAR that `BarAllocator::assign` mapped and decoding is
+    // on; entry 0 exists (a table has at least one entry by definition of the capability).
     unsafe {
         core::ptr::write_volatile(entry, address as u32);
         core::ptr::write_volatile(entry.add(1), (address >> 32) as u32);
@@ -146,10 +178,9 @@ pub fn enable_msix(root: &mut PciRoot<PortCam>, f: &PciFunction, vector: u8) -> 
         core::ptr::write_volatile(entry.add(3), 0); // unmasked
     }
     let mut cam = PortCam;
-    let control = cam.read_word(f.address, cap.offset);
+    let control = cam.read_word(f.address, table.capability);
     // Message control is the upper half of the first dword: set Enable (bit 15), clear Function Mask (bit 14).
-    cam.write_word(f.address, cap.offset, (control | (1 << 31)) & !(1 << 30));
-    true
+    cam.write_word(f.address, table.capability, (control | (1 << 31)) & !(1 << 30));
 }
 
 /// The virtio "common configuration" structure of `f`, from its vendor capability (type 1).

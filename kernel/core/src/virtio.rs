@@ -92,11 +92,21 @@ pub struct Nic {
 }
 
 impl Nic {
-    /// Brings up the virtio-net function `f` (BARs assigned), posts every receive buffer, and
-    /// routes its queue interrupts to `vector` through MSI-X.
-    pub fn new(root: &mut PciRoot<PortCam>, f: &PciFunction, vector: u8) -> Result<Nic, NicError> {
+    /// Brings up the virtio-net function `f`, posts every receive buffer, and routes its queue
+    /// interrupts to `vector` through MSI-X. See `pci::BarAllocator` for the order of steps.
+    pub fn new(
+        root: &mut PciRoot<PortCam>,
+        allocator: &mut BarAllocator,
+        f: &PciFunction,
+        vector: u8,
+    ) -> Result<Nic, NicError> {
+        pci::disable_decode(root, f);
+        allocator.assign(root, f);
         let transport =
             PciTransport::new::<KernelHal, PortCam>(root, f.address).map_err(|_| NicError::Transport)?;
+        let msix = pci::msix_table(root, f);
+        let common = pci::virtio_common_cfg(root, f);
+        pci::enable_decode(root, f);
         let mut device = Device::new(transport).map_err(|_| NicError::Device)?;
         let mac = device.mac_address();
         let mut nic = Nic {
@@ -116,10 +126,9 @@ impl Nic {
         for index in 0..QUEUE_SIZE {
             nic.post_rx(index)?;
         }
-        if pci::enable_msix(root, f, vector) {
-            if let Some(common) = pci::virtio_common_cfg(root, f) {
-                route_queue_vectors(common);
-            }
+        if let (Some(msix), Some(common)) = (msix, common) {
+            pci::enable_msix(f, msix, vector);
+            route_queue_vectors(common);
         }
         Ok(nic)
     }
@@ -261,7 +270,7 @@ fn route_queue_vectors(common: *mut u8) {
 pub fn probe_nics(max: usize) -> Vec<Nic> {
     let mut root = pci::root();
     let functions = pci::enumerate(&mut root);
-    let mut allocator = BarAllocator::new(&mut root, &functions);
+    let mut allocator = BarAllocator::new(&functions);
     let mut nics = Vec::new();
     for f in
         functions.iter().filter(|f| f.vendor_id == 0x1af4 && (f.device_id == 0x1041 || f.device_id == 0x1000))
@@ -270,9 +279,8 @@ pub fn probe_nics(max: usize) -> Vec<Nic> {
             log::warn!("bulkhead: more than {} NICs, {} ignored", max, f.address);
             continue;
         }
-        allocator.assign(&mut root, f);
         let vector = crate::apic::NIC_VECTOR_BASE + nics.len() as u8;
-        match Nic::new(&mut root, f, vector) {
+        match Nic::new(&mut root, &mut allocator, f, vector) {
             Ok(nic) => nics.push(nic),
             Err(e) => log::error!("bulkhead: NIC at {} failed: {:?}", f.address, e),
         }
