@@ -12,7 +12,7 @@ use core::fmt::{self, Write};
 use crate::addr::{Ipv4, Ipv4Cidr};
 use crate::domain::Domain;
 use crate::json::JsonWriter;
-use crate::supervisor::{Leak, SubsystemState};
+use crate::supervisor::{Leak, SubsystemReport, SubsystemState};
 use crate::units::{parse_size, HumanSize};
 
 /// Every command, one line each, as `help` prints it.
@@ -22,7 +22,7 @@ show interfaces [json]      NICs: address, MTU, packet and drop counters
 show memory [json]          memory per domain: used, peak, quotas, sheds, leaks; the heap
 show route [PREFIX] [json]  the routing table, or the routes inside PREFIX (a.b.c.d[/len])
 show flows [json]           the forwarder's flow table
-show status                 subsystems: state, sheds, failures, restarts, last leak
+show status [json]          subsystems: state, sheds, failures, restarts, recovery, leaks
 release DOMAIN              lift the hold-down of the subsystem of DOMAIN and restart it
 shutdown                    stop the appliance
 debug hog DOMAIN SIZE       allocate SIZE in DOMAIN and keep it until the domain is shed
@@ -41,7 +41,7 @@ pub enum Command {
     ShowMemory { json: bool },
     ShowRoute { prefix: Option<Ipv4Cidr>, json: bool },
     ShowFlows { json: bool },
-    ShowStatus,
+    ShowStatus { json: bool },
     Release { domain: Domain },
     Shutdown,
     DebugHog { domain: Domain, bytes: usize },
@@ -106,6 +106,8 @@ pub struct DomainMemory {
     /// Admissions refused with `OverQuota`.
     pub failed_admissions: u64,
     pub sheds: u64,
+    /// Sheds that left memory behind.
+    pub leaks: u64,
     pub last_leak: Option<Leak>,
     /// The state of the subsystem owning the domain; `None` for the kernel.
     pub state: Option<SubsystemState>,
@@ -136,7 +138,9 @@ impl Command {
             ["show", "flows", rest @ ..] => {
                 json_flag("show flows", rest).map(|json| Command::ShowFlows { json })
             }
-            ["show", "status", rest @ ..] => no_more("show status", rest).map(|()| Command::ShowStatus),
+            ["show", "status", rest @ ..] => {
+                json_flag("show status", rest).map(|json| Command::ShowStatus { json })
+            }
             ["show", "route", rest @ ..] => {
                 let (prefix, rest) = match rest {
                     [first, rest @ ..] if *first != "json" => (Some(parse_prefix(first)?), rest),
@@ -379,6 +383,35 @@ fn interfaces_json(out: &mut impl Write, interfaces: &[InterfaceStatus]) -> fmt:
     out.write_char('\n')
 }
 
+/// `show status json`: every subsystem's figures on one line (the table form is the
+/// supervisor's own `status`).
+pub fn status_json(out: &mut impl Write, reports: impl Iterator<Item = SubsystemReport>) -> fmt::Result {
+    let mut j = JsonWriter::new(out);
+    j.begin_object()?;
+    j.key("subsystems")?;
+    j.begin_array()?;
+    for r in reports {
+        j.begin_object()?;
+        j.field_str("name", r.name)?;
+        j.field_str("domain", r.domain.name())?;
+        j.field_str("state", r.state.name())?;
+        j.field_u64("sheds", r.sheds)?;
+        j.field_u64("failures", r.failures)?;
+        j.field_u64("restarts", r.restarts)?;
+        j.field_u64("leaks", r.leaks)?;
+        j.key("last_recovery_us")?;
+        match r.last_recovery {
+            Some(d) => j.u64(d.total_micros())?,
+            None => j.null()?,
+        }
+        j.field_bool("pressure", r.pressure)?;
+        j.end_object()?;
+    }
+    j.end_array()?;
+    j.end_object()?;
+    out.write_char('\n')
+}
+
 fn memory_json(out: &mut impl Write, memory: &MemoryStatus) -> fmt::Result {
     let mut j = JsonWriter::new(out);
     j.begin_object()?;
@@ -400,6 +433,7 @@ fn memory_json(out: &mut impl Write, memory: &MemoryStatus) -> fmt::Result {
         j.field_u64("quota", d.quota as u64)?;
         j.field_u64("failed_admissions", d.failed_admissions)?;
         j.field_u64("sheds", d.sheds)?;
+        j.field_u64("leaks", d.leaks)?;
         j.key("last_leak")?;
         match d.last_leak {
             Some(l) => {
@@ -482,7 +516,8 @@ mod tests {
             ),
             ("show flows", Command::ShowFlows { json: false }),
             ("show flows json", Command::ShowFlows { json: true }),
-            ("show status", Command::ShowStatus),
+            ("show status", Command::ShowStatus { json: false }),
+            ("show status json", Command::ShowStatus { json: true }),
             ("release bmp", Command::Release { domain: Domain::Bmp }),
             ("shutdown", Command::Shutdown),
             ("debug hog bmp 8MiB", Command::DebugHog { domain: Domain::Bmp, bytes: 8 << 20 }),
@@ -657,6 +692,7 @@ nic3   52:54:00:12:34:56 00:06.0  unnumbered          1500          10          
             quota,
             failed_admissions: 0,
             sheds: 0,
+            leaks: 0,
             last_leak: None,
             state: Some(SubsystemState::Up),
         };
@@ -666,6 +702,7 @@ nic3   52:54:00:12:34:56 00:06.0  unnumbered          1500          10          
                 DomainMemory {
                     failed_admissions: 12,
                     sheds: 3,
+                    leaks: 1,
                     last_leak: Some(Leak { bytes: 4096, blocks: 2 }),
                     state: Some(SubsystemState::HeldDown),
                     ..row(Domain::Bmp, 900, 16 << 20)
@@ -689,14 +726,42 @@ Heap: 256.0 MB total, 3.0 MB used, 253.0 MB free, largest free block 250.0 MB
     }
 
     #[test]
+    fn status_json_golden_and_valid() {
+        let report = SubsystemReport {
+            name: "bmp",
+            domain: Domain::Bmp,
+            state: SubsystemState::Up,
+            sheds: 2,
+            failures: 0,
+            restarts: 2,
+            leaks: 1,
+            last_leak: Some(Leak { bytes: 112, blocks: 1 }),
+            restart_at: None,
+            last_recovery: Some(crate::time::Duration::from_micros(1500)),
+            pressure: false,
+        };
+        let mut s = String::new();
+        status_json(&mut s, [report].into_iter()).unwrap();
+        assert_eq!(
+            s,
+            concat!(
+                r#"{"subsystems":[{"name":"bmp","domain":"bmp","state":"up","sheds":2,"failures":0,"restarts":2,"#,
+                r#""leaks":1,"last_recovery_us":1500,"pressure":false}]}"#,
+                "\n"
+            )
+        );
+        assert!(is_valid_json(s.trim_end()));
+    }
+
+    #[test]
     fn memory_json_golden_and_valid() {
         let mut s = String::new();
         show_memory(&mut s, &memory(), true).unwrap();
         let want = concat!(
             r#"{"domains":[{"domain":"kernel","state":null,"used":1048576,"peak":2097152,"blocks":7,"chunks":2,"#,
-            r#""soft":12582912,"quota":16777216,"failed_admissions":0,"sheds":0,"last_leak":null},"#,
+            r#""soft":12582912,"quota":16777216,"failed_admissions":0,"sheds":0,"leaks":0,"last_leak":null},"#,
             r#"{"domain":"bmp","state":"held-down","used":900,"peak":1800,"blocks":7,"chunks":2,"soft":12582912,"#,
-            r#""quota":16777216,"failed_admissions":12,"sheds":3,"last_leak":{"bytes":4096,"blocks":2}}],"#,
+            r#""quota":16777216,"failed_admissions":12,"sheds":3,"leaks":1,"last_leak":{"bytes":4096,"blocks":2}}],"#,
             r#""heap":{"total":268435456,"used":3145728,"free":265289728,"largest_free":262144000}}"#,
             "\n"
         );

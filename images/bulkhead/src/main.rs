@@ -308,7 +308,8 @@ impl Appliance {
             }
             Command::ShowInterfaces { json } => commands::show_interfaces(&mut out, &self.interfaces(), json),
             Command::ShowMemory { json } => commands::show_memory(&mut out, &self.memory(), json),
-            Command::ShowStatus => self.supervisor.status(&mut out),
+            Command::ShowStatus { json: false } => self.supervisor.status(&mut out),
+            Command::ShowStatus { json: true } => commands::status_json(&mut out, self.supervisor.reports()),
             Command::Release { domain } => {
                 if !self.supervisor.release(domain, apps_now()) {
                     println!("release: the subsystem of {} is not held down", domain.name());
@@ -404,6 +405,7 @@ impl Appliance {
                     quota: s.hard,
                     failed_admissions: s.failed_admissions,
                     sheds: report.map_or(0, |r| r.sheds),
+                    leaks: report.map_or(0, |r| r.leaks),
                     last_leak: report.and_then(|r| r.last_leak),
                     state: report.map(|r| r.state),
                 }

@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bulkhead_testbed::serde_json::{json, Value};
+use bulkhead_testbed::serde_json::json;
+
+use crate::figures::{median, print_table, Figure};
 use bulkhead_testbed::{Accel, Firmware, Vm, VmOptions};
 
 const BOOTS: usize = 10;
@@ -17,32 +19,6 @@ const KERNEL_READY_MAX_MS: f64 = 10.0;
 const SPAWN_READY_MAX_MS: f64 = 150.0;
 const IDLE_CPU_MAX_PERCENT: f64 = 2.0;
 const PING_RTT_MAX_MS: f64 = 1.0;
-
-/// One figure with its target (`value <= max`), when it has one.
-struct Figure {
-    name: String,
-    setup: String,
-    value: f64,
-    unit: &'static str,
-    max: Option<f64>,
-}
-
-impl Figure {
-    fn new(name: &str, setup: String, value: f64, unit: &'static str, max: Option<f64>) -> Figure {
-        Figure { name: name.into(), setup, value, unit, max }
-    }
-
-    fn met(&self) -> Option<bool> {
-        self.max.map(|max| self.value <= max)
-    }
-
-    fn to_json(&self) -> Value {
-        json!({
-            "figure": self.name, "setup": self.setup, "value": self.value, "unit": self.unit,
-            "target_max": self.max, "met": self.met(),
-        })
-    }
-}
 
 /// Runs the boot bench, prints its table, and writes the figures as JSON to `json` if given.
 pub fn run(json: Option<&Path>) {
@@ -175,28 +151,6 @@ fn ping_rtt(stdout: &str) -> Option<[f64; 4]> {
     let figures = line.split('=').nth(1)?.trim().trim_end_matches("ms").trim();
     let mut values = figures.split('/').map(|v| v.parse::<f64>().ok());
     Some([values.next()??, values.next()??, values.next()??, values.next()??])
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
-}
-
-fn print_table(figures: &[Figure]) {
-    println!("{:<30} {:<58} {:>12} {:<12} {:>10} met", "figure", "setup", "value", "unit", "target");
-    for f in figures {
-        let target = f.max.map_or("-".to_string(), |m| format!("<= {m}"));
-        let met = match f.met() {
-            Some(true) => "met",
-            Some(false) => "NOT MET",
-            None => "-",
-        };
-        println!("{:<30} {:<58} {:>12.3} {:<12} {:>10} {met}", f.name, f.setup, f.value, f.unit, target);
-    }
 }
 
 #[cfg(test)]

@@ -7,8 +7,10 @@ use std::process::ExitCode;
 
 mod alloc;
 mod boot;
+mod figures;
+mod shed;
 
-const BENCHES: [&str; 2] = ["boot", "alloc"];
+const BENCHES: [&str; 3] = ["boot", "shed", "alloc"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -41,6 +43,10 @@ fn run(bench: &str, json: &Path) -> ExitCode {
     match bench {
         "boot" => {
             boot::run(Some(json));
+            ExitCode::SUCCESS
+        }
+        "shed" => {
+            shed::run(Some(json));
             ExitCode::SUCCESS
         }
         "alloc" => alloc::main(&["--json".to_string(), json.display().to_string()]),
