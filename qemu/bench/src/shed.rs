@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bulkhead_testbed::serde_json::{json, Value};
-use bulkhead_testbed::{Accel, Vm, VmOptions};
+use bulkhead_testbed::{Accel, TempFile, Vm, VmOptions};
 
 use crate::figures::{median, print_table, Figure};
 
@@ -32,14 +32,14 @@ pub fn run(json: Option<&Path>) {
         eprintln!("shed bench: skipped: needs root (network namespaces and TAP devices)");
         return;
     }
-    let config = std::env::temp_dir().join(format!("bulkhead-bench-shed-{}.toml", std::process::id()));
-    if let Err(e) = std::fs::write(&config, CONFIG) {
-        eprintln!("shed bench: writing {}: {e}", config.display());
-        return;
-    }
-    let result = measure(&config);
-    let _ = std::fs::remove_file(&config);
-    let (accel, mut recoveries) = match result {
+    let config = match TempFile::new("bench-shed", CONFIG) {
+        Ok(file) => file,
+        Err(e) => {
+            eprintln!("shed bench: writing its configuration: {e}");
+            return;
+        }
+    };
+    let (accel, mut recoveries) = match measure(&config.0) {
         Ok(measured) => measured,
         Err(e) => {
             eprintln!("shed bench: {e}");

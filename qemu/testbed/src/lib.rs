@@ -42,6 +42,24 @@ pub fn image_path() -> PathBuf {
     }
 }
 
+/// A file in the temporary directory (a configuration for `-fw_cfg`, say), removed on drop.
+pub struct TempFile(pub PathBuf);
+
+impl TempFile {
+    /// Writes `text` to a file named after `tag` and this process.
+    pub fn new(tag: &str, text: &str) -> std::io::Result<TempFile> {
+        let path = std::env::temp_dir().join(format!("bulkhead-{tag}-{}.toml", std::process::id()));
+        std::fs::write(&path, text)?;
+        Ok(TempFile(path))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Whether this process runs as root (namespaces and TAP devices need it).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.

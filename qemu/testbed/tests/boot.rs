@@ -1,28 +1,15 @@
 //! Boots of the image in QEMU, each on its own namespaces and TAP devices.
 //! Skipped (with a message) only when not root; a missing image fails ("run make image").
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bulkhead_testbed::qemu::exit;
 use bulkhead_testbed::serde_json::Value;
-use bulkhead_testbed::{can_run, Ipv4Cidr, Vm, VmOptions};
+use bulkhead_testbed::{can_run, Ipv4Cidr, TempFile, Vm, VmOptions};
 
-/// A configuration file in the temporary directory, removed on drop.
-struct TempConfig(PathBuf);
-
-impl TempConfig {
-    fn new(tag: &str, text: &str) -> TempConfig {
-        let path = std::env::temp_dir().join(format!("bulkhead-{tag}-{}.toml", std::process::id()));
-        std::fs::write(&path, text).expect("write temporary configuration");
-        TempConfig(path)
-    }
-}
-
-impl Drop for TempConfig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+/// A configuration file for `-fw_cfg`, removed on drop.
+fn temp_config(tag: &str, text: &str) -> TempFile {
+    TempFile::new(tag, text).expect("write temporary configuration")
 }
 
 fn boot(options: VmOptions) -> Vm {
@@ -100,7 +87,7 @@ fn fw_cfg_configuration_sets_other_addresses() {
     if !can_run("fw_cfg_configuration_sets_other_addresses") {
         return;
     }
-    let config = TempConfig::new(
+    let config = temp_config(
         "addresses",
         "[[interface]]\nname = \"nic0\"\naddress = \"10.99.0.1/24\"\n\n\
          [[interface]]\nname = \"nic1\"\naddress = \"10.99.1.1/24\"\n",
@@ -117,7 +104,7 @@ fn bad_configuration_is_refused_with_line_and_key() {
     if !can_run("bad_configuration_is_refused_with_line_and_key") {
         return;
     }
-    let config = TempConfig::new("bad", "[[interface]]\nname = \"nic0\"\naddress = \"198.51.100.1/33\"\n");
+    let config = temp_config("bad", "[[interface]]\nname = \"nic0\"\naddress = \"198.51.100.1/33\"\n");
     let mut vm = Vm::spawn(VmOptions::new().nics(1).config(&config.0)).unwrap_or_else(|e| panic!("{e}"));
     let (which, line) = vm
         .wait_for_first(&["config line ", "bulkhead: ready in "], Duration::from_secs(20))

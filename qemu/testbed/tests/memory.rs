@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bulkhead_testbed::serde_json::Value;
-use bulkhead_testbed::{can_run, Vm, VmOptions};
+use bulkhead_testbed::{can_run, TempFile, Vm, VmOptions};
 
 /// Two NICs, a small bmp quota, diagnostics on.
 const CONFIG: &str = r#"
@@ -26,24 +26,8 @@ soft = "1536KiB"
 enabled = true
 "#;
 
-struct TempConfig(std::path::PathBuf);
-
-impl TempConfig {
-    fn new(tag: &str) -> TempConfig {
-        let path = std::env::temp_dir().join(format!("bulkhead-mem-{tag}-{}.toml", std::process::id()));
-        std::fs::write(&path, CONFIG).expect("write configuration");
-        TempConfig(path)
-    }
-}
-
-impl Drop for TempConfig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn boot(tag: &str) -> (Vm, TempConfig) {
-    let config = TempConfig::new(tag);
+fn boot(tag: &str) -> (Vm, TempFile) {
+    let config = TempFile::new(&format!("mem-{tag}"), CONFIG).expect("write configuration");
     let vm = Vm::boot(VmOptions::new().nics(2).config(&config.0)).unwrap_or_else(|e| panic!("boot: {e}"));
     (vm, config)
 }
