@@ -28,6 +28,7 @@ shutdown                    stop the appliance
 debug hog DOMAIN SIZE       allocate SIZE in DOMAIN and keep it until the domain is shed
 debug leak DOMAIN SIZE      allocate SIZE in DOMAIN and lose track of it (a leak on the next shed)
 debug shed DOMAIN           shed the subsystem of DOMAIN now
+debug panic                 panic on purpose (tests the panic path: location, message, exit)
 ";
 
 /// The longest word echoed back in an error.
@@ -47,6 +48,7 @@ pub enum Command {
     DebugHog { domain: Domain, bytes: usize },
     DebugLeak { domain: Domain, bytes: usize },
     DebugShed { domain: Domain },
+    DebugPanic,
 }
 
 /// Why a line is not a command.
@@ -161,6 +163,7 @@ impl Command {
                 let (domain, bytes) = domain_and_size("debug leak", rest)?;
                 Ok(Command::DebugLeak { domain, bytes })
             }
+            ["debug", "panic", rest @ ..] => no_more("debug panic", rest).map(|()| Command::DebugPanic),
             ["debug", "shed", rest @ ..] => {
                 let (domain, rest) = domain_arg("debug shed", rest)?;
                 no_more("debug shed", rest).map(|()| Command::DebugShed { domain })
@@ -518,6 +521,7 @@ mod tests {
             ("show flows json", Command::ShowFlows { json: true }),
             ("show status", Command::ShowStatus { json: false }),
             ("show status json", Command::ShowStatus { json: true }),
+            ("debug panic", Command::DebugPanic),
             ("release bmp", Command::Release { domain: Domain::Bmp }),
             ("shutdown", Command::Shutdown),
             ("debug hog bmp 8MiB", Command::DebugHog { domain: Domain::Bmp, bytes: 8 << 20 }),

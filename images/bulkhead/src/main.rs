@@ -122,11 +122,6 @@ fn main(boot: BootInfo) -> ! {
         };
         ports.push(Port { name, nic, stack, address, mtu, dispatch_drops: [0; DispatchDrop::ALL.len()] });
     }
-    for interface in &config.interfaces {
-        if usize::from(interface.nic.index()) >= ports.len() {
-            log::warn!("bulkhead: nic{} is configured but absent", interface.nic.index());
-        }
-    }
     let mut supervisor = Supervisor::new(AllocatorBooks(&ALLOCATOR));
     for subsystem in subsystems() {
         let policy = RestartPolicy {
@@ -147,6 +142,13 @@ fn main(boot: BootInfo) -> ! {
         editor: LineEditor::new(),
     };
     println!("bulkhead: ready in {} ms", time::micros_since_boot() / 1000);
+    // Not an error (a VM may be started with fewer NICs than configured), and said after the
+    // ready line: console bytes are slow under emulation.
+    for interface in &config.interfaces {
+        if usize::from(interface.nic.index()) >= appliance.ports.len() {
+            log::warn!("bulkhead: nic{} is configured but absent", interface.nic.index());
+        }
+    }
     print!("{}", PROMPT);
     appliance.run()
 }
@@ -333,6 +335,13 @@ impl Appliance {
                     Err(bulkhead_apps::supervisor::SpawnError::NotUp(domain))
                 }
             }),
+            Command::DebugPanic => {
+                if self.diagnostics {
+                    panic!("debug panic requested on the console");
+                }
+                println!("debug commands are off ([diagnostics] enabled = false)");
+                Ok(())
+            }
             Command::ShowRoute { .. } | Command::ShowFlows { .. } => {
                 println!("the forwarder is not built into this image yet");
                 Ok(())

@@ -124,3 +124,18 @@ fn shutdown_exits_with_33() {
     let code = vm.shutdown().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(code, exit::SHUTDOWN);
 }
+
+#[test]
+fn a_panic_prints_its_location_and_exits_with_3() {
+    if !can_run("a_panic_prints_its_location_and_exits_with_3") {
+        return;
+    }
+    let config = temp_config("panic", "[diagnostics]\nenabled = true\n");
+    let mut vm = boot(VmOptions::new().nics(1).config(&config.0));
+    vm.send_line("debug panic").unwrap_or_else(|e| panic!("{e}"));
+    let code = vm.wait_exit(Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(code, exit::PANIC, "console: {}", vm.console_text());
+    let console = vm.console_text();
+    let line = console.lines().find(|l| l.contains("panicked at")).unwrap_or_else(|| panic!("{console}"));
+    assert!(line.contains("main.rs:") && line.contains("debug panic requested"), "{line}");
+}
