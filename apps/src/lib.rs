@@ -11,6 +11,7 @@ pub mod console;
 pub mod diag;
 pub mod domain;
 pub mod json;
+pub mod routing;
 pub mod supervisor;
 pub mod time;
 pub mod units;
