@@ -9,6 +9,7 @@ pub mod books;
 pub mod config;
 pub mod console;
 pub mod diag;
+pub mod forwarder;
 pub mod domain;
 pub mod json;
 pub mod routing;

@@ -10,8 +10,10 @@ mod console;
 mod stack;
 
 use alloc::boxed::Box;
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::cell::RefCell;
 use bulkhead_apps::addr::Ipv4Cidr as ConfigCidr;
 use bulkhead_apps::books::AllocatorBooks;
 use bulkhead_apps::config::{Config, MemoryPlan, NicId};
@@ -20,6 +22,8 @@ use bulkhead_apps::console::{
 };
 use bulkhead_apps::diag::{self, Reserved};
 use bulkhead_apps::domain::Domain;
+use bulkhead_apps::forwarder::{self as forwarding, ForwarderPlan, ForwarderSubsystem, SharedForwarder};
+use bulkhead_apps::routing;
 use bulkhead_apps::supervisor::{RestartPolicy, Subsystem, Supervisor, MAX_TASKS_PER_DOMAIN};
 use bulkhead_apps::units::ExactSize;
 use bulkhead_kernel::heap::ALLOCATOR;
@@ -28,6 +32,7 @@ use bulkhead_kernel::{
     apic, arch, entry_point, exit, fwcfg, heap, print, println, serial, time, virtio, BootInfo,
 };
 use bulkhead_net::dispatch::{self, Class, DispatchDrop, Ingress};
+use bulkhead_net::router::{self, DropReason};
 use console::{ConsoleWriter, Input, LineEditor, PROMPT};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
@@ -50,6 +55,9 @@ const MAX_SUBSYSTEM_STEP: usize = 64 * 1024;
 /// The most one domain may allocate in a loop turn before the supervisor's quota check.
 const MAX_DOMAIN_STEP: usize = MAX_SUBSYSTEM_STEP + MAX_TASKS_PER_DOMAIN * diag::MAX_TASK_STEP;
 
+/// Flows listed by `show flows`.
+const TOP_FLOWS: usize = 10;
+
 /// One NIC with its stack and counters.
 struct Port {
     name: &'static str,
@@ -63,6 +71,10 @@ struct Port {
 struct Appliance {
     ports: Vec<Port>,
     supervisor: Supervisor<AllocatorBooks>,
+    /// The forwarding core, built and shed by its subsystem; driven from the loop.
+    forwarder: SharedForwarder,
+    /// When the forwarder's timers (ARP retries, flow expiry) are due, in µs since boot.
+    forwarder_due: u64,
     diagnostics: bool,
     /// Local frames are copied here before smoltcp sees them.
     scratch: Box<Frame>,
@@ -122,8 +134,21 @@ fn main(boot: BootInfo) -> ! {
         };
         ports.push(Port { name, nic, stack, address, mtu, dispatch_drops: [0; DispatchDrop::ALL.len()] });
     }
+    let forwarder: SharedForwarder = Rc::new(RefCell::new(None));
+    let forwarder_plan = ForwarderPlan {
+        interfaces: ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let address = p.address.map(|a| (u32::from(a.address()), a.prefix_len()));
+                (i as u8, router::Interface { mac: p.nic.mac, address, mtu: p.mtu })
+            })
+            .collect(),
+        routes: config.routes.iter().map(|r| (r.prefix, r.via)).collect(),
+        settings: ForwarderPlan::settings(&config.forwarder, plan.quota(Domain::Forwarder).soft),
+    };
     let mut supervisor = Supervisor::new(AllocatorBooks(&ALLOCATOR));
-    for subsystem in subsystems() {
+    for subsystem in subsystems(ForwarderSubsystem::new(forwarder.clone(), forwarder_plan)) {
         let policy = RestartPolicy {
             limit: plan.restart_limit(subsystem.domain()),
             initial_backoff: FIRST_RESTART_BACKOFF,
@@ -137,6 +162,8 @@ fn main(boot: BootInfo) -> ! {
     let mut appliance = Appliance {
         ports,
         supervisor,
+        forwarder,
+        forwarder_due: 0,
         diagnostics: config.diagnostics.enabled,
         scratch: Box::new(Frame::empty()),
         editor: LineEditor::new(),
@@ -198,9 +225,9 @@ fn apply_memory_plan(config: &Config, heap_bytes: usize) -> MemoryPlan {
 
 /// One subsystem per supervised domain. The domains of the subsystems still to be built are
 /// owned by `Reserved` placeholders, so that they are supervised (hogged, shed, reported) now.
-fn subsystems() -> Vec<Box<dyn Subsystem>> {
+fn subsystems(forwarder: ForwarderSubsystem) -> Vec<Box<dyn Subsystem>> {
     alloc::vec![
-        Box::new(Reserved::new("forwarder", Domain::Forwarder, "the IPv4 forwarder")) as Box<dyn Subsystem>,
+        Box::new(forwarder) as Box<dyn Subsystem>,
         Box::new(Reserved::new("sctp", Domain::Sctp, "the SCTP endpoint")),
         Box::new(Reserved::new("bgp", Domain::Bgp, "the BGP speaker")),
         Box::new(Reserved::new("bmp", Domain::Bmp, "the BMP exporter")),
@@ -237,42 +264,84 @@ impl Appliance {
         loop {
             let now = now();
             self.poll_console();
-            {
-                let _net = ALLOCATOR.enter(Domain::Net);
-                for index in 0..self.ports.len() {
-                    self.poll_port(index, now);
-                }
+            for index in 0..self.ports.len() {
+                self.poll_port(index, now);
             }
+            self.poll_forwarder_timers();
             self.supervisor.poll(apps_now());
             self.sleep(now);
         }
     }
 
+    /// A bounded batch of frames from NIC `index`: local traffic and ARP to smoltcp (in the
+    /// net domain), transit traffic and ARP to the forwarder (in the forwarder domain).
     fn poll_port(&mut self, index: usize, now: Instant) {
         let addresses: [Option<Ipv4Address>; MAX_NICS] =
             core::array::from_fn(|i| self.ports.get(i).and_then(|p| p.address.map(|a| a.address())));
-        let Some(port) = self.ports.get_mut(index) else { return };
+        let Some(port) = self.ports.get(index) else { return };
         let ingress = Ingress {
             mac: EthernetAddress(port.nic.mac),
             address: port.address.map(|a| (a.address(), a.prefix_len())),
         };
-        let scratch = &mut self.scratch;
+        let micros = now.total_micros() as u64;
         for _ in 0..RX_BATCH {
-            let received = port.nic.receive(|frame| {
-                let class = dispatch::classify(frame, &ingress, |a| addresses.contains(&Some(a)));
-                if matches!(class, Class::Local | Class::Arp) {
-                    scratch.fill(frame);
-                }
-                class
-            });
+            let scratch = &mut self.scratch;
+            let Some(port) = self.ports.get_mut(index) else { return };
+            let received = {
+                let _net = ALLOCATOR.enter(Domain::Net);
+                port.nic.receive(|frame| {
+                    let class = dispatch::classify(frame, &ingress, |a| addresses.contains(&Some(a)));
+                    if !matches!(class, Class::Drop(_)) {
+                        scratch.fill(frame);
+                    }
+                    class
+                })
+            };
             match received {
                 None => break,
-                Some(Class::Local | Class::Arp) => port.stack.ingress(&mut port.nic, scratch, now),
-                Some(Class::Transit) => count_drop(&mut port.dispatch_drops, DispatchDrop::NotForwarding),
+                Some(Class::Local) => {
+                    let _net = ALLOCATOR.enter(Domain::Net);
+                    port.stack.ingress(&mut port.nic, scratch, now);
+                }
+                Some(Class::Arp) => {
+                    {
+                        let _net = ALLOCATOR.enter(Domain::Net);
+                        port.stack.ingress(&mut port.nic, scratch, now);
+                    }
+                    let _forwarder = ALLOCATOR.enter(Domain::Forwarder);
+                    if let Some(f) = self.forwarder.borrow_mut().as_mut() {
+                        f.handle_arp(micros, index as u8, scratch.as_slice(), &mut PortsSink(&mut self.ports));
+                    }
+                }
+                Some(Class::Transit) => {
+                    let _forwarder = ALLOCATOR.enter(Domain::Forwarder);
+                    match self.forwarder.borrow_mut().as_mut() {
+                        Some(f) => {
+                            f.handle(micros, index as u8, scratch.as_mut_slice(), &mut PortsSink(&mut self.ports))
+                        }
+                        None => count_drop(&mut port.dispatch_drops, DispatchDrop::NotForwarding),
+                    }
+                }
                 Some(Class::Drop(reason)) => count_drop(&mut port.dispatch_drops, reason),
             }
         }
-        port.stack.egress(&mut port.nic, now);
+        if let Some(port) = self.ports.get_mut(index) {
+            let _net = ALLOCATOR.enter(Domain::Net);
+            port.stack.egress(&mut port.nic, now);
+        }
+    }
+
+    /// The forwarder's ARP retries and flow expiry, when due.
+    fn poll_forwarder_timers(&mut self) {
+        let micros = time::micros_since_boot();
+        if micros < self.forwarder_due {
+            return;
+        }
+        let _forwarder = ALLOCATOR.enter(Domain::Forwarder);
+        self.forwarder_due = match self.forwarder.borrow_mut().as_mut() {
+            Some(f) => f.poll(micros, &mut PortsSink(&mut self.ports)),
+            None => micros + MAX_SLEEP_MICROS,
+        };
     }
 
     fn poll_console(&mut self) {
@@ -342,10 +411,23 @@ impl Appliance {
                 println!("debug commands are off ([diagnostics] enabled = false)");
                 Ok(())
             }
-            Command::ShowRoute { .. } | Command::ShowFlows { .. } => {
-                println!("the forwarder is not built into this image yet");
-                Ok(())
-            }
+            Command::ShowRoute { prefix, json } => match self.forwarder.borrow().as_ref() {
+                Some(f) => {
+                    let rows = forwarding::routes(f, prefix, &NIC_NAMES);
+                    routing::show_route(&mut out, &rows, f.fib().len() as u64, json)
+                }
+                None => {
+                    println!("the forwarder is not running");
+                    Ok(())
+                }
+            },
+            Command::ShowFlows { json } => match self.forwarder.borrow().as_ref() {
+                Some(f) => routing::show_flows(&mut out, &forwarding::flows(f, time::micros_since_boot(), TOP_FLOWS), json),
+                None => {
+                    println!("the forwarder is not running");
+                    Ok(())
+                }
+            },
         };
         if result.is_err() {
             println!("(output failed)");
@@ -355,7 +437,8 @@ impl Appliance {
     fn interfaces(&self) -> Vec<InterfaceStatus> {
         self.ports
             .iter()
-            .map(|p| {
+            .enumerate()
+            .map(|(index, p)| {
                 let c = &p.nic.counters;
                 let mut drops = alloc::vec![
                     ("rx_errors", c.rx_errors),
@@ -365,6 +448,9 @@ impl Appliance {
                 drops.extend(
                     DispatchDrop::ALL.iter().zip(p.dispatch_drops.iter()).map(|(r, n)| (r.name(), *n)),
                 );
+                let forwarded =
+                    self.forwarder.borrow().as_ref().map(|f| f.counters(index as u8)).unwrap_or_default();
+                drops.extend(DropReason::ALL.iter().map(|r| (r.name(), forwarded.drops(*r))));
                 InterfaceStatus {
                     name: String::from(p.name),
                     mac: p.nic.mac,
@@ -430,6 +516,7 @@ impl Appliance {
     /// Sleeps until the earliest deadline, a NIC interrupt or console input.
     fn sleep(&mut self, now: Instant) {
         let mut wake = now + smoltcp::time::Duration::from_micros(MAX_SLEEP_MICROS);
+        wake = wake.min(Instant::from_micros(self.forwarder_due as i64));
         if let Some(at) = self.supervisor.next_deadline(apps_now()) {
             wake = wake.min(Instant::from_micros(at.total_micros() as i64));
         }
@@ -445,6 +532,16 @@ impl Appliance {
         let micros = (wake - now).total_micros().max(1);
         apic::set_timer_micros(micros);
         arch::wait_for_interrupt();
+    }
+}
+
+/// The forwarder's way out: frames go to the NIC's transmit ring (one copy).
+struct PortsSink<'a>(&'a mut [Port]);
+
+impl router::Sink for PortsSink<'_> {
+    fn transmit(&mut self, iface: u8, frame: &[u8]) -> bool {
+        let Some(port) = self.0.get_mut(usize::from(iface)) else { return false };
+        port.nic.transmit(frame.len(), |buf| buf.copy_from_slice(frame)).is_ok()
     }
 }
 
