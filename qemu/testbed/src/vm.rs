@@ -178,11 +178,17 @@ impl Vm {
 
     /// Creates the topology and starts QEMU without waiting for anything.
     pub fn spawn(options: VmOptions) -> Result<Vm, Error> {
+        let topology = Topology::create(&options.interface_plan()?)?;
+        Vm::spawn_on(options, topology)
+    }
+
+    /// Starts QEMU on a topology made earlier (`Topology::create(&options.interface_plan()?)`),
+    /// so that traffic can already flow in the namespaces before the appliance starts.
+    pub fn spawn_on(options: VmOptions, topology: Topology) -> Result<Vm, Error> {
         let image = crate::image_path();
         if !image.exists() {
             return Err(Error::ImageMissing(image));
         }
-        let topology = Topology::create(&options.interface_plan()?)?;
         let spec = options.qemu_spec(&topology)?;
         if options.announce {
             println!(
