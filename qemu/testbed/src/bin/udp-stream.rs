@@ -2,10 +2,12 @@
 //! (a syslog-like stream that starts before the appliance does).
 //!
 //! ```text
-//! udp-stream send    --to IP:PORT   --rate PPS --seconds S     prints: sent=N errors=E start_us=T
+//! udp-stream send    --to IP:PORT   --rate PPS --seconds S [--ports N]
+//!                                                              prints: sent=N errors=E start_us=T
 //! udp-stream receive --bind IP:PORT --seconds S                prints: received=N first=F last=L missing=M duplicates=D gaps=A-B,...
 //! ```
-//! `missing` counts the sequence numbers between the first and the last received that never
+//! With `--ports N` the destination port cycles through N ports from PORT on: N flows (the flood
+//! of new flows). `missing` counts the sequence numbers between the first and the last received that never
 //! arrived: after the first ARP exchange, a router must lose none.
 
 use std::collections::HashSet;
@@ -48,6 +50,11 @@ fn send(args: &[String]) -> Result<(), String> {
     let to: SocketAddr = option(args, "--to")?.parse().map_err(|e| format!("--to: {e}"))?;
     let rate = number(args, "--rate")?.max(1);
     let seconds = number(args, "--seconds")?;
+    let ports = option(args, "--ports")
+        .ok()
+        .map(str::parse::<u64>)
+        .transpose()
+        .map_err(|e| format!("--ports: {e}"))?;
     let socket = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
     let start = Instant::now();
     let start_us = std::time::SystemTime::now()
@@ -62,7 +69,11 @@ fn send(args: &[String]) -> Result<(), String> {
             std::thread::sleep(wait);
         }
         let message = format!("<13>bulkhead-seed: message seq={seq:010}");
-        match socket.send_to(message.as_bytes(), to) {
+        let mut target = to;
+        if let Some(n) = ports {
+            target.set_port(to.port().wrapping_add((seq % n.max(1)) as u16));
+        }
+        match socket.send_to(message.as_bytes(), target) {
             Ok(_) => sent += 1,
             Err(_) => errors += 1,
         }
