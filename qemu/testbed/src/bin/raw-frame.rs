@@ -69,7 +69,7 @@ fn send(device: &str, frames: &[String]) -> Result<usize, String> {
 }
 
 fn decode(hex: &str) -> Result<Vec<u8>, String> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return Err(format!("odd hex length: {hex}"));
     }
     (0..hex.len())
