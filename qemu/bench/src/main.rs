@@ -7,10 +7,11 @@ use std::process::ExitCode;
 
 mod alloc;
 mod boot;
+mod fib;
 mod figures;
 mod shed;
 
-const BENCHES: [&str; 3] = ["boot", "shed", "alloc"];
+const BENCHES: [&str; 4] = ["boot", "shed", "alloc", "fib"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -49,8 +50,43 @@ fn run(bench: &str, json: &Path) -> ExitCode {
             shed::run(Some(json));
             ExitCode::SUCCESS
         }
+        "fib" => {
+            fib::run(Some(json));
+            ExitCode::SUCCESS
+        }
         "alloc" => alloc::main(&["--json".to_string(), json.display().to_string()]),
         _ => usage(),
+    }
+}
+
+/// Bytes the process holds from the system allocator now (for bytes-per-entry figures).
+pub fn allocated_bytes() -> usize {
+    COUNTING.0.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The system allocator, counting what it has handed out and not yet taken back.
+struct Counting(std::sync::atomic::AtomicUsize);
+
+#[global_allocator]
+static COUNTING: Counting = Counting(std::sync::atomic::AtomicUsize::new(0));
+
+// SAFETY: every call is forwarded to the system allocator with the same layout.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        self.0.fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: forwarded as is.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        self.0.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: forwarded as is.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        self.0.fetch_add(new_size, std::sync::atomic::Ordering::Relaxed);
+        self.0.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: forwarded as is.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
     }
 }
 
