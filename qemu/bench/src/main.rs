@@ -9,9 +9,10 @@ mod alloc;
 mod boot;
 mod fib;
 mod figures;
+mod forward;
 mod shed;
 
-const BENCHES: [&str; 4] = ["boot", "shed", "alloc", "fib"];
+const BENCHES: [&str; 5] = ["boot", "shed", "alloc", "fib", "forward"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -48,6 +49,10 @@ fn run(bench: &str, json: &Path) -> ExitCode {
         }
         "shed" => {
             shed::run(Some(json));
+            ExitCode::SUCCESS
+        }
+        "forward" => {
+            forward::run(Some(json));
             ExitCode::SUCCESS
         }
         "fib" => {

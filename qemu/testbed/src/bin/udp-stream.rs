@@ -2,7 +2,7 @@
 //! (a syslog-like stream that starts before the appliance does).
 //!
 //! ```text
-//! udp-stream send    --to IP:PORT   --rate PPS --seconds S [--ports N]
+//! udp-stream send    --to IP:PORT   --rate PPS --seconds S [--ports N] [--size BYTES]
 //!                                                              prints: sent=N errors=E start_us=T
 //! udp-stream receive --bind IP:PORT --seconds S                prints: received=N first=F last=L missing=M duplicates=D gaps=A-B,...
 //! ```
@@ -55,6 +55,11 @@ fn send(args: &[String]) -> Result<(), String> {
         .map(str::parse::<u64>)
         .transpose()
         .map_err(|e| format!("--ports: {e}"))?;
+    let size = option(args, "--size")
+        .ok()
+        .map(str::parse::<usize>)
+        .transpose()
+        .map_err(|e| format!("--size: {e}"))?;
     let socket = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
     let start = Instant::now();
     let start_us = std::time::SystemTime::now()
@@ -68,7 +73,11 @@ fn send(args: &[String]) -> Result<(), String> {
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        let message = format!("<13>bulkhead-seed: message seq={seq:010}");
+        let mut message = format!("<13>bulkhead-seed: message seq={seq:010}");
+        if let Some(size) = size {
+            // Padded in front so that the sequence number stays at the end.
+            message = format!("{}{message}", " ".repeat(size.saturating_sub(message.len())));
+        }
         let mut target = to;
         if let Some(n) = ports {
             target.set_port(to.port().wrapping_add((seq % n.max(1)) as u16));
