@@ -11,7 +11,7 @@ CARGO   ?= cargo
 HOST_EXCLUDE := --exclude bulkhead-kernel --exclude bulkhead-image
 QEMU_TEST_THREADS ?= 2
 
-.PHONY: all setup image run test unit lint qemu-test bench clean
+.PHONY: all setup image run test unit lint qemu-test scenario bench clean
 
 all: image
 
@@ -40,6 +40,10 @@ lint: setup
 
 qemu-test: image
 	$(CARGO) test -p bulkhead-testbed --tests -- --test-threads=$(QEMU_TEST_THREADS)
+
+# The seed scenarios at full length.
+scenario: image
+	BULKHEAD_SEED_SECONDS=60 $(CARGO) test -p bulkhead-testbed --test seeds -- --nocapture
 
 bench: image
 	@mkdir -p bench/out
