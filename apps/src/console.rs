@@ -622,7 +622,7 @@ mod tests {
             let cmd = Command::parse(&filled).unwrap_or_else(|e| panic!("help line {line:?}: {e}"));
             seen.insert(std::mem::discriminant(&cmd));
         }
-        assert_eq!(seen.len(), 11, "a Command variant is missing from HELP");
+        assert_eq!(seen.len(), 12, "a Command variant is missing from HELP");
     }
 
     fn nic0() -> InterfaceStatus {

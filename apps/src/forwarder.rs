@@ -41,7 +41,7 @@ impl ForwarderPlan {
     /// Settings from the configuration, with a flow table sized to half the domain's soft
     /// threshold: the table is allocated once, so its memory never moves afterwards.
     pub fn settings(config: &ForwarderConfig, soft_bytes: usize) -> Settings {
-        let slot = FlowTable::bytes_for(16) / 32;
+        let slot = FlowTable::SLOT_BYTES;
         let mut slots = 16usize;
         while slots * 2 * slot <= soft_bytes / 2 && slots * 2 * 3 / 4 <= MAX_FLOWS {
             slots *= 2;
@@ -86,7 +86,8 @@ impl Subsystem for ForwarderSubsystem {
             forwarder.set_interface(*iface, *interface).map_err(|_| StartError::Failed)?;
         }
         for (prefix, via) in &self.plan.routes {
-            let prefix = Prefix::new(prefix.addr.to_u32(), prefix.prefix_len).map_err(|_| StartError::Failed)?;
+            let prefix =
+                Prefix::new(prefix.addr.to_u32(), prefix.prefix_len).map_err(|_| StartError::Failed)?;
             forwarder.add_route(prefix, via.to_u32()).map_err(|_| StartError::Failed)?;
         }
         *self.shared.borrow_mut() = Some(forwarder);
@@ -192,7 +193,10 @@ mod tests {
                 (0, Interface { mac, address: Some((0xc000_0201, 24)), mtu: 1500 }),
                 (1, Interface { mac, address: Some((0xc633_6401, 24)), mtu: 1500 }),
             ],
-            routes: alloc::vec![(Ipv4Cidr::parse("10.20.0.0/16").unwrap(), Ipv4::parse("198.51.100.2").unwrap())],
+            routes: alloc::vec![(
+                Ipv4Cidr::parse("10.20.0.0/16").unwrap(),
+                Ipv4::parse("198.51.100.2").unwrap()
+            )],
             settings: ForwarderPlan::settings(&ForwarderConfig::default(), 1 << 20),
         }
     }
@@ -215,7 +219,10 @@ mod tests {
             let guard = shared.borrow();
             let f = guard.as_ref().unwrap();
             let rows = routes(f, None, &["nic0", "nic1"]);
-            let text: Vec<_> = rows.iter().map(|r| (alloc::format!("{}", r.prefix), r.source, r.interface.clone())).collect();
+            let text: Vec<_> = rows
+                .iter()
+                .map(|r| (alloc::format!("{}", r.prefix), r.source, r.interface.clone()))
+                .collect();
             assert_eq!(
                 text,
                 [

@@ -116,8 +116,10 @@ impl FlowTable {
         }
     }
 
-    /// The slots a table for `capacity` flows allocates, and their size: to size a table to
-    /// a memory budget.
+    /// Bytes of one slot of the table.
+    pub const SLOT_BYTES: usize = core::mem::size_of::<Option<Flow>>();
+
+    /// The bytes a table for `capacity` flows allocates: to size a table to a memory budget.
     pub fn bytes_for(capacity: usize) -> usize {
         let capacity = capacity.max(16);
         (capacity + capacity / 3).next_power_of_two() * core::mem::size_of::<Option<Flow>>()

@@ -5,7 +5,10 @@
 extern crate alloc;
 
 pub mod dispatch;
+pub mod fib;
 pub mod flows;
-pub mod lpm;
 pub mod neighbour;
 pub mod router;
+
+/// The FIB's former name, kept while `apps/` imports `bulkhead_net::lpm::Prefix`.
+pub use fib as lpm;

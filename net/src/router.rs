@@ -18,7 +18,7 @@
 use alloc::vec::Vec;
 
 use crate::flows::{FlowKey, FlowTable, FlowTimeouts, Micros};
-use crate::lpm::{mask, Fib, FibError, Prefix};
+use crate::fib::{mask, Fib, FibError, Prefix};
 use crate::neighbour::{Neighbours, Resolution};
 
 pub const MAX_INTERFACES: usize = 4;

@@ -13,7 +13,6 @@ use alloc::boxed::Box;
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cell::RefCell;
 use bulkhead_apps::addr::Ipv4Cidr as ConfigCidr;
 use bulkhead_apps::books::AllocatorBooks;
 use bulkhead_apps::config::{Config, MemoryPlan, NicId};
@@ -34,6 +33,7 @@ use bulkhead_kernel::{
 use bulkhead_net::dispatch::{self, Class, DispatchDrop, Ingress};
 use bulkhead_net::router::{self, DropReason};
 use console::{ConsoleWriter, Input, LineEditor, PROMPT};
+use core::cell::RefCell;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
 use stack::{Frame, Stack};
@@ -310,15 +310,23 @@ impl Appliance {
                     }
                     let _forwarder = ALLOCATOR.enter(Domain::Forwarder);
                     if let Some(f) = self.forwarder.borrow_mut().as_mut() {
-                        f.handle_arp(micros, index as u8, scratch.as_slice(), &mut PortsSink(&mut self.ports));
+                        f.handle_arp(
+                            micros,
+                            index as u8,
+                            scratch.as_slice(),
+                            &mut PortsSink(&mut self.ports),
+                        );
                     }
                 }
                 Some(Class::Transit) => {
                     let _forwarder = ALLOCATOR.enter(Domain::Forwarder);
                     match self.forwarder.borrow_mut().as_mut() {
-                        Some(f) => {
-                            f.handle(micros, index as u8, scratch.as_mut_slice(), &mut PortsSink(&mut self.ports))
-                        }
+                        Some(f) => f.handle(
+                            micros,
+                            index as u8,
+                            scratch.as_mut_slice(),
+                            &mut PortsSink(&mut self.ports),
+                        ),
                         None => count_drop(&mut port.dispatch_drops, DispatchDrop::NotForwarding),
                     }
                 }
@@ -422,7 +430,11 @@ impl Appliance {
                 }
             },
             Command::ShowFlows { json } => match self.forwarder.borrow().as_ref() {
-                Some(f) => routing::show_flows(&mut out, &forwarding::flows(f, time::micros_since_boot(), TOP_FLOWS), json),
+                Some(f) => routing::show_flows(
+                    &mut out,
+                    &forwarding::flows(f, time::micros_since_boot(), TOP_FLOWS),
+                    json,
+                ),
                 None => {
                     println!("the forwarder is not running");
                     Ok(())

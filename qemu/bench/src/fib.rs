@@ -1,9 +1,13 @@
-//! FIB bench, on the host: 1M random IPv4 prefixes with a BGP-like length mix, the same
+//! FIB bench, on the host: 1M random IPv4 prefixes with a BGP-like length mix (`LENGTH_MIX`:
+//! 63 % /24, 20 % /22-/23, 13.5 % /16-/21, 0.5 % shorter than /16, 3 % /25-/32), the same
 //! operations against Bulkhead's `Fib`, a plain hash map per prefix length (longest length
-//! first), and the LPM crates `prefix-trie` and `ip_network_table`. Figures: lookups per second
-//! (random addresses, hits and misses), insert and delete time per prefix, and bytes per prefix
-//! (heap bytes held after the inserts, from a counting global allocator).
-//! Targets: more lookups/s than the fastest crate, no more bytes/prefix than the smallest.
+//! first), and the LPM crates `prefix-trie`, `ip_network_table`, `poptrie` and `iptrie` (its
+//! radix-trie map; its LC-trie is read-only, so it cannot take churn). Figures: lookups per
+//! second (random addresses over the whole space: hits and misses, the hit share printed),
+//! insert and delete time per prefix (inserts in random order, then a tenth deleted), and
+//! bytes per prefix (heap bytes held after the inserts, from the binary's counting global
+//! allocator). Targets: more lookups/s than the fastest crate, no more bytes/prefix than the
+//! smallest. `BULKHEAD_FIB_PREFIXES` sets a smaller table for a quick run.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -11,7 +15,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Instant;
 
-use bulkhead_net::lpm::{mask, Fib, Prefix};
+use bulkhead_net::fib::{mask, Fib, Prefix};
 use bulkhead_testbed::serde_json::json;
 
 use crate::figures::{print_table, Figure};
@@ -20,20 +24,30 @@ const PREFIXES: usize = 1_000_000;
 const LOOKUPS: usize = 5_000_000;
 
 /// Share of each length in the table, per thousand (roughly a full BGP table's shape).
-const LENGTH_MIX: [(u8, u32); 12] = [
+const LENGTH_MIX: [(u8, u32); 18] = [
     (8, 1),
     (12, 4),
     (16, 15),
+    (17, 10),
     (18, 15),
     (19, 25),
     (20, 40),
-    (21, 45),
+    (21, 30),
     (22, 110),
     (23, 90),
     (24, 630),
-    (28, 15),
-    (32, 10),
+    (25, 5),
+    (26, 5),
+    (27, 4),
+    (28, 5),
+    (29, 3),
+    (30, 3),
+    (32, 5),
 ];
+
+fn table_size() -> usize {
+    std::env::var("BULKHEAD_FIB_PREFIXES").ok().and_then(|v| v.parse().ok()).unwrap_or(PREFIXES)
+}
 
 struct Rng(u64);
 
@@ -46,10 +60,10 @@ impl Rng {
     }
 }
 
-fn table(rng: &mut Rng) -> Vec<(u32, u8)> {
+fn table(rng: &mut Rng, size: usize) -> Vec<(u32, u8)> {
     let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::with_capacity(PREFIXES);
-    while out.len() < PREFIXES {
+    let mut out = Vec::with_capacity(size);
+    while out.len() < size {
         let pick = (rng.next() % 1000) as u32;
         let mut acc = 0;
         let len = LENGTH_MIX.iter().find(|(_, share)| {
@@ -78,7 +92,7 @@ struct Ours(Fib);
 
 impl Table for Ours {
     fn name(&self) -> &'static str {
-        "bulkhead Fib (16-8-8 trie)"
+        "bulkhead Fib (tree bitmap)"
     }
     fn insert(&mut self, addr: u32, len: u8, value: u32) {
         let _ = self.0.insert(Prefix::new(addr, len).expect("canonical"), value);
@@ -153,6 +167,44 @@ impl Table for NetworkTable {
     }
 }
 
+struct Poptrie(poptrie::Poptrie<(u32, u8), u32>);
+
+impl Table for Poptrie {
+    fn name(&self) -> &'static str {
+        "poptrie 0.2"
+    }
+    fn insert(&mut self, addr: u32, len: u8, value: u32) {
+        self.0.insert((addr, len), value);
+    }
+    fn remove(&mut self, addr: u32, len: u8) {
+        self.0.remove((addr, len));
+    }
+    fn lookup(&self, addr: u32) -> Option<u32> {
+        self.0.lookup(addr).copied()
+    }
+}
+
+/// iptrie's radix trie always holds the root prefix; its value `NO_ROUTE` means no route.
+struct IpTrie(iptrie::Ipv4RTrieMap<u32>);
+
+const NO_ROUTE: u32 = u32::MAX;
+
+impl Table for IpTrie {
+    fn name(&self) -> &'static str {
+        "iptrie 0.11 (radix)"
+    }
+    fn insert(&mut self, addr: u32, len: u8, value: u32) {
+        self.0.insert(iptrie::Ipv4Prefix::new(Ipv4Addr::from(addr), len).expect("valid"), value);
+    }
+    fn remove(&mut self, addr: u32, len: u8) {
+        self.0.remove(&iptrie::Ipv4Prefix::new(Ipv4Addr::from(addr), len).expect("valid"));
+    }
+    fn lookup(&self, addr: u32) -> Option<u32> {
+        let (_, value) = self.0.lookup(&Ipv4Addr::from(addr));
+        (*value != NO_ROUTE).then_some(*value)
+    }
+}
+
 struct Measured {
     name: &'static str,
     lookups_per_sec: f64,
@@ -160,6 +212,7 @@ struct Measured {
     delete_ns: f64,
     bytes_per_prefix: f64,
     checksum: u64,
+    hits: usize,
 }
 
 fn measure(mut table: Box<dyn Table>, prefixes: &[(u32, u8)], addrs: &[u32]) -> Measured {
@@ -172,8 +225,11 @@ fn measure(mut table: Box<dyn Table>, prefixes: &[(u32, u8)], addrs: &[u32]) -> 
     let bytes = crate::allocated_bytes().saturating_sub(before);
     let start = Instant::now();
     let mut checksum = 0u64;
+    let mut hits = 0;
     for a in addrs {
-        checksum = checksum.wrapping_add(u64::from(black_box(table.lookup(*a)).unwrap_or(7)));
+        let found = black_box(table.lookup(*a));
+        hits += usize::from(found.is_some());
+        checksum = checksum.wrapping_add(u64::from(found.unwrap_or(7)));
     }
     let lookups_per_sec = addrs.len() as f64 / start.elapsed().as_secs_f64();
     let start = Instant::now();
@@ -190,18 +246,22 @@ fn measure(mut table: Box<dyn Table>, prefixes: &[(u32, u8)], addrs: &[u32]) -> 
         delete_ns,
         bytes_per_prefix: bytes as f64 / prefixes.len() as f64,
         checksum,
+        hits,
     }
 }
 
 pub fn run(json: Option<&Path>) {
     let mut rng = Rng(0x5eed_f1b0_0000_0001);
-    let prefixes = table(&mut rng);
+    let size = table_size();
+    let prefixes = table(&mut rng, size);
     let addrs: Vec<u32> = (0..LOOKUPS).map(|_| rng.next() as u32).collect();
     let tables: Vec<Box<dyn Table>> = vec![
         Box::new(Ours(Fib::new())),
         Box::new(PerLength((0..=32).map(|_| HashMap::new()).collect())),
         Box::new(PrefixTrie(prefix_trie::PrefixMap::new())),
         Box::new(NetworkTable(ip_network_table::IpNetworkTable::new())),
+        Box::new(Poptrie(poptrie::Poptrie::new())),
+        Box::new(IpTrie(iptrie::Ipv4RTrieMap::with_root(NO_ROUTE))),
     ];
     let results: Vec<Measured> = tables.into_iter().map(|t| measure(t, &prefixes, &addrs)).collect();
     let reference = results[0].checksum;
@@ -210,37 +270,46 @@ pub fn run(json: Option<&Path>) {
             eprintln!("fib bench: {} answered differently from Bulkhead's Fib (checksum)", r.name);
         }
     }
-    println!(
-        "{:<28} {:>14} {:>12} {:>12} {:>14}",
-        "table (1M prefixes)", "lookups/s", "insert ns", "delete ns", "bytes/prefix"
-    );
-    for r in &results {
-        println!(
-            "{:<28} {:>14.0} {:>12.0} {:>12.0} {:>14.1}",
-            r.name, r.lookups_per_sec, r.insert_ns, r.delete_ns, r.bytes_per_prefix
-        );
-    }
     let crates = &results[2..];
     let fastest = crates.iter().map(|r| r.lookups_per_sec).fold(0.0, f64::max);
     let smallest = crates.iter().map(|r| r.bytes_per_prefix).fold(f64::INFINITY, f64::min);
+    let setup = format!("{size} BGP-like prefixes");
+    println!(
+        "{:<28} {:>12} {:>9} {:>10} {:>10} {:>13} {:>10} {:>10}",
+        format!("table ({size} prefixes)"),
+        "lookups/s",
+        "hits",
+        "insert ns",
+        "delete ns",
+        "bytes/prefix",
+        "x fastest",
+        "x smallest"
+    );
+    for r in &results {
+        println!(
+            "{:<28} {:>12.0} {:>8.1}% {:>10.0} {:>10.0} {:>13.1} {:>10.2} {:>10.2}",
+            r.name,
+            r.lookups_per_sec,
+            100.0 * r.hits as f64 / addrs.len() as f64,
+            r.insert_ns,
+            r.delete_ns,
+            r.bytes_per_prefix,
+            r.lookups_per_sec / fastest,
+            r.bytes_per_prefix / smallest
+        );
+    }
     let ours = &results[0];
     let figures = vec![
-        Figure::new(
-            "lookups/s ratio vs fastest crate",
-            "1M BGP-like prefixes".into(),
-            ours.lookups_per_sec / fastest,
-            "x",
-            None,
-        ),
+        Figure::new("lookups/s ratio vs fastest crate", setup.clone(), ours.lookups_per_sec / fastest, "x", None),
         Figure::new(
             "bytes/prefix ratio vs smallest crate",
-            "1M BGP-like prefixes".into(),
+            setup.clone(),
             ours.bytes_per_prefix / smallest,
             "x",
             Some(1.0),
         ),
-        Figure::new("Bulkhead lookups/s", "1M BGP-like prefixes".into(), ours.lookups_per_sec, "1/s", None),
-        Figure::new("Bulkhead bytes/prefix", "1M BGP-like prefixes".into(), ours.bytes_per_prefix, "B", None),
+        Figure::new("Bulkhead lookups/s", setup.clone(), ours.lookups_per_sec, "1/s", None),
+        Figure::new("Bulkhead bytes/prefix", setup, ours.bytes_per_prefix, "B", None),
     ];
     print_table(&figures);
     println!(
@@ -251,10 +320,12 @@ pub fn run(json: Option<&Path>) {
     if let Some(path) = json {
         let doc = json!({
             "bench": "fib",
-            "prefixes": PREFIXES,
+            "prefixes": size,
+            "length_mix_per_thousand": LENGTH_MIX.iter().map(|(l, n)| json!([l, n])).collect::<Vec<_>>(),
             "tables": results.iter().map(|r| json!({
                 "name": r.name, "lookups_per_sec": r.lookups_per_sec, "insert_ns": r.insert_ns,
                 "delete_ns": r.delete_ns, "bytes_per_prefix": r.bytes_per_prefix,
+                "hit_share": r.hits as f64 / addrs.len() as f64,
             })).collect::<Vec<_>>(),
             "figures": figures.iter().map(Figure::to_json).collect::<Vec<_>>(),
         });
