@@ -40,11 +40,24 @@ pub struct QemuSpec {
     pub config: Option<PathBuf>,
     /// Open TAP file descriptors, NIC K = `taps[K]`; QEMU inherits them.
     pub taps: Vec<RawFd>,
+    /// For another kernel booted on the same command line (the bench's Linux router): its
+    /// initramfs and command line.
+    pub initrd: Option<PathBuf>,
+    pub append: Option<String>,
 }
 
 impl QemuSpec {
     pub fn new(image: PathBuf, accel: Accel, firmware: Firmware) -> QemuSpec {
-        QemuSpec { image, accel, firmware, mem_mib: DEFAULT_MEM_MIB, config: None, taps: Vec::new() }
+        QemuSpec {
+            image,
+            accel,
+            firmware,
+            mem_mib: DEFAULT_MEM_MIB,
+            config: None,
+            taps: Vec::new(),
+            initrd: None,
+            append: None,
+        }
     }
 
     /// The MAC address of NIC `k`.
@@ -77,6 +90,12 @@ impl QemuSpec {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if let Some(initrd) = &self.initrd {
+            args.extend(["-initrd".into(), initrd.to_string_lossy().into_owned()]);
+        }
+        if let Some(append) = &self.append {
+            args.extend(["-append".into(), append.clone()]);
+        }
         if self.firmware == Firmware::Qboot {
             args.extend(["-bios".into(), QBOOT_ROM.into()]);
         }
