@@ -12,7 +12,7 @@ use core::cell::RefCell;
 use core::fmt::{self, Write};
 
 use bulkhead_net::flows::{Flow, FlowTable, FlowTimeouts};
-use bulkhead_net::lpm::Prefix;
+use bulkhead_net::fib::Prefix;
 use bulkhead_net::router::{Forwarder, Interface, Settings};
 
 use crate::addr::{Ipv4, Ipv4Cidr};

@@ -69,7 +69,7 @@ pub fn show_route(out: &mut impl Write, routes: &[RouteRow], total: u64, json: b
         j.end_object()?;
         return out.write_char('\n');
     }
-    writeln!(out, "{:<20} {:<10} {:<16} {}", "Prefix", "Source", "Via", "Interface")?;
+    writeln!(out, "{:<20} {:<10} {:<16} Interface", "Prefix", "Source", "Via")?;
     for r in routes {
         let via = match r.via {
             Some(v) => alloc::format!("{v}"),

@@ -30,6 +30,7 @@
 //! every size is freed about as often as it is taken and memory plateaus (free blocks are not
 //! merged); every chunk is returned when the table empties.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 /// An IPv4 prefix: address and length, host bits zero. Ordered by address, then length.
@@ -185,17 +186,16 @@ impl Fib {
     /// The value of the longest prefix that contains `addr`, and that prefix's length.
     #[inline]
     pub fn lookup(&self, addr: u32) -> Option<(u32, u8)> {
-        let mut best = NONE;
-        let mut best_len = 0;
+        // The best match so far: its node's prefixes and results block, its bit and depth. Its
+        // rank (a population count) is taken once, at the end.
+        let mut best: Option<(Node, u32, u32)> = None;
         let mut node = self.root;
         let mut depth = 0;
         loop {
             let nibble = (addr >> (28 - 4 * depth)) & 0xf;
             let hits = node.internal & MATCHES[nibble as usize];
             if hits != 0 {
-                let bit = 31 - hits.leading_zeros();
-                best = node.results + rank(node.internal, bit);
-                best_len = 4 * depth + relative_length(bit);
+                best = Some((node, 31 - hits.leading_zeros(), depth));
             }
             if depth == DEPTHS as u32 - 1 || u32::from(node.external) & (1 << nibble) == 0 {
                 break;
@@ -206,10 +206,9 @@ impl Fib {
             }
             depth += 1;
         }
-        if best == NONE {
-            return self.default.map(|v| (v, 0));
-        }
-        self.results.get(best).map(|v| (*v, best_len as u8))
+        let Some((node, bit, depth)) = best else { return self.default.map(|v| (v, 0)) };
+        let value = self.results.get(node.results + rank(node.internal, bit))?;
+        Some((*value, (4 * depth + relative_length(bit)) as u8))
     }
 
     /// The value of exactly `prefix`.
@@ -382,7 +381,7 @@ impl Iterator for Iter<'_> {
 const DEPTHS: usize = 8;
 /// Where the root is, among node positions (it is not in the arena).
 const ROOT: u32 = u32::MAX;
-/// No slot (an empty block, the end of a free list, no match yet).
+/// No slot (an empty block, the end of a free list).
 const NONE: u32 = u32::MAX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -477,7 +476,7 @@ impl Slot for u32 {
 
 /// Contiguous blocks of 1..=`MAX_BLOCK` slots, in chunks of `CHUNK` that never move.
 struct Arena<T> {
-    chunks: Vec<Vec<T>>,
+    chunks: Vec<Box<[T; CHUNK as usize]>>,
     /// The first free block of each size.
     free: [u32; MAX_BLOCK + 1],
     /// Slots below this have been handed out at least once.
@@ -491,17 +490,21 @@ impl<T: Slot> Arena<T> {
         Arena { chunks: Vec::new(), free: [NONE; MAX_BLOCK + 1], top: 0, live: 0 }
     }
 
+    #[inline]
     fn get(&self, at: u32) -> Option<&T> {
-        self.chunks.get((at >> CHUNK_BITS) as usize)?.get((at & (CHUNK - 1)) as usize)
+        // The offset is masked to the chunk's fixed length: only the chunk index is checked.
+        let chunk = self.chunks.get((at >> CHUNK_BITS) as usize)?;
+        Some(&chunk[(at & (CHUNK - 1)) as usize])
     }
 
     fn get_mut(&mut self, at: u32) -> Option<&mut T> {
-        self.chunks.get_mut((at >> CHUNK_BITS) as usize)?.get_mut((at & (CHUNK - 1)) as usize)
+        let chunk = self.chunks.get_mut((at >> CHUNK_BITS) as usize)?;
+        Some(&mut chunk[(at & (CHUNK - 1)) as usize])
     }
 
     fn memory_bytes(&self) -> usize {
-        self.chunks.capacity() * core::mem::size_of::<Vec<T>>()
-            + self.chunks.iter().map(|c| c.capacity() * core::mem::size_of::<T>()).sum::<usize>()
+        self.chunks.capacity() * core::mem::size_of::<Box<[T; CHUNK as usize]>>()
+            + self.chunks.len() * core::mem::size_of::<[T; CHUNK as usize]>()
     }
 
     /// A copy of block (`start`, `len`) with `value` inserted at `rank`, in a block one longer;
@@ -571,9 +574,11 @@ impl<T: Slot> Arena<T> {
         let room = if in_chunk == 0 { 0 } else { CHUNK - in_chunk };
         if room < len as u32 {
             self.chunks.try_reserve(1).map_err(|_| FibError::NoMemory)?;
-            let mut chunk = Vec::new();
-            chunk.try_reserve_exact(CHUNK as usize).map_err(|_| FibError::NoMemory)?;
-            chunk.resize(CHUNK as usize, T::BLANK);
+            let mut slots = Vec::new();
+            slots.try_reserve_exact(CHUNK as usize).map_err(|_| FibError::NoMemory)?;
+            slots.resize(CHUNK as usize, T::BLANK);
+            let chunk: Box<[T; CHUNK as usize]> =
+                slots.into_boxed_slice().try_into().map_err(|_| FibError::NoMemory)?;
             if room > 0 {
                 self.push_free(self.top, room as usize);
             }
@@ -713,7 +718,10 @@ mod tests {
         assert_eq!(fib.lookup(0), Some((2, 32)));
         assert_eq!(fib.lookup(1), Some((4, 1)));
         let all: Vec<_> = fib.iter().collect();
-        assert_eq!(all, [(p("0.0.0.0/1"), 4), (p("0.0.0.0/32"), 2), (p("128.0.0.0/1"), 3), (p("255.255.255.255/32"), 1)]);
+        assert_eq!(
+            all,
+            [(p("0.0.0.0/1"), 4), (p("0.0.0.0/32"), 2), (p("128.0.0.0/1"), 3), (p("255.255.255.255/32"), 1)]
+        );
     }
 
     #[test]
@@ -746,12 +754,13 @@ mod tests {
             for step in 0..4000 {
                 let len = (rng.next() % 33) as u8;
                 let prefix = Prefix::new(base(&mut rng) & mask(len), len).unwrap();
-                if rng.next() % 3 == 0 && !naive.0.is_empty() {
+                if rng.next().is_multiple_of(3) && !naive.0.is_empty() {
                     let (victim, value) = naive.0.swap_remove((rng.next() as usize) % naive.0.len());
                     assert_eq!(fib.remove(victim), Some(value));
                 } else {
                     let value = (rng.next() % 1000) as u32;
-                    let old = naive.0.iter().position(|(q, _)| *q == prefix).map(|i| naive.0.swap_remove(i).1);
+                    let old =
+                        naive.0.iter().position(|(q, _)| *q == prefix).map(|i| naive.0.swap_remove(i).1);
                     assert_eq!(fib.insert(prefix, value), Ok(old));
                     naive.0.push((prefix, value));
                 }

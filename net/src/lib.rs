@@ -9,6 +9,3 @@ pub mod fib;
 pub mod flows;
 pub mod neighbour;
 pub mod router;
-
-/// The FIB's former name, kept while `apps/` imports `bulkhead_net::lpm::Prefix`.
-pub use fib as lpm;

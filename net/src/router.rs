@@ -17,8 +17,8 @@
 
 use alloc::vec::Vec;
 
-use crate::flows::{FlowKey, FlowTable, FlowTimeouts, Micros};
 use crate::fib::{mask, Fib, FibError, Prefix};
+use crate::flows::{FlowKey, FlowTable, FlowTimeouts, Micros};
 use crate::neighbour::{Neighbours, Resolution};
 
 pub const MAX_INTERFACES: usize = 4;
