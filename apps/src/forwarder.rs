@@ -11,8 +11,8 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::fmt::{self, Write};
 
-use bulkhead_net::flows::{Flow, FlowTable, FlowTimeouts};
 use bulkhead_net::fib::Prefix;
+use bulkhead_net::flows::{Flow, FlowTable, FlowTimeouts};
 use bulkhead_net::router::{Forwarder, Interface, Settings};
 
 use crate::addr::{Ipv4, Ipv4Cidr};
