@@ -60,6 +60,18 @@ fn ping_crosses_the_appliance_with_ttl_decremented() {
     assert!(out.stdout.contains("ttl=63"), "TTL not decremented once: {}", out.stdout);
 }
 
+/// An iperf3 server for one test in namespace `ns`, on nic1's host address.
+fn iperf3_server(ns: &str) -> std::process::Child {
+    let server = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "iperf3", "-s", "-1", "-B", "198.51.100.2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("iperf3 server");
+    std::thread::sleep(Duration::from_millis(500));
+    server
+}
+
 #[test]
 fn tcp_and_udp_cross_the_appliance() {
     if !can_run("tcp_and_udp_cross_the_appliance") {
@@ -67,25 +79,13 @@ fn tcp_and_udp_cross_the_appliance() {
     }
     let (vm, _config) = boot("iperf");
     let server = vm.nic(1).ns.name().to_string();
-    let mut iperf = std::process::Command::new("ip")
-        .args(["netns", "exec", &server, "iperf3", "-s", "-1", "-B", "198.51.100.2"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("iperf3 server");
-    std::thread::sleep(Duration::from_millis(500));
+    let mut iperf = iperf3_server(&server);
     let tcp = try_run(&vm.nic(0).ns, &["iperf3", "-c", "198.51.100.2", "-t", "2", "-J"]);
     let _ = iperf.wait();
     assert!(tcp.success(), "iperf3 TCP: {tcp:?}");
     assert!(tcp.stdout.contains("\"bits_per_second\""), "{}", tcp.stdout);
 
-    let mut iperf = std::process::Command::new("ip")
-        .args(["netns", "exec", &server, "iperf3", "-s", "-1", "-B", "198.51.100.2"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("iperf3 server");
-    std::thread::sleep(Duration::from_millis(500));
+    let mut iperf = iperf3_server(&server);
     let udp = try_run(&vm.nic(0).ns, &["iperf3", "-c", "198.51.100.2", "-u", "-b", "2M", "-t", "2", "-J"]);
     let _ = iperf.wait();
     assert!(udp.success(), "iperf3 UDP: {udp:?}");
