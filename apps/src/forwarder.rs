@@ -25,6 +25,8 @@ use crate::time::Instant;
 /// The slot the run loop and the subsystem share.
 pub type SharedForwarder = Rc<RefCell<Option<Forwarder>>>;
 
+/// The flow table takes this fraction (1/N) of the forwarder domain's soft threshold.
+const FLOW_TABLE_SHARE: usize = 8;
 /// The most flows a table holds, whatever the quota.
 const MAX_FLOWS: usize = 1 << 20;
 
@@ -38,12 +40,14 @@ pub struct ForwarderPlan {
 }
 
 impl ForwarderPlan {
-    /// Settings from the configuration, with a flow table sized to half the domain's soft
-    /// threshold: the table is allocated once, so its memory never moves afterwards.
+    /// Settings from the configuration, with a flow table sized to an eighth of the domain's
+    /// soft threshold (the rest is for the FIB, BGP's routes to come, and the neighbour
+    /// queues): the table is allocated once, at start, so its memory never moves afterwards;
+    /// and a small one keeps the start fast (every slot is written when it is made).
     pub fn settings(config: &ForwarderConfig, soft_bytes: usize) -> Settings {
         let slot = FlowTable::SLOT_BYTES;
         let mut slots = 16usize;
-        while slots * 2 * slot <= soft_bytes / 2 && slots * 2 * 3 / 4 <= MAX_FLOWS {
+        while slots * 2 * slot <= soft_bytes / FLOW_TABLE_SHARE && slots * 2 * 3 / 4 <= MAX_FLOWS {
             slots *= 2;
         }
         Settings {
@@ -202,11 +206,12 @@ mod tests {
     }
 
     #[test]
-    fn flow_table_fits_half_the_soft_threshold() {
+    fn flow_table_fits_its_share_of_the_soft_threshold() {
         for soft in [1usize << 20, 12 << 20, 47 << 20] {
             let settings = ForwarderPlan::settings(&ForwarderConfig::default(), soft);
-            assert!(FlowTable::bytes_for(settings.flow_capacity) <= soft / 2, "soft {soft}");
-            assert!(FlowTable::bytes_for(settings.flow_capacity) > soft / 8, "soft {soft}: table too small");
+            let bytes = FlowTable::bytes_for(settings.flow_capacity);
+            assert!(bytes <= soft / FLOW_TABLE_SHARE, "soft {soft}");
+            assert!(bytes > soft / FLOW_TABLE_SHARE / 2, "soft {soft}: table too small");
         }
     }
 

@@ -25,6 +25,11 @@ impl LineEditor {
         LineEditor { line: heapless::String::new(), last: 0 }
     }
 
+    /// The text typed so far on the current line.
+    pub fn current(&self) -> &str {
+        &self.line
+    }
+
     /// The completed line; the editor starts a new one.
     pub fn take_line(&mut self) -> heapless::String<MAX_LINE> {
         core::mem::take(&mut self.line)

@@ -177,6 +177,7 @@ fn main(boot: BootInfo) -> ! {
         }
     }
     print!("{}", PROMPT);
+    serial::set_input_line(&[PROMPT]);
     appliance.run()
 }
 
@@ -358,13 +359,18 @@ impl Appliance {
             let Some(byte) = serial::read_byte() else { return };
             match self.editor.feed(byte) {
                 Input::Pending => {}
-                Input::Echo(s) => print!("{}", s),
+                Input::Echo(s) => {
+                    print!("{}", s);
+                    serial::set_input_line(&[PROMPT, self.editor.current()]);
+                }
                 Input::Line => {
                     let line = self.editor.take_line();
+                    serial::set_input_line(&[]);
                     print!("\n");
                     let _mgmt = ALLOCATOR.enter(Domain::Mgmt);
                     self.execute(&line);
                     print!("{}", PROMPT);
+                    serial::set_input_line(&[PROMPT]);
                 }
             }
         }

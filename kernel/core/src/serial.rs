@@ -18,13 +18,21 @@ const LSR_THR_EMPTY: u8 = 0x20;
 /// Bytes the transmit FIFO takes once the holding register reports empty.
 const TX_FIFO_DEPTH: usize = 16;
 
+/// The longest prompt-and-input line kept for redrawing.
+const MAX_INPUT_LINE: usize = 320;
+
 pub struct Serial {
     initialised: bool,
     /// Whether the last byte written ended a line (log lines start on a fresh line).
     at_line_start: bool,
+    /// What the operator sees on the input line (prompt and typed text): a log line that
+    /// interrupts it is printed on a line of its own and the input line is drawn again below.
+    input: [u8; MAX_INPUT_LINE],
+    input_len: usize,
 }
 
-pub static CONSOLE: Mutex<Serial> = Mutex::new(Serial { initialised: false, at_line_start: true });
+pub static CONSOLE: Mutex<Serial> =
+    Mutex::new(Serial { initialised: false, at_line_start: true, input: [0; MAX_INPUT_LINE], input_len: 0 });
 
 impl Serial {
     fn init(&mut self) {
@@ -96,6 +104,21 @@ pub fn write_fmt_force(args: fmt::Arguments) {
     write_fmt(args);
 }
 
+/// Records the visible input line (empty while a command runs or prints).
+pub fn set_input_line(parts: &[&str]) {
+    let mut console = CONSOLE.lock();
+    let mut len = 0;
+    for part in parts {
+        for &b in part.as_bytes() {
+            if len < MAX_INPUT_LINE {
+                console.input[len] = b;
+                len += 1;
+            }
+        }
+    }
+    console.input_len = len;
+}
+
 pub fn read_byte() -> Option<u8> {
     CONSOLE.lock().read_byte()
 }
@@ -148,6 +171,10 @@ impl log::Log for ConsoleLogger {
             level,
             record.args()
         ));
+        let (input, len) = (console.input, console.input_len);
+        if let Some(line) = input.get(..len).filter(|l| !l.is_empty()) {
+            console.write_bytes(line);
+        }
     }
 
     fn flush(&self) {}

@@ -351,13 +351,18 @@ mod tests {
 
     #[test]
     fn cpu_time_grows_with_work() {
+        // Spins until the process has used 50 ms of CPU (the wall time that takes depends on
+        // how busy the machine is); a broken reader would never see it grow.
         let before = cpu_time(std::process::id()).unwrap();
         let start = Instant::now();
         let mut x = 0u64;
-        while start.elapsed() < Duration::from_millis(100) {
-            x = std::hint::black_box(x.wrapping_add(1));
+        let mut after = before;
+        while after < before + Duration::from_millis(50) && start.elapsed() < Duration::from_secs(10) {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+            after = cpu_time(std::process::id()).unwrap();
         }
-        let after = cpu_time(std::process::id()).unwrap();
         assert!(after >= before + Duration::from_millis(50), "{before:?} -> {after:?}");
     }
 
