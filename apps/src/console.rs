@@ -29,6 +29,7 @@ debug hog DOMAIN SIZE       allocate SIZE in DOMAIN and keep it until the domain
 debug leak DOMAIN SIZE      allocate SIZE in DOMAIN and lose track of it (a leak on the next shed)
 debug shed DOMAIN           shed the subsystem of DOMAIN now
 debug panic                 panic on purpose (tests the panic path: location, message, exit)
+debug blast NIC SECS LEN    transmit LEN-byte broadcast frames on NIC for SECS, as fast as it takes them
 ";
 
 /// The longest word echoed back in an error.
@@ -38,17 +39,45 @@ const MAX_ECHO: usize = 32;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     Help,
-    ShowInterfaces { json: bool },
-    ShowMemory { json: bool },
-    ShowRoute { prefix: Option<Ipv4Cidr>, json: bool },
-    ShowFlows { json: bool },
-    ShowStatus { json: bool },
-    Release { domain: Domain },
+    ShowInterfaces {
+        json: bool,
+    },
+    ShowMemory {
+        json: bool,
+    },
+    ShowRoute {
+        prefix: Option<Ipv4Cidr>,
+        json: bool,
+    },
+    ShowFlows {
+        json: bool,
+    },
+    ShowStatus {
+        json: bool,
+    },
+    Release {
+        domain: Domain,
+    },
     Shutdown,
-    DebugHog { domain: Domain, bytes: usize },
-    DebugLeak { domain: Domain, bytes: usize },
-    DebugShed { domain: Domain },
+    DebugHog {
+        domain: Domain,
+        bytes: usize,
+    },
+    DebugLeak {
+        domain: Domain,
+        bytes: usize,
+    },
+    DebugShed {
+        domain: Domain,
+    },
     DebugPanic,
+    /// Transmit broadcast frames of `frame_bytes` on NIC `nic` as fast as the ring takes them,
+    /// for `seconds` (the bench's transmit ceiling).
+    DebugBlast {
+        nic: u8,
+        seconds: u32,
+        frame_bytes: u16,
+    },
 }
 
 /// Why a line is not a command.
@@ -164,6 +193,7 @@ impl Command {
                 Ok(Command::DebugLeak { domain, bytes })
             }
             ["debug", "panic", rest @ ..] => no_more("debug panic", rest).map(|()| Command::DebugPanic),
+            ["debug", "blast", rest @ ..] => blast_args(rest),
             ["debug", "shed", rest @ ..] => {
                 let (domain, rest) = domain_arg("debug shed", rest)?;
                 no_more("debug shed", rest).map(|()| Command::DebugShed { domain })
@@ -317,6 +347,31 @@ fn domain_and_size(command: &'static str, rest: &[&str]) -> Result<(Domain, usiz
     })?;
     no_more(command, rest)?;
     Ok((domain, bytes))
+}
+
+/// `debug blast NIC SECONDS LEN`: nic0..nic3, 1..=600 s, 60..=1514 bytes.
+fn blast_args(rest: &[&str]) -> Result<Command, CommandError> {
+    const COMMAND: &str = "debug blast";
+    let bad = |argument: &'static str, word: &str| CommandError::BadArgument {
+        command: COMMAND,
+        argument,
+        value: echo(word),
+    };
+    let [nic, seconds, len, rest @ ..] = rest else {
+        return Err(CommandError::MissingArgument { command: COMMAND, argument: "NIC SECONDS LEN" });
+    };
+    no_more(COMMAND, rest)?;
+    let nic = match *nic {
+        "nic0" => 0,
+        "nic1" => 1,
+        "nic2" => 2,
+        "nic3" => 3,
+        other => return Err(bad("NIC", other)),
+    };
+    let seconds =
+        seconds.parse().ok().filter(|s| (1..=600).contains(s)).ok_or_else(|| bad("SECONDS", seconds))?;
+    let frame_bytes = len.parse().ok().filter(|l| (60..=1514).contains(l)).ok_or_else(|| bad("LEN", len))?;
+    Ok(Command::DebugBlast { nic, seconds, frame_bytes })
 }
 
 /// `a.b.c.d/len`, or `a.b.c.d` as a /32.
@@ -522,6 +577,7 @@ mod tests {
             ("show status", Command::ShowStatus { json: false }),
             ("show status json", Command::ShowStatus { json: true }),
             ("debug panic", Command::DebugPanic),
+            ("debug blast nic1 5 64", Command::DebugBlast { nic: 1, seconds: 5, frame_bytes: 64 }),
             ("release bmp", Command::Release { domain: Domain::Bmp }),
             ("shutdown", Command::Shutdown),
             ("debug hog bmp 8MiB", Command::DebugHog { domain: Domain::Bmp, bytes: 8 << 20 }),
@@ -618,11 +674,12 @@ mod tests {
                 .replace("[PREFIX] ", "10.0.0.0/8 ")
                 .replace(" [json]", " json")
                 .replace("DOMAIN", "bmp")
-                .replace("SIZE", "8MiB");
+                .replace("SIZE", "8MiB")
+                .replace("NIC SECS LEN", "nic1 5 64");
             let cmd = Command::parse(&filled).unwrap_or_else(|e| panic!("help line {line:?}: {e}"));
             seen.insert(std::mem::discriminant(&cmd));
         }
-        assert_eq!(seen.len(), 12, "a Command variant is missing from HELP");
+        assert_eq!(seen.len(), 13, "a Command variant is missing from HELP");
     }
 
     fn nic0() -> InterfaceStatus {

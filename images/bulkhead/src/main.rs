@@ -75,6 +75,8 @@ struct Appliance {
     forwarder: SharedForwarder,
     /// When the forwarder's timers (ARP retries, flow expiry) are due, in µs since boot.
     forwarder_due: u64,
+    /// A running `debug blast`: (NIC, until µs since boot, frame length).
+    blast: Option<(usize, u64, usize)>,
     diagnostics: bool,
     /// Local frames are copied here before smoltcp sees them.
     scratch: Box<Frame>,
@@ -164,6 +166,7 @@ fn main(boot: BootInfo) -> ! {
         supervisor,
         forwarder,
         forwarder_due: 0,
+        blast: None,
         diagnostics: config.diagnostics.enabled,
         scratch: Box::new(Frame::empty()),
         editor: LineEditor::new(),
@@ -269,6 +272,7 @@ impl Appliance {
                 self.poll_port(index, now);
             }
             self.poll_forwarder_timers();
+            self.poll_blast();
             self.supervisor.poll(apps_now());
             self.sleep(now);
         }
@@ -337,6 +341,29 @@ impl Appliance {
         if let Some(port) = self.ports.get_mut(index) {
             let _net = ALLOCATOR.enter(Domain::Net);
             port.stack.egress(&mut port.nic, now);
+        }
+    }
+
+    /// `debug blast`: fills NIC's transmit ring with broadcast frames until the time is up.
+    fn poll_blast(&mut self) {
+        let Some((nic, until, len)) = self.blast else { return };
+        if time::micros_since_boot() >= until {
+            self.blast = None;
+            return;
+        }
+        let Some(port) = self.ports.get_mut(nic) else { return };
+        let mac = port.nic.mac;
+        let _net = ALLOCATOR.enter(Domain::Net);
+        for _ in 0..virtio::QUEUE_SIZE {
+            let sent = port.nic.transmit(len, |frame| {
+                frame.fill(0);
+                frame[0..6].copy_from_slice(&[0xff; 6]);
+                frame[6..12].copy_from_slice(&mac);
+                frame[12..14].copy_from_slice(&[0x88, 0xb5]); // local experimental EtherType
+            });
+            if sent.is_err() {
+                break;
+            }
         }
     }
 
@@ -418,6 +445,18 @@ impl Appliance {
                     Err(bulkhead_apps::supervisor::SpawnError::NotUp(domain))
                 }
             }),
+            Command::DebugBlast { nic, seconds, frame_bytes } => {
+                if !self.diagnostics {
+                    println!("debug commands are off ([diagnostics] enabled = false)");
+                } else if usize::from(nic) >= self.ports.len() {
+                    println!("debug blast: no nic{}", nic);
+                } else {
+                    let until = time::micros_since_boot() + u64::from(seconds) * 1_000_000;
+                    self.blast = Some((usize::from(nic), until, usize::from(frame_bytes)));
+                    println!("ok (nic{})", nic);
+                }
+                Ok(())
+            }
             Command::DebugPanic => {
                 if self.diagnostics {
                     panic!("debug panic requested on the console");
@@ -533,6 +572,9 @@ impl Appliance {
 
     /// Sleeps until the earliest deadline, a NIC interrupt or console input.
     fn sleep(&mut self, now: Instant) {
+        if self.blast.is_some() {
+            return; // transmitting flat out
+        }
         let mut wake = now + smoltcp::time::Duration::from_micros(MAX_SLEEP_MICROS);
         wake = wake.min(Instant::from_micros(self.forwarder_due as i64));
         if let Some(at) = self.supervisor.next_deadline(apps_now()) {
