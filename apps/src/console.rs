@@ -111,6 +111,17 @@ pub struct InterfaceStatus {
     /// Frames dropped on this NIC, by reason (`rx_ring_full`, `not_our_mac`, `bad_checksum`,
     /// `no_route`, ...): every reason the layers below count, zero or not, in a fixed order.
     pub drops: Vec<(&'static str, u64)>,
+    /// What the forwarder did with the transit traffic that came in here.
+    pub forwarding: ForwardingCounters,
+}
+
+/// Transit traffic by ingress NIC.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ForwardingCounters {
+    pub packets: u64,
+    pub bytes: u64,
+    pub icmp_errors_sent: u64,
+    pub icmp_errors_rate_limited: u64,
 }
 
 /// Memory per domain and of the heap, for `show memory`.
@@ -236,6 +247,14 @@ pub fn show_interfaces(out: &mut impl Write, interfaces: &[InterfaceStatus], jso
             i.tx_bytes,
             drops
         )?;
+        let f = &i.forwarding;
+        if f.packets > 0 || f.icmp_errors_sent > 0 || f.icmp_errors_rate_limited > 0 {
+            writeln!(
+                out,
+                "       forwarded: {} packets, {} bytes; ICMP errors sent {}, rate-limited {}",
+                f.packets, f.bytes, f.icmp_errors_sent, f.icmp_errors_rate_limited
+            )?;
+        }
         let mut nonzero = i.drops.iter().filter(|(_, n)| *n > 0).peekable();
         if nonzero.peek().is_some() {
             write!(out, "       drops:")?;
@@ -428,6 +447,10 @@ fn interfaces_json(out: &mut impl Write, interfaces: &[InterfaceStatus]) -> fmt:
         j.field_u64("rx_bytes", i.rx_bytes)?;
         j.field_u64("tx_packets", i.tx_packets)?;
         j.field_u64("tx_bytes", i.tx_bytes)?;
+        j.field_u64("forwarded_packets", i.forwarding.packets)?;
+        j.field_u64("forwarded_bytes", i.forwarding.bytes)?;
+        j.field_u64("icmp_errors_sent", i.forwarding.icmp_errors_sent)?;
+        j.field_u64("icmp_errors_rate_limited", i.forwarding.icmp_errors_rate_limited)?;
         j.key("drops")?;
         j.begin_object()?;
         for (name, n) in &i.drops {
@@ -694,6 +717,12 @@ mod tests {
             tx_packets: 5,
             tx_bytes: 500,
             drops: alloc::vec![("rx_ring_full", 1), ("tx_ring_full", 0), ("malformed", 2)],
+            forwarding: ForwardingCounters {
+                packets: 3,
+                bytes: 300,
+                icmp_errors_sent: 1,
+                icmp_errors_rate_limited: 0,
+            },
         }
     }
 
@@ -703,6 +732,7 @@ mod tests {
             pci: (0, 6, 0),
             address: None,
             drops: alloc::vec![("rx_ring_full", 0), ("tx_ring_full", 0), ("malformed", 0)],
+            forwarding: ForwardingCounters::default(),
             ..nic0()
         }
     }
@@ -714,6 +744,7 @@ mod tests {
         let want = "\
 Name   MAC               PCI      Address              MTU  RX packets      RX bytes  TX packets      TX bytes    Drops
 nic0   52:54:00:12:34:56 00:03.0  192.0.2.1/24        1500          10          1000           5           500        3
+       forwarded: 3 packets, 300 bytes; ICMP errors sent 1, rate-limited 0
        drops: rx_ring_full 1, malformed 2
 nic3   52:54:00:12:34:56 00:06.0  unnumbered          1500          10          1000           5           500        0
 ";
@@ -728,10 +759,12 @@ nic3   52:54:00:12:34:56 00:06.0  unnumbered          1500          10          
         show_interfaces(&mut s, &[nic0(), odd], true).unwrap();
         let want = concat!(
             r#"{"interfaces":[{"name":"nic0","mac":"52:54:00:12:34:56","pci":"00:03.0","address":"192.0.2.1/24","mtu":1500,"#,
-            r#""rx_packets":10,"rx_bytes":1000,"tx_packets":5,"tx_bytes":500,"drops":{"rx_ring_full":1,"tx_ring_full":0,"#,
+            r#""rx_packets":10,"rx_bytes":1000,"tx_packets":5,"tx_bytes":500,"forwarded_packets":3,"forwarded_bytes":300,"#,
+            r#""icmp_errors_sent":1,"icmp_errors_rate_limited":0,"drops":{"rx_ring_full":1,"tx_ring_full":0,"#,
             r#""malformed":2}},"#,
             r#"{"name":"n\"i\\c\n","mac":"52:54:00:12:34:56","pci":"00:06.0","address":null,"mtu":1500,"#,
-            r#""rx_packets":10,"rx_bytes":1000,"tx_packets":5,"tx_bytes":500,"drops":{"rx_ring_full":0,"tx_ring_full":0,"#,
+            r#""rx_packets":10,"rx_bytes":1000,"tx_packets":5,"tx_bytes":500,"forwarded_packets":0,"forwarded_bytes":0,"#,
+            r#""icmp_errors_sent":0,"icmp_errors_rate_limited":0,"drops":{"rx_ring_full":0,"tx_ring_full":0,"#,
             r#""malformed":0}}]}"#,
             "\n"
         );

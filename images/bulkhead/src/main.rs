@@ -17,7 +17,7 @@ use bulkhead_apps::addr::Ipv4Cidr as ConfigCidr;
 use bulkhead_apps::books::AllocatorBooks;
 use bulkhead_apps::config::{Config, MemoryPlan, NicId};
 use bulkhead_apps::console::{
-    self as commands, Command, DomainMemory, HeapStatus, InterfaceStatus, MemoryStatus,
+    self as commands, Command, DomainMemory, ForwardingCounters, HeapStatus, InterfaceStatus, MemoryStatus,
 };
 use bulkhead_apps::diag::{self, Reserved};
 use bulkhead_apps::domain::Domain;
@@ -519,6 +519,12 @@ impl Appliance {
                     tx_packets: c.tx_packets,
                     tx_bytes: c.tx_bytes,
                     drops,
+                    forwarding: ForwardingCounters {
+                        packets: forwarded.forwarded_packets,
+                        bytes: forwarded.forwarded_bytes,
+                        icmp_errors_sent: forwarded.icmp_errors_sent,
+                        icmp_errors_rate_limited: forwarded.icmp_errors_rate_limited,
+                    },
                 }
             })
             .collect()

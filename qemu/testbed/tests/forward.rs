@@ -53,11 +53,16 @@ fn ping_crosses_the_appliance_with_ttl_decremented() {
     if !can_run("ping_crosses_the_appliance_with_ttl_decremented") {
         return;
     }
-    let (vm, _config) = boot("ping");
+    let (mut vm, _config) = boot("ping");
     let out = run(&vm.nic(0).ns, &["ping", "-c", "5", "-i", "0.2", "-W", "2", "198.51.100.2"]);
     assert!(out.stdout.contains(" 0% packet loss"), "{out:?}");
     // Linux answers with TTL 64; one router on the way back makes it 63.
     assert!(out.stdout.contains("ttl=63"), "TTL not decremented once: {}", out.stdout);
+    // Counted per ingress NIC: 5 requests in on nic0, 5 replies in on nic1.
+    let json = vm.command_json("show interfaces json").unwrap_or_else(|e| panic!("{e}"));
+    for (index, nic) in json["interfaces"].as_array().expect("interfaces").iter().take(2).enumerate() {
+        assert_eq!(nic["forwarded_packets"].as_u64(), Some(5), "nic{index}: {nic}");
+    }
 }
 
 /// An iperf3 server for one test in namespace `ns`, on nic1's host address.
