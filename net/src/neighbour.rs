@@ -12,8 +12,11 @@
 //! is refused: the packet is dropped as `neighbour_table_full`); at most `QUEUE_PER_NEXT_HOP`
 //! packets wait per next hop and `MAX_QUEUED` in all (more are dropped as
 //! `neighbour_queue_full`). Queued packets are owned here and freed when sent or dropped.
+//! The table itself is one sorted vector with room for every entry, reserved when the
+//! forwarder starts, so learning a neighbour late (a host that re-ARPs after a minute) does not
+//! grow the forwarder's memory.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use crate::flows::Micros;
@@ -58,15 +61,33 @@ pub enum Resolution {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueFull;
 
-#[derive(Default)]
 pub struct Neighbours {
-    entries: BTreeMap<(u8, u32), Entry>,
+    /// Sorted by (interface, address); capacity `MAX_ENTRIES` from the start.
+    entries: Vec<((u8, u32), Entry)>,
     queued: usize,
+}
+
+impl Default for Neighbours {
+    fn default() -> Self {
+        Neighbours::new()
+    }
 }
 
 impl Neighbours {
     pub fn new() -> Neighbours {
-        Neighbours::default()
+        Neighbours { entries: Vec::with_capacity(MAX_ENTRIES), queued: 0 }
+    }
+
+    fn get_mut(&mut self, key: (u8, u32)) -> Option<&mut Entry> {
+        let index = self.entries.binary_search_by_key(&key, |(k, _)| *k).ok()?;
+        self.entries.get_mut(index).map(|(_, e)| e)
+    }
+
+    /// Adds an entry (the caller checked it is absent and that there is room).
+    fn add(&mut self, key: (u8, u32), entry: Entry) {
+        if let Err(index) = self.entries.binary_search_by_key(&key, |(k, _)| *k) {
+            self.entries.insert(index, (key, entry));
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -84,7 +105,7 @@ impl Neighbours {
 
     /// How to reach `ip` on `iface` now.
     pub fn resolve(&mut self, now: Micros, iface: u8, ip: u32) -> Resolution {
-        if let Some(entry) = self.entries.get_mut(&(iface, ip)) {
+        if let Some(entry) = self.get_mut((iface, ip)) {
             return match entry.state {
                 State::Reachable { since, refresh_sent } => {
                     let refresh = !refresh_sent && now.saturating_sub(since) >= REFRESH_AFTER;
@@ -104,14 +125,8 @@ impl Neighbours {
         if self.entries.len() >= MAX_ENTRIES {
             return Resolution::TableFull;
         }
-        self.entries.insert(
-            (iface, ip),
-            Entry {
-                mac: [0; 6],
-                state: State::Resolving { tries: 1, next_try: now + RETRY_AFTER },
-                queue: VecDeque::new(),
-            },
-        );
+        let resolving = State::Resolving { tries: 1, next_try: now + RETRY_AFTER };
+        self.add((iface, ip), Entry { mac: [0; 6], state: resolving, queue: VecDeque::new() });
         Resolution::Pending { request: true }
     }
 
@@ -120,7 +135,7 @@ impl Neighbours {
         if self.queued >= MAX_QUEUED {
             return Err(QueueFull);
         }
-        let entry = self.entries.get_mut(&(iface, ip)).ok_or(QueueFull)?;
+        let entry = self.get_mut((iface, ip)).ok_or(QueueFull)?;
         if entry.queue.len() >= QUEUE_PER_NEXT_HOP {
             return Err(QueueFull);
         }
@@ -141,7 +156,7 @@ impl Neighbours {
         for_us: bool,
     ) -> VecDeque<Vec<u8>> {
         let reachable = State::Reachable { since: now, refresh_sent: false };
-        match self.entries.get_mut(&(iface, ip)) {
+        match self.get_mut((iface, ip)) {
             Some(entry) => {
                 entry.mac = mac;
                 entry.state = reachable;
@@ -151,7 +166,7 @@ impl Neighbours {
             }
             None => {
                 if for_us && self.entries.len() < MAX_ENTRIES {
-                    self.entries.insert((iface, ip), Entry { mac, state: reachable, queue: VecDeque::new() });
+                    self.add((iface, ip), Entry { mac, state: reachable, queue: VecDeque::new() });
                 }
                 VecDeque::new()
             }
@@ -167,8 +182,9 @@ impl Neighbours {
         mut failed: impl FnMut(u8, Vec<u8>),
     ) -> Option<Micros> {
         let mut next: Option<Micros> = None;
-        let mut expired = Vec::new();
-        for (&(iface, ip), entry) in self.entries.iter_mut() {
+        let mut expired = false;
+        for ((iface, ip), entry) in self.entries.iter_mut() {
+            let (iface, ip) = (*iface, *ip);
             match entry.state {
                 State::Resolving { tries, next_try } if now >= next_try => {
                     if tries >= MAX_TRIES {
@@ -186,16 +202,25 @@ impl Neighbours {
                 }
                 State::Resolving { next_try, .. } => next = earliest(next, next_try),
                 State::Reachable { since, .. } if now.saturating_sub(since) >= REACHABLE_FOR => {
-                    expired.push((iface, ip))
+                    expired = true
                 }
-                State::Failed { until } if now >= until => expired.push((iface, ip)),
+                State::Failed { until } if now >= until => expired = true,
                 _ => {}
             }
         }
-        for key in expired {
-            if let Some(entry) = self.entries.remove(&key) {
-                self.queued -= entry.queue.len();
-            }
+        if expired {
+            let queued = &mut self.queued;
+            self.entries.retain(|(_, entry)| {
+                let gone = match entry.state {
+                    State::Reachable { since, .. } => now.saturating_sub(since) >= REACHABLE_FOR,
+                    State::Failed { until } => now >= until,
+                    State::Resolving { .. } => false,
+                };
+                if gone {
+                    *queued -= entry.queue.len();
+                }
+                !gone
+            });
         }
         next
     }
@@ -252,6 +277,18 @@ mod tests {
         assert_eq!(n.resolve(1, 0, 5), Resolution::Known { mac: MAC, refresh: false });
         assert_eq!(n.resolve(REFRESH_AFTER, 0, 5), Resolution::Known { mac: MAC, refresh: true });
         assert_eq!(n.resolve(REFRESH_AFTER + 1, 0, 5), Resolution::Known { mac: MAC, refresh: false });
+    }
+
+    #[test]
+    fn the_table_never_grows_after_it_is_made() {
+        let mut n = Neighbours::new();
+        let capacity = n.entries.capacity();
+        for ip in 0..(MAX_ENTRIES as u32 + 10) {
+            n.learn(0, 1, ip, MAC, true);
+        }
+        assert_eq!(n.len(), MAX_ENTRIES);
+        assert_eq!(n.entries.capacity(), capacity);
+        assert_eq!(n.resolve(0, 2, 1), Resolution::TableFull);
     }
 
     #[test]
