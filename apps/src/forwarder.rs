@@ -44,7 +44,7 @@ impl ForwarderPlan {
     /// soft threshold (the rest is for the FIB, BGP's routes to come, and the neighbour
     /// queues): the table is allocated once, at start, so its memory never moves afterwards;
     /// and a small one keeps the start fast (every slot is written when it is made).
-    pub fn settings(config: &ForwarderConfig, soft_bytes: usize) -> Settings {
+    pub fn settings(config: &ForwarderConfig, soft_bytes: usize, admit: fn(usize) -> bool) -> Settings {
         let slot = FlowTable::SLOT_BYTES;
         let mut slots = 16usize;
         while slots * 2 * slot <= soft_bytes / FLOW_TABLE_SHARE && slots * 2 * 3 / 4 <= MAX_FLOWS {
@@ -60,6 +60,7 @@ impl ForwarderPlan {
                 lifetime: config.flow_lifetime.total_micros(),
             },
             icmp_rate: config.icmp_rate,
+            admit,
         }
     }
 }
@@ -201,14 +202,22 @@ mod tests {
                 Ipv4Cidr::parse("10.20.0.0/16").unwrap(),
                 Ipv4::parse("198.51.100.2").unwrap()
             )],
-            settings: ForwarderPlan::settings(&ForwarderConfig::default(), 1 << 20),
+            settings: ForwarderPlan::settings(
+                &ForwarderConfig::default(),
+                1 << 20,
+                bulkhead_net::router::admit_always,
+            ),
         }
     }
 
     #[test]
     fn flow_table_fits_its_share_of_the_soft_threshold() {
         for soft in [1usize << 20, 12 << 20, 47 << 20] {
-            let settings = ForwarderPlan::settings(&ForwarderConfig::default(), soft);
+            let settings = ForwarderPlan::settings(
+                &ForwarderConfig::default(),
+                soft,
+                bulkhead_net::router::admit_always,
+            );
             let bytes = FlowTable::bytes_for(settings.flow_capacity);
             assert!(bytes <= soft / FLOW_TABLE_SHARE, "soft {soft}");
             assert!(bytes > soft / FLOW_TABLE_SHARE / 2, "soft {soft}: table too small");

@@ -57,11 +57,12 @@ pub enum DropReason {
     NeighbourUnreachable,
     NeighbourQueueFull,
     NeighbourTableFull,
+    OverQuota,
     TxFull,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Truncated,
         DropReason::BadVersion,
@@ -75,6 +76,7 @@ impl DropReason {
         DropReason::NeighbourUnreachable,
         DropReason::NeighbourQueueFull,
         DropReason::NeighbourTableFull,
+        DropReason::OverQuota,
         DropReason::TxFull,
     ];
 
@@ -92,6 +94,7 @@ impl DropReason {
             DropReason::NeighbourUnreachable => "neighbour_unreachable",
             DropReason::NeighbourQueueFull => "neighbour_queue_full",
             DropReason::NeighbourTableFull => "neighbour_table_full",
+            DropReason::OverQuota => "over_quota",
             DropReason::TxFull => "tx_full",
         }
     }
@@ -164,6 +167,14 @@ pub struct Settings {
     pub flow_timeouts: FlowTimeouts,
     /// ICMP errors per second; 0 sends none.
     pub icmp_rate: u32,
+    /// Asks the forwarder's memory domain for room before a packet is queued for resolution
+    /// (the one place per-packet work allocates): `false` drops it as `over_quota`.
+    pub admit: fn(usize) -> bool,
+}
+
+/// Admission that always grants (tests, and before a domain has quotas).
+pub fn admit_always(_bytes: usize) -> bool {
+    true
 }
 
 pub struct Forwarder {
@@ -173,6 +184,7 @@ pub struct Forwarder {
     neighbours: Neighbours,
     flows: FlowTable,
     icmp: TokenBucket,
+    admit: fn(usize) -> bool,
     ip_id: u16,
     counters: [Counters; MAX_INTERFACES],
 }
@@ -186,6 +198,7 @@ impl Forwarder {
             neighbours: Neighbours::new(),
             flows: FlowTable::new(settings.flow_capacity, settings.flow_timeouts),
             icmp: TokenBucket::new(settings.icmp_rate),
+            admit: settings.admit,
             ip_id: 0,
             counters: [Counters::default(); MAX_INTERFACES],
         }
@@ -296,7 +309,9 @@ impl Forwarder {
                 if request {
                     self.send_arp_request(out, gateway, sink);
                 }
-                if self.neighbours.enqueue(out, gateway, frame.get(..len).unwrap_or(&[])).is_err() {
+                if !(self.admit)(len) {
+                    self.drop(iface, DropReason::OverQuota);
+                } else if self.neighbours.enqueue(out, gateway, frame.get(..len).unwrap_or(&[])).is_err() {
                     self.drop(iface, DropReason::NeighbourQueueFull);
                 }
             }

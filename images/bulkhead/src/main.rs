@@ -147,7 +147,11 @@ fn main(boot: BootInfo) -> ! {
             })
             .collect(),
         routes: config.routes.iter().map(|r| (r.prefix, r.via)).collect(),
-        settings: ForwarderPlan::settings(&config.forwarder, plan.quota(Domain::Forwarder).soft),
+        settings: ForwarderPlan::settings(
+            &config.forwarder,
+            plan.quota(Domain::Forwarder).soft,
+            forwarder_admit,
+        ),
     };
     let mut supervisor = Supervisor::new(AllocatorBooks(&ALLOCATOR));
     for subsystem in subsystems(ForwarderSubsystem::new(forwarder.clone(), forwarder_plan)) {
@@ -257,6 +261,11 @@ fn to_config(cidr: Ipv4Cidr) -> ConfigCidr {
 
 fn now() -> Instant {
     Instant::from_micros(time::micros_since_boot() as i64)
+}
+
+/// The forwarder's admission: room in its domain for a packet it would queue.
+fn forwarder_admit(bytes: usize) -> bool {
+    ALLOCATOR.admit(Domain::Forwarder, bytes).is_ok()
 }
 
 fn apps_now() -> bulkhead_apps::time::Instant {

@@ -27,8 +27,12 @@ impl Sink for Recorder {
 }
 
 fn forwarder(icmp_rate: u32) -> Forwarder {
-    let mut f =
-        Forwarder::new(Settings { flow_capacity: 1000, flow_timeouts: FlowTimeouts::default(), icmp_rate });
+    let mut f = Forwarder::new(Settings {
+        flow_capacity: 1000,
+        flow_timeouts: FlowTimeouts::default(),
+        icmp_rate,
+        admit: admit_always,
+    });
     f.set_interface(0, Interface { mac: R0, address: Some((ip(192, 0, 2, 1), 24)), mtu: 1500 }).unwrap();
     f.set_interface(1, Interface { mac: R1, address: Some((ip(198, 51, 100, 1), 24)), mtu: 1500 }).unwrap();
     f.add_route(Prefix::new(ip(10, 20, 0, 0), 16).unwrap(), ip(198, 51, 100, 2)).unwrap();
@@ -344,4 +348,23 @@ fn no_panic_on_any_bytes() {
             sink.0.clear();
         }
     }
+}
+
+#[test]
+fn a_refused_admission_drops_instead_of_queueing() {
+    fn refuse(_bytes: usize) -> bool {
+        false
+    }
+    let mut f = Forwarder::new(Settings {
+        flow_capacity: 100,
+        flow_timeouts: FlowTimeouts::default(),
+        icmp_rate: 0,
+        admit: refuse,
+    });
+    f.set_interface(0, Interface { mac: R0, address: Some((ip(192, 0, 2, 1), 24)), mtu: 1500 }).unwrap();
+    f.set_interface(1, Interface { mac: R1, address: Some((ip(198, 51, 100, 1), 24)), mtu: 1500 }).unwrap();
+    let mut sink = Recorder::default();
+    f.handle(0, 0, &mut udp(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 64), &mut sink);
+    assert_eq!(f.counters(0).drops(DropReason::OverQuota), 1);
+    assert_eq!(sink.0.len(), 1, "the ARP request still goes out");
 }
