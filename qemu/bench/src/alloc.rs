@@ -445,43 +445,32 @@ impl Subject for Talc {
     }
 }
 
-impl Subject for Front {
-    type Guard<'a> = DomainGuard<'a>;
-    const NAME: &'static str = "bulkhead front end (no books)";
+/// The two bulkhead allocators share their test-bed plumbing; they differ in the books.
+macro_rules! bulkhead_subject {
+    ($type:ty, $name:literal) => {
+        impl Subject for $type {
+            type Guard<'a> = DomainGuard<'a>;
+            const NAME: &'static str = $name;
 
-    unsafe fn init(&self, base: *mut u8, size: usize) {
-        // SAFETY: forwarded contract.
-        unsafe { self.0.init(base, size) }
-    }
+            unsafe fn init(&self, base: *mut u8, size: usize) {
+                // SAFETY: forwarded contract.
+                unsafe { self.0.init(base, size) }
+            }
 
-    fn enter(&self, domain: Domain) -> DomainGuard<'_> {
-        self.0.enter(domain)
-    }
+            fn enter(&self, domain: Domain) -> DomainGuard<'_> {
+                self.0.enter(domain)
+            }
 
-    fn free_space(&self) -> (usize, bool, usize) {
-        let s = self.0.heap_stats();
-        (s.free, true, s.largest_free)
-    }
+            fn free_space(&self) -> (usize, bool, usize) {
+                let s = self.0.heap_stats();
+                (s.free, true, s.largest_free)
+            }
+        }
+    };
 }
 
-impl Subject for Accounted {
-    type Guard<'a> = DomainGuard<'a>;
-    const NAME: &'static str = "bulkhead DomainAllocator";
-
-    unsafe fn init(&self, base: *mut u8, size: usize) {
-        // SAFETY: forwarded contract.
-        unsafe { self.0.init(base, size) }
-    }
-
-    fn enter(&self, domain: Domain) -> DomainGuard<'_> {
-        self.0.enter(domain)
-    }
-
-    fn free_space(&self) -> (usize, bool, usize) {
-        let s = self.0.heap_stats();
-        (s.free, true, s.largest_free)
-    }
-}
+bulkhead_subject!(Front, "bulkhead front end (no books)");
+bulkhead_subject!(Accounted, "bulkhead DomainAllocator");
 
 impl Rng {
     fn next(&mut self) -> u64 {

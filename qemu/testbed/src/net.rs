@@ -91,6 +91,17 @@ pub fn default_interfaces(nics: usize) -> Vec<Interface> {
         .collect()
 }
 
+/// The `[[interface]]` tables of the default configuration for the first `nics` NICs, as
+/// TOML: for test configurations that add sections of their own.
+pub fn default_interfaces_toml(nics: usize) -> String {
+    default_interfaces(nics)
+        .iter()
+        .filter_map(|i| {
+            i.address.map(|a| format!("[[interface]]\nname = \"{}\"\naddress = \"{a}\"\n\n", i.name))
+        })
+        .collect()
+}
+
 /// The interfaces of a configuration file, for `nics` NICs: reads the `name` and `address` keys
 /// of each `[[interface]]` table and nothing else. NICs the file does not name are unconfigured.
 pub fn interfaces_from_config(text: &str, nics: usize) -> Vec<Interface> {
@@ -125,6 +136,18 @@ pub fn interfaces_from_config(text: &str, nics: usize) -> Vec<Interface> {
         }
     }
     plan
+}
+
+#[cfg(test)]
+mod toml_tests {
+    use super::*;
+
+    #[test]
+    fn default_interfaces_toml_reads_back_as_the_defaults() {
+        let text = default_interfaces_toml(4);
+        assert_eq!(text.matches("[[interface]]").count(), 3, "nic3 is unconfigured");
+        assert_eq!(interfaces_from_config(&text, 4), default_interfaces(4));
+    }
 }
 
 #[cfg(test)]

@@ -3,27 +3,14 @@
 
 use std::time::Duration;
 
+use bulkhead_testbed::net::default_interfaces_toml;
 use bulkhead_testbed::{can_run, Netns, RunOutput, TempFile, Vm, VmOptions};
 
-/// nic0 and nic1 as in the default configuration; nic2 leads to a router that owns
+/// nic0..nic2 as in the default configuration; nic2 leads to a router that owns
 /// 10.20.0.0/16, reached by a static route.
-const CONFIG: &str = r#"
-[[interface]]
-name = "nic0"
-address = "192.0.2.1/24"
-
-[[interface]]
-name = "nic1"
-address = "198.51.100.1/24"
-
-[[interface]]
-name = "nic2"
-address = "203.0.113.1/24"
-
-[[route]]
-prefix = "10.20.0.0/16"
-via = "203.0.113.2"
-"#;
+fn config() -> String {
+    default_interfaces_toml(3) + "[[route]]\nprefix = \"10.20.0.0/16\"\nvia = \"203.0.113.2\"\n"
+}
 
 /// Tests that load the host's two cores (iperf3, the flood) take turns: overlapping, they
 /// starve each other's QEMU and the "no loss" assertions would measure the host instead.
@@ -34,7 +21,7 @@ fn heavy() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn boot(tag: &str) -> (Vm, TempFile) {
-    let config = TempFile::new(&format!("fwd-{tag}"), CONFIG).expect("write configuration");
+    let config = TempFile::new(&format!("fwd-{tag}"), &config()).expect("write configuration");
     let vm = Vm::boot(VmOptions::new().nics(3).config(&config.0)).unwrap_or_else(|e| panic!("boot: {e}"));
     // Every namespace routes through the appliance.
     for nic in vm.topology().nics() {
@@ -245,7 +232,7 @@ fn a_flood_of_new_flows_is_evicted_within_quota_while_another_path_answers() {
     }
     let config = TempFile::new(
         "fwd-flood",
-        &format!("{CONFIG}\n[memory.forwarder]\nquota = \"4MiB\"\nsoft = \"3MiB\"\n"),
+        &format!("{}\n[memory.forwarder]\nquota = \"4MiB\"\nsoft = \"3MiB\"\n", config()),
     )
     .expect("configuration");
     let vm = Vm::boot(VmOptions::new().nics(3).config(&config.0)).unwrap_or_else(|e| panic!("boot: {e}"));

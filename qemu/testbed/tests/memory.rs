@@ -5,29 +5,18 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bulkhead_testbed::net::default_interfaces_toml;
 use bulkhead_testbed::serde_json::Value;
 use bulkhead_testbed::{can_run, TempFile, Vm, VmOptions};
 
 /// Two NICs, a small bmp quota, diagnostics on.
-const CONFIG: &str = r#"
-[[interface]]
-name = "nic0"
-address = "192.0.2.1/24"
-
-[[interface]]
-name = "nic1"
-address = "198.51.100.1/24"
-
-[memory.bmp]
-quota = "2MiB"
-soft = "1536KiB"
-
-[diagnostics]
-enabled = true
-"#;
+fn config() -> String {
+    default_interfaces_toml(2)
+        + "[memory.bmp]\nquota = \"2MiB\"\nsoft = \"1536KiB\"\n\n[diagnostics]\nenabled = true\n"
+}
 
 fn boot(tag: &str) -> (Vm, TempFile) {
-    let config = TempFile::new(&format!("mem-{tag}"), CONFIG).expect("write configuration");
+    let config = TempFile::new(&format!("mem-{tag}"), &config()).expect("write configuration");
     let vm = Vm::boot(VmOptions::new().nics(2).config(&config.0)).unwrap_or_else(|e| panic!("boot: {e}"));
     (vm, config)
 }

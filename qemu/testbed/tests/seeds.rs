@@ -12,21 +12,14 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bulkhead_testbed::net::default_interfaces_toml;
 use bulkhead_testbed::serde_json::Value;
 use bulkhead_testbed::{can_run, TempFile, Topology, Vm, VmOptions};
 
-const CONFIG: &str = r#"
-[[interface]]
-name = "nic0"
-address = "192.0.2.1/24"
-
-[[interface]]
-name = "nic1"
-address = "198.51.100.1/24"
-
-[forwarder]
-flow_lifetime = "8s"
-"#;
+/// nic0 and nic1 as by default; a short flow lifetime, so that the test sees it end.
+fn config() -> String {
+    default_interfaces_toml(2) + "[forwarder]\nflow_lifetime = \"8s\"\n"
+}
 
 const STREAM: &str = env!("CARGO_BIN_EXE_udp-stream");
 
@@ -64,7 +57,7 @@ fn tmm_flow_leak_a_stream_from_before_boot_keeps_memory_flat() {
         return;
     }
     let seconds = seconds();
-    let config = TempFile::new("seed-tmm", CONFIG).expect("configuration");
+    let config = TempFile::new("seed-tmm", &config()).expect("configuration");
     let options = VmOptions::new().name("seed-tmm").nics(2).config(&config.0);
     let topology = Topology::create(&options.interface_plan().expect("plan")).expect("topology");
     for nic in topology.nics() {
