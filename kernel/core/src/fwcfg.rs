@@ -16,6 +16,8 @@ const FEATURE_DMA: u32 = 1 << 1;
 const DMA_ERROR: u32 = 1 << 0;
 const DMA_READ: u32 = 1 << 1;
 const DMA_SELECT: u32 = 1 << 3;
+/// The most directory entries read (QEMU has a few dozen).
+const MAX_FILES: usize = 4096;
 /// The largest file accepted: configuration is small.
 pub const MAX_FILE: usize = 256 * 1024;
 
@@ -80,6 +82,9 @@ pub fn read_file(name: &str) -> Result<Option<Vec<u8>>, FwCfgError> {
     let mut count = [0u8; 4];
     dma_read(FILE_DIR, &mut count)?;
     let count = u32::from_be_bytes(count) as usize;
+    if count > MAX_FILES {
+        return Err(FwCfgError::TooLarge(count * 64));
+    }
     // The directory: count, then 64-byte entries (size, select, reserved, name[56]).
     let mut directory = vec![0u8; 4 + count * 64];
     dma_read(FILE_DIR, &mut directory)?;
