@@ -4,7 +4,8 @@
 
 extern crate alloc;
 
-pub mod addr;
+pub use bulkhead_base::{addr, time};
+
 pub mod books;
 pub mod config;
 pub mod console;
@@ -14,5 +15,4 @@ pub mod forwarder;
 pub mod json;
 pub mod routing;
 pub mod supervisor;
-pub mod time;
 pub mod units;
