@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod rng;
 pub mod time;
 
 pub use rand_core;
