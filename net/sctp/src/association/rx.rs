@@ -1,0 +1,309 @@
+//! The receive side of an association: reassembly of fragmented user messages (RFC 9260
+//! section 6.9), ordering per inbound stream by Stream Sequence Number (6.5, 6.6), and the
+//! queue of whole messages waiting for the application.
+//!
+//! Every held object is charged its true footprint through the endpoint's
+//! [`Footprint`](crate::endpoint::Footprint) function: `footprint(size_of::<T>()) +
+//! footprint(payload capacity)`.
+//!
+//! Bounds (owner: the association): the sum of the three queues below is kept under the
+//! association's receive limit by the caller, which asks [`Reassembly::fragment_cost`] and
+//! [`Reassembly::held`] before it accepts a DATA chunk and otherwise drops it (counted as
+//! `rwnd_full`; the peer retransmits once the window opens). The window advertised to the
+//! peer is the budget left, so a well-behaved peer stops before the bound.
+//! - `fragments`: DATA chunks of messages not yet whole, keyed by TSN.
+//! - per stream `pending`: whole ordered messages that arrived before an earlier SSN.
+//! - `ready`: whole messages in delivery order; drained by the application one at a time. If
+//!   the application does not read, it fills, the window closes and the peer stalls.
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+use core::mem::size_of;
+
+use super::tsnmap::unwrap_serial16;
+use crate::endpoint::Footprint;
+
+/// One received DATA chunk that is part of a message not yet whole.
+#[derive(Debug)]
+pub struct RxFragment {
+    pub stream: u16,
+    pub ssn: u16,
+    pub ppid: u32,
+    pub unordered: bool,
+    pub begin: bool,
+    pub end: bool,
+    pub data: Box<[u8]>,
+}
+
+/// A whole user message.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RxMessage {
+    pub stream: u16,
+    pub ppid: u32,
+    pub unordered: bool,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct InStream {
+    /// The next SSN to deliver, unwrapped.
+    next_ssn: u64,
+    pending: BTreeMap<u64, RxMessage>,
+}
+
+/// Why a DATA chunk was not taken by [`Reassembly::insert`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxRefusal {
+    /// The Stream Identifier is not below the number of inbound streams (3.3.10.1 cause 1).
+    InvalidStream(u16),
+    /// An ordered message whose SSN was already delivered.
+    StaleSsn,
+}
+
+#[derive(Debug)]
+pub struct Reassembly {
+    footprint: Footprint,
+    fragments: BTreeMap<u64, RxFragment>,
+    streams: Vec<InStream>,
+    ready: VecDeque<RxMessage>,
+    reassembly_bytes: usize,
+    pending_bytes: usize,
+    ready_bytes: usize,
+}
+
+impl Reassembly {
+    pub fn new(footprint: Footprint, inbound_streams: u16) -> Self {
+        let streams = (0..inbound_streams).map(|_| InStream { next_ssn: 1 << 16, pending: BTreeMap::new() });
+        Reassembly {
+            footprint,
+            fragments: BTreeMap::new(),
+            streams: streams.collect(),
+            ready: VecDeque::new(),
+            reassembly_bytes: 0,
+            pending_bytes: 0,
+            ready_bytes: 0,
+        }
+    }
+
+    /// The true cost of holding a DATA chunk with `payload_len` bytes of user data.
+    pub fn fragment_cost(&self, payload_len: usize) -> usize {
+        (self.footprint)(size_of::<RxFragment>()) + (self.footprint)(payload_len)
+    }
+
+    fn message_cost(&self, m: &RxMessage) -> usize {
+        (self.footprint)(size_of::<RxMessage>()) + (self.footprint)(m.data.capacity())
+    }
+
+    /// True bytes held in all queues.
+    pub fn held(&self) -> usize {
+        self.reassembly_bytes + self.pending_bytes + self.ready_bytes
+    }
+
+    /// True bytes of fragments and of ordered messages waiting for an earlier SSN.
+    pub fn reassembly_bytes(&self) -> usize {
+        self.reassembly_bytes + self.pending_bytes
+    }
+
+    /// True bytes of whole messages waiting for the application.
+    pub fn delivery_bytes(&self) -> usize {
+        self.ready_bytes
+    }
+
+    pub fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
+    pub fn inbound_streams(&self) -> u16 {
+        self.streams.len() as u16
+    }
+
+    /// Take an accepted DATA chunk with unwrapped TSN `tsn`.
+    pub fn insert(&mut self, tsn: u64, frag: RxFragment) -> Result<(), RxRefusal> {
+        let stream =
+            self.streams.get(usize::from(frag.stream)).ok_or(RxRefusal::InvalidStream(frag.stream))?;
+        if !frag.unordered && unwrap_serial16(stream.next_ssn, frag.ssn) < stream.next_ssn {
+            return Err(RxRefusal::StaleSsn);
+        }
+        if frag.begin && frag.end {
+            let ssn = frag.ssn;
+            let message = RxMessage {
+                stream: frag.stream,
+                ppid: frag.ppid,
+                unordered: frag.unordered,
+                data: Vec::from(frag.data),
+            };
+            self.complete_with_ssn(message, ssn);
+            return Ok(());
+        }
+        self.reassembly_bytes += self.fragment_cost(frag.data.len());
+        self.fragments.insert(tsn, frag);
+        self.try_assemble(tsn);
+        Ok(())
+    }
+
+    /// The next whole message for the application, in delivery order.
+    pub fn pop(&mut self) -> Option<RxMessage> {
+        let m = self.ready.pop_front()?;
+        self.ready_bytes -= self.message_cost(&m);
+        Some(m)
+    }
+
+    /// Whether `a` and `b` (at the next TSN) belong to the same message.
+    fn same_message(a: &RxFragment, b: &RxFragment) -> bool {
+        a.stream == b.stream && a.unordered == b.unordered && (a.unordered || a.ssn == b.ssn)
+    }
+
+    fn try_assemble(&mut self, tsn: u64) {
+        let Some(start_frag) = self.fragments.get(&tsn) else { return };
+        let mut first = tsn;
+        let mut cur = start_frag;
+        while !cur.begin {
+            match self.fragments.get(&(first - 1)) {
+                Some(prev) if !prev.end && Self::same_message(prev, cur) => {
+                    first -= 1;
+                    cur = prev;
+                }
+                _ => return,
+            }
+        }
+        let mut last = tsn;
+        let mut cur = start_frag;
+        while !cur.end {
+            match self.fragments.get(&(last + 1)) {
+                Some(next) if !next.begin && Self::same_message(cur, next) => {
+                    last += 1;
+                    cur = next;
+                }
+                _ => return,
+            }
+        }
+        let mut data = Vec::new();
+        let mut head = None;
+        for t in first..=last {
+            if let Some(f) = self.fragments.remove(&t) {
+                self.reassembly_bytes -= self.fragment_cost(f.data.len());
+                data.extend_from_slice(&f.data);
+                if head.is_none() {
+                    head = Some((f.stream, f.ppid, f.unordered, f.ssn));
+                }
+            }
+        }
+        data.shrink_to_fit();
+        if let Some((stream, ppid, unordered, ssn)) = head {
+            self.complete_with_ssn(RxMessage { stream, ppid, unordered, data }, ssn);
+        }
+    }
+
+    fn complete_with_ssn(&mut self, message: RxMessage, ssn: u16) {
+        let cost = self.message_cost(&message);
+        if message.unordered {
+            self.ready_bytes += cost;
+            self.ready.push_back(message);
+            return;
+        }
+        let Some(stream) = self.streams.get_mut(usize::from(message.stream)) else { return };
+        let s = unwrap_serial16(stream.next_ssn, ssn);
+        if s < stream.next_ssn {
+            return;
+        }
+        if s != stream.next_ssn {
+            self.pending_bytes += cost;
+            stream.pending.insert(s, message);
+            return;
+        }
+        self.ready_bytes += cost;
+        self.ready.push_back(message);
+        stream.next_ssn += 1;
+        while let Some(m) = stream.pending.remove(&stream.next_ssn) {
+            let c = (self.footprint)(size_of::<RxMessage>()) + (self.footprint)(m.data.capacity());
+            self.pending_bytes -= c;
+            self.ready_bytes += c;
+            self.ready.push_back(m);
+            stream.next_ssn += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn fp(n: usize) -> usize {
+        n.next_multiple_of(16) + 16
+    }
+
+    fn frag(stream: u16, ssn: u16, unordered: bool, begin: bool, end: bool, data: &[u8]) -> RxFragment {
+        RxFragment { stream, ssn, ppid: 7, unordered, begin, end, data: data.into() }
+    }
+
+    #[test]
+    fn fragments_reassemble_in_any_arrival_order() {
+        let mut r = Reassembly::new(fp, 2);
+        r.insert(12, frag(1, 0, false, false, true, b"cd")).unwrap();
+        assert!(r.pop().is_none());
+        assert_eq!(r.held(), 2 * r.fragment_cost(2) - r.fragment_cost(2));
+        r.insert(10, frag(1, 0, false, true, false, b"a")).unwrap();
+        assert!(r.pop().is_none());
+        r.insert(11, frag(1, 0, false, false, false, b"b")).unwrap();
+        let m = r.pop().unwrap();
+        assert_eq!(m, RxMessage { stream: 1, ppid: 7, unordered: false, data: b"abcd".to_vec() });
+        assert_eq!(r.held(), 0, "every byte credited back");
+    }
+
+    #[test]
+    fn ordered_messages_wait_for_the_earlier_ssn_unordered_do_not() {
+        let mut r = Reassembly::new(fp, 1);
+        r.insert(2, frag(0, 1, false, true, true, b"second")).unwrap();
+        r.insert(3, frag(0, 0, true, true, true, b"urgent")).unwrap();
+        assert_eq!(r.pop().unwrap().data, b"urgent");
+        assert!(r.pop().is_none());
+        assert!(r.reassembly_bytes() > 0);
+        r.insert(1, frag(0, 0, false, true, true, b"first")).unwrap();
+        assert_eq!(r.pop().unwrap().data, b"first");
+        assert_eq!(r.pop().unwrap().data, b"second");
+        assert_eq!(r.held(), 0);
+    }
+
+    #[test]
+    fn ssn_wraps() {
+        let mut r = Reassembly::new(fp, 1);
+        let mut tsn = 0;
+        let mut got = vec![];
+        for i in 0..70_000u32 {
+            tsn += 1;
+            r.insert(tsn, frag(0, i as u16, false, true, true, &i.to_be_bytes())).unwrap();
+            got.push(u32::from_be_bytes(r.pop().unwrap().data.try_into().unwrap()));
+        }
+        assert_eq!(got, (0..70_000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn refusals() {
+        let mut r = Reassembly::new(fp, 1);
+        assert_eq!(r.insert(1, frag(3, 0, false, true, true, b"x")), Err(RxRefusal::InvalidStream(3)));
+        r.insert(1, frag(0, 0, false, true, true, b"x")).unwrap();
+        assert_eq!(r.insert(2, frag(0, 0, false, true, true, b"x")), Err(RxRefusal::StaleSsn));
+    }
+
+    #[test]
+    fn mismatched_neighbours_do_not_assemble() {
+        let mut r = Reassembly::new(fp, 2);
+        r.insert(1, frag(0, 0, false, true, false, b"a")).unwrap();
+        r.insert(2, frag(1, 0, false, false, true, b"b")).unwrap();
+        assert!(r.pop().is_none());
+        assert_eq!(r.held(), 2 * r.fragment_cost(1));
+    }
+
+    #[test]
+    fn one_byte_messages_cost_their_true_footprint() {
+        let mut r = Reassembly::new(fp, 1);
+        for i in 0..100u16 {
+            r.insert(u64::from(i) + 1, frag(0, i, false, true, true, b"x")).unwrap();
+        }
+        let per = fp(size_of::<RxMessage>()) + fp(1);
+        assert_eq!(r.delivery_bytes(), 100 * per);
+        assert!(per > 40, "a 1-byte message costs far more than a byte");
+    }
+}
