@@ -14,9 +14,11 @@ pub mod fwcfg;
 pub mod heap;
 pub mod paging;
 pub mod pci;
+pub mod rng;
 pub mod serial;
 pub mod time;
 pub mod virtio;
+pub mod virtio_rng;
 
 pub use boot::BootInfo;
 
