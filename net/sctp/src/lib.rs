@@ -7,3 +7,5 @@ extern crate alloc;
 pub mod association;
 pub mod cookie;
 pub mod endpoint;
+
+pub mod wire;
