@@ -25,8 +25,16 @@ const RDRAND_TRIES: u32 = 10;
 /// Tries per 64-bit word for `RDSEED`, which fails whenever the entropy source is momentarily
 /// drained (several cores, or a hypervisor, drawing at once); a `pause` between tries.
 const RDSEED_TRIES: u32 = 1_000;
-/// Samples of TSC jitter: each is one short loop, a few microseconds under TCG in all.
+/// Samples of TSC jitter at most: each is one short loop (about a microsecond under TCG).
 const JITTER_SAMPLES: u32 = 4_096;
+/// Samples of TSC jitter at least, whatever the time they take.
+const JITTER_MIN_SAMPLES: u32 = 256;
+/// Time after which the jitter loop stops once it has `JITTER_MIN_SAMPLES`: where `rdtsc`
+/// traps to a (software) hypervisor one sample costs a millisecond, and boot must not wait
+/// seconds (such a trap's timing varies a lot, so fewer samples carry more).
+const JITTER_BUDGET_US: u64 = 20_000;
+/// TSC ticks for that budget when the TSC is not calibrated yet (a 4 GHz TSC).
+const UNCALIBRATED_JITTER_BUDGET_TICKS: u64 = 4_000 * JITTER_BUDGET_US;
 
 /// The 32-byte boot seed and where it came from. Needs the heap (the virtio-rng rings), and
 /// works before or after `time::calibrate`. Logs each source that was offered but failed, and
@@ -173,16 +181,25 @@ pub struct JitterStats {
     pub changes: u64,
 }
 
-/// 32 bytes from TSC jitter: `JITTER_SAMPLES` short loops of data-dependent length, each timed
-/// with `rdtsc`; every delta is hashed whole into an [`EntropyPool`] (SHA-256, `sha2`), with
-/// the TSC at start and end. Weak: under an emulator the deltas may hardly vary.
+/// 32 bytes from TSC jitter: short loops of data-dependent length, each timed with `rdtsc`,
+/// `JITTER_SAMPLES` of them or fewer (at least `JITTER_MIN_SAMPLES`) once `JITTER_BUDGET_US`
+/// has passed; every delta is hashed whole into an [`EntropyPool`] (SHA-256, `sha2`), with the
+/// TSC at start and end. Weak: under an emulator the deltas may hardly vary.
 pub fn tsc_jitter_seed() -> ([u8; 32], JitterStats) {
+    let budget = match crate::time::micros_to_tsc(JITTER_BUDGET_US) {
+        0 => UNCALIBRATED_JITTER_BUDGET_TICKS,
+        ticks => ticks,
+    };
+    let begin = rdtsc();
     let mut pool = EntropyPool::new();
-    pool.add_bytes(&rdtsc().to_le_bytes());
+    pool.add_bytes(&begin.to_le_bytes());
     let mut scratch = [0u64; 64];
     let mut last = 0u64;
     for sample in 0..JITTER_SAMPLES {
         let start = rdtsc();
+        if sample >= JITTER_MIN_SAMPLES && start.wrapping_sub(begin) > budget {
+            break;
+        }
         // A loop whose length and memory pattern follow the last delta, so the timing noise of
         // one sample feeds the work of the next.
         let spins = 16 + (last & 31);

@@ -40,7 +40,8 @@ const UNCALIBRATED_TIMEOUT_TICKS: u64 = 4_000_000 * (REQUEST_TIMEOUT_US / 1_000)
 pub enum VirtioRngError {
     /// No virtio-rng function on PCI bus 0.
     NotFound,
-    /// The PCI transport could not be set up (no modern capabilities, BAR not mapped).
+    /// The PCI transport could not be set up (no modern capabilities, as on a legacy-only
+    /// device, or a BAR that could not be assigned).
     Transport,
     /// The device refused the queue or the request.
     Queue(virtio_drivers::Error),
@@ -56,7 +57,9 @@ impl fmt::Display for VirtioRngError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             VirtioRngError::NotFound => f.write_str("no virtio-rng device"),
-            VirtioRngError::Transport => f.write_str("virtio-rng transport set-up failed"),
+            VirtioRngError::Transport => f.write_str(
+                "virtio-rng has no usable virtio 1.0 PCI interface (legacy-only devices are not supported)",
+            ),
             VirtioRngError::Queue(e) => write!(f, "virtio-rng queue: {e}"),
             VirtioRngError::Timeout => {
                 write!(f, "virtio-rng gave no answer within {} ms", REQUEST_TIMEOUT_US / 1_000)
