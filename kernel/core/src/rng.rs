@@ -28,7 +28,7 @@ const RDSEED_TRIES: u32 = 1_000;
 /// Samples of TSC jitter at most: each is one short loop (about a microsecond under TCG).
 const JITTER_SAMPLES: u32 = 4_096;
 /// Samples of TSC jitter at least, whatever the time they take.
-const JITTER_MIN_SAMPLES: u32 = 256;
+const JITTER_MIN_SAMPLES: u32 = 64;
 /// Time after which the jitter loop stops once it has `JITTER_MIN_SAMPLES`: where `rdtsc`
 /// traps to a (software) hypervisor one sample costs a millisecond, and boot must not wait
 /// seconds (such a trap's timing varies a lot, so fewer samples carry more).
