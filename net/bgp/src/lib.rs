@@ -5,3 +5,5 @@
 extern crate alloc;
 
 pub mod packet;
+pub mod policy;
+pub mod rib;

@@ -1,0 +1,303 @@
+//! Interned path attributes: every distinct attribute set is stored once, however many routes
+//! carry it, and freed when the last route using it goes.
+//!
+//! ```text
+//!  index: BTreeMap<hash, AttrId>  ──► slot[id] { attrs, refs, hash, next ─► slot[..] (same hash) }
+//! ```
+//!
+//! A route holds an [`AttrId`] (4 bytes) instead of its attributes; the store keeps a
+//! reference count per set. [`AttrStore::intern`] takes a set and returns the id of an equal
+//! set already stored (one more reference) or of a new slot; [`AttrStore::release`] drops one
+//! reference and frees the slot, and its attributes, at zero. Freed slots are reused before the
+//! slot vector grows, so the store's size follows the number of distinct sets alive, never the
+//! number of routes. Sets with the same 64-bit hash are chained through their slots.
+//!
+//! Bounds: at most `u32::MAX - 1` distinct sets (an id is a `u32`); a set that reaches
+//! `u32::MAX` references is pinned (never freed) rather than counted past the bound.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::hash::{Hash, Hasher};
+use core::num::NonZeroU32;
+
+/// A handle on one interned attribute set. Valid while its holder owns a reference. Non-zero
+/// inside, so that `Option<AttrId>` is 4 bytes too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AttrId(NonZeroU32);
+
+impl AttrId {
+    /// The slot number, for display (`show route` prints it as the set's name).
+    pub const fn index(self) -> u32 {
+        self.0.get() - 1
+    }
+
+    fn from_slot(slot: u32) -> AttrId {
+        AttrId(NonZeroU32::MIN.saturating_add(slot))
+    }
+
+    fn slot(self) -> usize {
+        self.index() as usize
+    }
+}
+
+/// The interning table. `A` is the attribute set type (the RIB uses
+/// [`crate::packet::attribute::PathAttributes`]).
+#[derive(Debug)]
+pub struct AttrStore<A> {
+    slots: Vec<Slot<A>>,
+    /// Free slot numbers, reused last-freed first. Bounded by `slots.len()`.
+    free: Vec<u32>,
+    /// Hash -> first slot with that hash; the rest are chained by `Slot::next`.
+    index: BTreeMap<u64, u32>,
+    live: usize,
+}
+
+#[derive(Debug)]
+struct Slot<A> {
+    attrs: Option<A>,
+    refs: u32,
+    hash: u64,
+    next: Option<u32>,
+}
+
+const PINNED: u32 = u32::MAX;
+
+impl<A: Hash + Eq> Default for AttrStore<A> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<A: Hash + Eq> AttrStore<A> {
+    pub const fn new() -> Self {
+        AttrStore { slots: Vec::new(), free: Vec::new(), index: BTreeMap::new(), live: 0 }
+    }
+
+    /// Returns the id of a set equal to `attrs`, taking one reference to it; stores `attrs` if
+    /// no equal set is alive.
+    pub fn intern(&mut self, attrs: A) -> AttrId {
+        let hash = hash_of(&attrs);
+        let mut cursor = self.index.get(&hash).copied();
+        while let Some(id) = cursor {
+            let Some(slot) = self.slots.get_mut(id as usize) else { break };
+            if slot.attrs.as_ref() == Some(&attrs) {
+                slot.refs = slot.refs.saturating_add(1);
+                return AttrId::from_slot(id);
+            }
+            cursor = slot.next;
+        }
+        let head = self.index.get(&hash).copied();
+        let slot = Slot { attrs: Some(attrs), refs: 1, hash, next: head };
+        let id = match self.free.pop() {
+            Some(id) => {
+                if let Some(old) = self.slots.get_mut(id as usize) {
+                    *old = slot;
+                }
+                id
+            }
+            None => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(hash, id);
+        self.live += 1;
+        AttrId::from_slot(id)
+    }
+
+    /// Takes one more reference to `id` (a route copied into a second table).
+    pub fn retain(&mut self, id: AttrId) {
+        if let Some(slot) = self.live_slot_mut(id) {
+            slot.refs = slot.refs.saturating_add(1);
+        }
+    }
+
+    /// Drops one reference to `id`; the set is freed when none is left. A pinned set (one that
+    /// reached `u32::MAX` references) is never freed.
+    pub fn release(&mut self, id: AttrId) {
+        let Some(slot) = self.live_slot_mut(id) else { return };
+        if slot.refs == PINNED {
+            return;
+        }
+        slot.refs -= 1;
+        if slot.refs > 0 {
+            return;
+        }
+        let hash = slot.hash;
+        let next = slot.next.take();
+        slot.attrs = None;
+        self.unlink(hash, id.index(), next);
+        self.free.push(id.index());
+        self.live -= 1;
+        if self.live == 0 {
+            // Give the memory back whole when the last set goes (a peer flap on an empty box).
+            self.slots = Vec::new();
+            self.free = Vec::new();
+        }
+    }
+
+    /// The attributes behind `id`; `None` only for an id that was already freed.
+    pub fn get(&self, id: AttrId) -> Option<&A> {
+        self.slots.get(id.slot()).and_then(|slot| slot.attrs.as_ref())
+    }
+
+    /// How many references `id` has (0 once freed).
+    pub fn refs(&self, id: AttrId) -> u32 {
+        self.slots.get(id.slot()).filter(|slot| slot.attrs.is_some()).map_or(0, |slot| slot.refs)
+    }
+
+    /// The number of distinct sets alive.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    fn live_slot_mut(&mut self, id: AttrId) -> Option<&mut Slot<A>> {
+        self.slots.get_mut(id.slot()).filter(|slot| slot.attrs.is_some())
+    }
+
+    /// Removes slot `id` from the chain of `hash`; `next` is what followed it.
+    fn unlink(&mut self, hash: u64, id: u32, next: Option<u32>) {
+        if self.index.get(&hash) == Some(&id) {
+            match next {
+                Some(next) => {
+                    self.index.insert(hash, next);
+                }
+                None => {
+                    self.index.remove(&hash);
+                }
+            }
+            return;
+        }
+        let mut cursor = self.index.get(&hash).copied();
+        while let Some(at) = cursor {
+            let Some(slot) = self.slots.get_mut(at as usize) else { return };
+            if slot.next == Some(id) {
+                slot.next = next;
+                return;
+            }
+            cursor = slot.next;
+        }
+    }
+}
+
+fn hash_of<A: Hash>(attrs: &A) -> u64 {
+    let mut hasher = Fnv1a(FNV_OFFSET);
+    attrs.hash(&mut hasher);
+    hasher.finish()
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// FNV-1a, 64 bits: a hash for table lookup (not keyed: the attribute sets come from peers that
+/// are configured, and a collision costs a chain walk, not correctness).
+struct Fnv1a(u64);
+
+impl Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(FNV_PRIME);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every value hashes the same: forces the collision chain.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    struct Colliding(u32);
+
+    impl Hash for Colliding {
+        fn hash<H: Hasher>(&self, state: &mut H) {
+            state.write_u8(7);
+        }
+    }
+
+    #[test]
+    fn equal_sets_share_one_slot() {
+        let mut store = AttrStore::new();
+        let a = store.intern(alloc::vec![1u32, 2, 3]);
+        let b = store.intern(alloc::vec![1u32, 2, 3]);
+        let c = store.intern(alloc::vec![4u32]);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.refs(a), 2);
+        assert_eq!(store.get(c), Some(&alloc::vec![4u32]));
+    }
+
+    #[test]
+    fn last_release_frees_and_slot_is_reused() {
+        let mut store = AttrStore::new();
+        let a = store.intern(10u64);
+        let b = store.intern(20u64);
+        store.retain(a);
+        store.release(a);
+        assert_eq!(store.refs(a), 1);
+        store.release(a);
+        assert_eq!(store.refs(a), 0);
+        assert_eq!(store.get(a), None);
+        assert_eq!(store.len(), 1);
+        let c = store.intern(30u64);
+        assert_eq!(c, a, "freed slot reused");
+        assert_eq!(store.get(b), Some(&20));
+        // Interning an old value again must not find the freed entry.
+        let d = store.intern(10u64);
+        assert_ne!(d, c);
+        assert_eq!(store.get(d), Some(&10));
+    }
+
+    #[test]
+    fn collisions_chain_and_unlink_in_any_order() {
+        let mut store = AttrStore::new();
+        let ids: Vec<AttrId> = (0..5).map(|n| store.intern(Colliding(n))).collect();
+        for (n, id) in ids.iter().enumerate() {
+            assert_eq!(store.intern(Colliding(n as u32)), *id);
+            store.release(*id);
+        }
+        // Free the middle, the head and the tail of the chain; the rest stay findable.
+        for n in [2usize, 4, 0] {
+            store.release(ids[n]);
+        }
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.intern(Colliding(1)), ids[1]);
+        assert_eq!(store.intern(Colliding(3)), ids[3]);
+        let fresh = store.intern(Colliding(9));
+        assert_eq!(store.get(fresh), Some(&Colliding(9)));
+        assert_eq!(store.len(), 3);
+    }
+
+    #[test]
+    fn empty_store_gives_its_memory_back() {
+        let mut store = AttrStore::new();
+        let ids: Vec<AttrId> = (0..100u32).map(|n| store.intern(n)).collect();
+        for id in ids {
+            store.release(id);
+        }
+        assert!(store.is_empty());
+        assert_eq!(store.slots.capacity(), 0);
+        assert!(store.index.is_empty());
+    }
+
+    #[test]
+    fn stale_ids_are_ignored() {
+        let mut store = AttrStore::new();
+        let a = store.intern(1u8);
+        let _keep = store.intern(2u8);
+        store.release(a);
+        store.release(a);
+        store.retain(a);
+        assert_eq!(store.refs(a), 0);
+        assert_eq!(store.len(), 1);
+    }
+}

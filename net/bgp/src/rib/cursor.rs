@@ -1,0 +1,115 @@
+//! A resumable position in a table, for reading a large table a slice at a time (BMP's initial
+//! dump, `show route` paging, a peer's initial export) without copying it.
+//!
+//! The cursor remembers the last key it returned, not a position: the next slice starts at the
+//! first key after it in the table as it is then. Keys added behind the cursor are not read by
+//! this pass (their change reaches the reader as an event instead); keys removed are simply not
+//! met; nothing is read twice and nothing present for the whole pass is skipped.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::ops::Bound;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RibCursor<P> {
+    after: Option<P>,
+    done: bool,
+}
+
+impl<P> Default for RibCursor<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P> RibCursor<P> {
+    /// A cursor at the start of a table.
+    pub const fn new() -> Self {
+        RibCursor { after: None, done: false }
+    }
+
+    /// Whether a slice came back short: the whole table has been read.
+    pub const fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+impl<P: Ord + Copy> RibCursor<P> {
+    /// The last key returned so far, if any.
+    pub fn position(&self) -> Option<P> {
+        self.after
+    }
+
+    /// Up to `max` entries of `table` after the cursor that `keep` accepts, in key order; the
+    /// cursor moves past every entry looked at. Looks at no more than `max` entries, kept or not,
+    /// so the work of one call is bounded.
+    pub(crate) fn next_slice<'a, V>(
+        &mut self,
+        table: &'a BTreeMap<P, V>,
+        max: usize,
+        mut keep: impl FnMut(&V) -> bool,
+    ) -> Vec<(P, &'a V)> {
+        let mut out = Vec::new();
+        if self.done {
+            return out;
+        }
+        let start = match self.after {
+            Some(key) => Bound::Excluded(key),
+            None => Bound::Unbounded,
+        };
+        for (looked, (key, value)) in table.range((start, Bound::Unbounded)).enumerate() {
+            if looked == max {
+                return out;
+            }
+            self.after = Some(*key);
+            if keep(value) {
+                out.push((*key, value));
+            }
+        }
+        self.done = true;
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_in_slices_and_finishes() {
+        let table: BTreeMap<u32, u32> = (0..10).map(|k| (k, k * 10)).collect();
+        let mut cursor = RibCursor::new();
+        let a = cursor.next_slice(&table, 4, |_| true);
+        assert_eq!(a.iter().map(|(k, _)| *k).collect::<Vec<_>>(), [0, 1, 2, 3]);
+        assert!(!cursor.is_done());
+        let b = cursor.next_slice(&table, 4, |_| true);
+        assert_eq!(b.iter().map(|(k, _)| *k).collect::<Vec<_>>(), [4, 5, 6, 7]);
+        let c = cursor.next_slice(&table, 4, |_| true);
+        assert_eq!(c.len(), 2);
+        assert!(cursor.is_done());
+        assert!(cursor.next_slice(&table, 4, |_| true).is_empty());
+    }
+
+    #[test]
+    fn filter_counts_towards_the_bound() {
+        let table: BTreeMap<u32, u32> = (0..10).map(|k| (k, k)).collect();
+        let mut cursor = RibCursor::new();
+        let odd = cursor.next_slice(&table, 4, |v| v % 2 == 1);
+        assert_eq!(odd.iter().map(|(k, _)| *k).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(cursor.position(), Some(3));
+    }
+
+    #[test]
+    fn tolerates_changes_between_slices() {
+        let mut table: BTreeMap<u32, ()> = (0..10).map(|k| (k * 10, ())).collect();
+        let mut cursor = RibCursor::new();
+        let first = cursor.next_slice(&table, 3, |_| true); // 0 10 20
+        assert_eq!(first.len(), 3);
+        table.remove(&20); // the cursor's own key goes
+        table.remove(&30);
+        table.insert(5, ()); // behind: not read this pass
+        table.insert(35, ()); // ahead: read
+        let rest: Vec<u32> = cursor.next_slice(&table, 100, |_| true).iter().map(|(k, _)| *k).collect();
+        assert_eq!(rest, [35, 40, 50, 60, 70, 80, 90]);
+    }
+}

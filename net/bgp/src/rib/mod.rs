@@ -1,0 +1,1322 @@
+//! The RIBs of one address family: per peer an Adj-RIB-In (pre- and post-policy) and an
+//! Adj-RIB-Out, one Loc-RIB chosen by the decision process, and the attribute sets they share.
+//!
+//! ```text
+//!  UPDATE ──► Rib::update ──► AdjRibIn[peer]  { prefix -> received, accepted, stale }
+//!                 │  import policy (RFC 8212), loop checks, prefix limit
+//!                 ▼
+//!            decision::select over the accepted routes of every peer
+//!                 ▼
+//!            LocRib { prefix -> peer, attrs, reason } ──► change feeds (FIB, BMP): drain_loc_changes
+//!                 │ marks the prefix dirty in every established peer's AdjRibOut
+//!                 ▼
+//!            drain_adj_rib_out(peer, max): export rules + export policy, compared with what
+//!            was advertised, out as OutChange (Advertise / Withdraw) for the caller's UPDATEs
+//!
+//!  AttrStore: every table holds AttrIds; each distinct PathAttributes is stored once.
+//! ```
+//!
+//! The RIB is a sans-I/O core: it never reads a clock or the FIB. The IGP cost of a next hop
+//! comes in through [`IgpCost`] on every call that may run the decision process. All work that
+//! grows with the table is done in slices the caller bounds (`max`): draining changes, dumping
+//! a table ([`RibCursor`]), flushing a peer, sweeping stale routes, re-running import policy.
+//!
+//! Bounds and owners (all owned by the [`Rib`], charged to the BGP domain):
+//! - each Adj-RIB-In: one entry per prefix the peer announced; at most
+//!   [`PrefixLimit::max`](crate::policy::PrefixLimit) when the peer has a limit whose action
+//!   refuses the excess (the outcome is reported to the caller);
+//! - the Loc-RIB: one entry per prefix with an eligible route;
+//! - each Adj-RIB-Out: one entry per prefix advertised, plus a dirty set with each prefix at
+//!   most once (a slow peer holds a bounded set of prefixes, not a growing list of messages);
+//! - each Loc-RIB change feed: a dirty set with each prefix at most once;
+//! - the attribute store: one slot per distinct attribute set in use.
+
+pub mod adj_in;
+pub mod adj_out;
+pub mod attr_store;
+pub mod cursor;
+pub mod decision;
+pub mod loc;
+
+use alloc::vec::Vec;
+use core::fmt::Debug;
+use core::net::{IpAddr, Ipv4Addr};
+
+use crate::packet::attribute::{Community, NextHop, PathAttributes};
+use crate::packet::nlri::{Ipv4Prefix, Ipv6Prefix, Prefix};
+use crate::policy::{self, Decision, LimitOutcome, Policy, PrefixLimit};
+
+pub use adj_in::{AdjRibIn, InRoute};
+pub use adj_out::{AdjRibOut, OutChange};
+pub use attr_store::{AttrId, AttrStore};
+pub use cursor::RibCursor;
+pub use decision::{BestReason, Candidate, DecisionConfig, Step};
+pub use loc::{LocRib, LocRoute};
+
+use adj_out::Feed;
+
+/// A prefix type a RIB can be keyed by.
+pub trait RibPrefix: Copy + Ord + Debug + Into<Prefix> {}
+
+impl RibPrefix for Ipv4Prefix {}
+impl RibPrefix for Ipv6Prefix {}
+
+/// The IGP cost to reach a next hop; `None` when it is unreachable (routes through it are then
+/// not eligible). Closures `Fn(&NextHop) -> Option<u32>` implement it.
+pub trait IgpCost {
+    fn cost(&self, next_hop: &NextHop) -> Option<u32>;
+}
+
+impl<F: Fn(&NextHop) -> Option<u32>> IgpCost for F {
+    fn cost(&self, next_hop: &NextHop) -> Option<u32> {
+        self(next_hop)
+    }
+}
+
+/// A peer of the RIB (an index into its peer table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PeerId(u16);
+
+impl PeerId {
+    pub const fn index(self) -> u16 {
+        self.0
+    }
+}
+
+/// A reader of Loc-RIB changes (the FIB, BMP's Loc-RIB monitoring).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LocConsumer(u8);
+
+/// This speaker, as the RIB needs to know it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RibConfig {
+    pub local_as: u32,
+    /// Our BGP identifier (also the ORIGINATOR_ID we set when reflecting).
+    pub router_id: Ipv4Addr,
+    /// Route reflection (RFC 4456) is on when a cluster ID is set.
+    pub cluster_id: Option<Ipv4Addr>,
+    /// LOCAL_PREF of a route that has none (eBGP-learned, before import policy sets one).
+    pub default_local_pref: u32,
+    pub decision: DecisionConfig,
+}
+
+impl RibConfig {
+    pub fn new(local_as: u32, router_id: Ipv4Addr) -> RibConfig {
+        RibConfig {
+            local_as,
+            router_id,
+            cluster_id: None,
+            default_local_pref: 100,
+            decision: DecisionConfig::default(),
+        }
+    }
+}
+
+/// One configured peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub addr: IpAddr,
+    pub remote_as: u32,
+    /// The next hop we put on routes exported to this peer over eBGP (our address on its link).
+    pub next_hop_self: NextHop,
+    /// A route reflection client (meaningful when [`RibConfig::cluster_id`] is set).
+    pub rr_client: bool,
+    /// Import policy; `None` imports nothing from an eBGP peer (RFC 8212), all from iBGP.
+    pub import: Option<Policy>,
+    /// Export policy; `None` exports nothing to an eBGP peer (RFC 8212), all to iBGP.
+    pub export: Option<Policy>,
+    pub prefix_limit: Option<PrefixLimit>,
+}
+
+/// Why a RIB call was refused; the RIB is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RibError {
+    UnknownPeer(PeerId),
+    /// The call needs an established session (`peer_up` first).
+    PeerNotUp(PeerId),
+    /// No peer id left (65,536 peers).
+    TooManyPeers,
+    /// No change feed id left (256 feeds).
+    TooManyConsumers,
+    UnknownConsumer(LocConsumer),
+}
+
+/// What one UPDATE did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpdateOutcome {
+    /// Prefixes stored (new or replaced).
+    pub announced: u32,
+    /// Prefixes removed.
+    pub withdrawn: u32,
+    /// Set when the update crossed the peer's prefix limit: what the caller must do.
+    pub limit: Option<LimitOutcome>,
+}
+
+/// Which Adj-RIB-In to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RibView {
+    /// As received.
+    PrePolicy,
+    /// Accepted by import policy, with its changes.
+    PostPolicy,
+}
+
+/// One Adj-RIB-In route, read in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteRef<'a, P> {
+    pub prefix: P,
+    pub attrs: &'a PathAttributes,
+    pub stale: bool,
+}
+
+/// One Loc-RIB route, read in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BestRef<'a, P> {
+    pub prefix: P,
+    pub route: LocRoute,
+    pub attrs: &'a PathAttributes,
+}
+
+/// The Loc-RIB state of a prefix that changed: its best route now, `None` when withdrawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocChange<P> {
+    pub prefix: P,
+    pub best: Option<LocRoute>,
+}
+
+/// Counters of one peer, for `show protocols`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerCounts {
+    pub received: usize,
+    pub accepted: usize,
+    pub stale: usize,
+    pub advertised: usize,
+    /// Prefixes marked for export and not yet drained.
+    pub export_pending: usize,
+}
+
+#[derive(Debug)]
+struct Peer<P> {
+    config: PeerConfig,
+    external: bool,
+    /// The peer's BGP identifier, from its OPEN.
+    router_id: Ipv4Addr,
+    up: bool,
+    /// A prefix-limit warning was given and the count has not fallen back since.
+    limit_warned: bool,
+    adj_in: AdjRibIn<P>,
+    adj_out: AdjRibOut<P>,
+}
+
+/// The RIBs of one address family.
+#[derive(Debug)]
+pub struct Rib<P> {
+    config: RibConfig,
+    attrs: AttrStore<PathAttributes>,
+    peers: Vec<Option<Peer<P>>>,
+    loc: LocRib<P>,
+    consumers: Vec<Feed<P>>,
+}
+
+impl<P: RibPrefix> Rib<P> {
+    pub fn new(config: RibConfig) -> Rib<P> {
+        Rib {
+            config,
+            attrs: AttrStore::new(),
+            peers: Vec::new(),
+            loc: LocRib::default(),
+            consumers: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &RibConfig {
+        &self.config
+    }
+
+    /// Adds a peer (its session down).
+    pub fn add_peer(&mut self, config: PeerConfig) -> Result<PeerId, RibError> {
+        let index = match self.peers.iter().position(Option::is_none) {
+            Some(index) => index,
+            None => self.peers.len(),
+        };
+        let id = PeerId(u16::try_from(index).map_err(|_| RibError::TooManyPeers)?);
+        let peer = Peer {
+            external: config.remote_as != self.config.local_as,
+            config,
+            router_id: Ipv4Addr::UNSPECIFIED,
+            up: false,
+            limit_warned: false,
+            adj_in: AdjRibIn::default(),
+            adj_out: AdjRibOut::default(),
+        };
+        match self.peers.get_mut(index) {
+            Some(slot) => *slot = Some(peer),
+            None => self.peers.push(Some(peer)),
+        }
+        Ok(id)
+    }
+
+    /// Removes a peer and all its routes (work proportional to its table; flush it in slices
+    /// first with [`Rib::flush_peer`] to bound a single call).
+    pub fn remove_peer(&mut self, peer: PeerId, cost: &impl IgpCost) -> Result<(), RibError> {
+        self.peer_down(peer, cost)?;
+        if let Some(slot) = self.peers.get_mut(usize::from(peer.0)) {
+            *slot = None;
+        }
+        Ok(())
+    }
+
+    /// The session is established: updates are accepted and the whole Loc-RIB is scheduled for
+    /// export to the peer.
+    pub fn peer_up(&mut self, peer: PeerId, router_id: Ipv4Addr) -> Result<(), RibError> {
+        let p = self.peer_mut(peer)?;
+        p.router_id = router_id;
+        p.up = true;
+        p.adj_out.feed.start_sync();
+        Ok(())
+    }
+
+    /// The session went down: forgets what was advertised to the peer and stops exporting to
+    /// it. Its Adj-RIB-In stays (graceful restart keeps it, marked stale with
+    /// [`Rib::mark_stale`]); remove it with [`Rib::flush_peer`] or use [`Rib::peer_down`].
+    pub fn session_down(&mut self, peer: PeerId) -> Result<(), RibError> {
+        let Rib { peers, attrs, .. } = self;
+        let p =
+            peers.get_mut(usize::from(peer.0)).and_then(Option::as_mut).ok_or(RibError::UnknownPeer(peer))?;
+        p.up = false;
+        p.limit_warned = false;
+        for (_, id) in core::mem::take(&mut p.adj_out.advertised) {
+            attrs.release(id);
+        }
+        p.adj_out.feed.clear();
+        Ok(())
+    }
+
+    /// Session down without graceful restart: [`Rib::session_down`] and every route of the peer
+    /// withdrawn.
+    pub fn peer_down(&mut self, peer: PeerId, cost: &impl IgpCost) -> Result<(), RibError> {
+        self.session_down(peer)?;
+        while self.flush_peer(peer, 1024, cost)? > 0 {}
+        Ok(())
+    }
+
+    /// Withdraws up to `max` routes of the peer's Adj-RIB-In; returns how many are left.
+    pub fn flush_peer(&mut self, peer: PeerId, max: usize, cost: &impl IgpCost) -> Result<usize, RibError> {
+        for _ in 0..max {
+            let p = self.peer_mut(peer)?;
+            let Some((prefix, _)) = p.adj_in.routes.first_key_value() else { break };
+            let prefix = *prefix;
+            self.remove_route(peer, prefix);
+            self.decide(prefix, cost);
+        }
+        Ok(self.peer_ref(peer)?.adj_in.len())
+    }
+
+    /// Applies one UPDATE from an established peer: `withdrawn` prefixes go, `announced` ones
+    /// get `attrs` (with `next_hop` set to the route's next hop, whichever of NEXT_HOP or
+    /// MP_REACH_NLRI carried it).
+    pub fn update(
+        &mut self,
+        peer: PeerId,
+        withdrawn: &[P],
+        announced: &[P],
+        attrs: &PathAttributes,
+        cost: &impl IgpCost,
+    ) -> Result<UpdateOutcome, RibError> {
+        if !self.peer_ref(peer)?.up {
+            return Err(RibError::PeerNotUp(peer));
+        }
+        let mut outcome = UpdateOutcome::default();
+        for &prefix in withdrawn {
+            if self.remove_route(peer, prefix) {
+                outcome.withdrawn += 1;
+                self.decide(prefix, cost);
+            }
+        }
+        let mut dropped = 0u32;
+        if !announced.is_empty() {
+            let received = self.attrs.intern(attrs.clone());
+            for &prefix in announced {
+                let Some(p) = self.peers.get(usize::from(peer.0)).and_then(Option::as_ref) else { break };
+                if let Some(limit) = p.config.prefix_limit {
+                    let is_new = p.adj_in.get(&prefix).is_none();
+                    if is_new && !limit.admits_excess() && p.adj_in.len() >= limit.max as usize {
+                        dropped = dropped.saturating_add(1);
+                        continue;
+                    }
+                }
+                let accepted = import(&mut self.attrs, &self.config, p, prefix, received, attrs);
+                self.attrs.retain(received);
+                let route = InRoute { received, accepted, stale: false };
+                let old = self.peer_mut(peer)?.adj_in.insert(prefix, route);
+                if let Some(old) = old {
+                    self.release_in_route(&old);
+                }
+                outcome.announced += 1;
+                self.decide(prefix, cost);
+            }
+            self.attrs.release(received);
+        }
+        let p = self.peer_mut(peer)?;
+        if let Some(limit) = p.config.prefix_limit {
+            let count = u32::try_from(p.adj_in.len()).unwrap_or(u32::MAX);
+            outcome.limit = limit.outcome(count, dropped, p.limit_warned);
+            if matches!(outcome.limit, Some(LimitOutcome::Warn { .. })) {
+                p.limit_warned = true;
+            }
+            if count <= limit.max {
+                p.limit_warned = false;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Graceful restart (RFC 4724): marks every route of the peer stale; returns how many.
+    pub fn mark_stale(&mut self, peer: PeerId) -> Result<usize, RibError> {
+        Ok(self.peer_mut(peer)?.adj_in.mark_all_stale())
+    }
+
+    /// Removes the routes still stale among the next `max` of the peer's Adj-RIB-In after
+    /// `cursor` (End-of-RIB or the restart timer: call until `cursor.is_done()`); returns how
+    /// many were removed.
+    pub fn sweep_stale(
+        &mut self,
+        peer: PeerId,
+        cursor: &mut RibCursor<P>,
+        max: usize,
+        cost: &impl IgpCost,
+    ) -> Result<usize, RibError> {
+        let stale: Vec<P> = cursor
+            .next_slice(&self.peer_ref(peer)?.adj_in.routes, max, |r| r.stale)
+            .iter()
+            .map(|(p, _)| *p)
+            .collect();
+        for &prefix in &stale {
+            self.remove_route(peer, prefix);
+            self.decide(prefix, cost);
+        }
+        Ok(stale.len())
+    }
+
+    /// Replaces the peer's import policy. The routes already held keep their old result until
+    /// [`Rib::refresh_import`] has run over the peer's table.
+    pub fn set_import_policy(&mut self, peer: PeerId, policy: Option<Policy>) -> Result<(), RibError> {
+        self.peer_mut(peer)?.config.import = policy;
+        Ok(())
+    }
+
+    /// Replaces the peer's export policy and schedules the whole Loc-RIB for export again
+    /// (only the differences come out of [`Rib::drain_adj_rib_out`]).
+    pub fn set_export_policy(&mut self, peer: PeerId, policy: Option<Policy>) -> Result<(), RibError> {
+        let p = self.peer_mut(peer)?;
+        p.config.export = policy;
+        if p.up {
+            p.adj_out.feed.start_sync();
+        }
+        Ok(())
+    }
+
+    /// Runs import policy and the decision process again for the next `max` routes of the
+    /// peer's Adj-RIB-In after `cursor` (soft reconfiguration from the pre-policy table, or an
+    /// IGP cost change: call for every peer until `cursor.is_done()`); returns how many routes
+    /// were looked at.
+    pub fn refresh_import(
+        &mut self,
+        peer: PeerId,
+        cursor: &mut RibCursor<P>,
+        max: usize,
+        cost: &impl IgpCost,
+    ) -> Result<usize, RibError> {
+        let slice: Vec<(P, AttrId)> = cursor
+            .next_slice(&self.peer_ref(peer)?.adj_in.routes, max, |_| true)
+            .iter()
+            .map(|(p, r)| (*p, r.received))
+            .collect();
+        for &(prefix, received) in &slice {
+            let Some(p) = self.peers.get(usize::from(peer.0)).and_then(Option::as_ref) else { break };
+            let Some(received_attrs) = self.attrs.get(received) else { continue };
+            let received_attrs = received_attrs.clone();
+            let accepted = import(&mut self.attrs, &self.config, p, prefix, received, &received_attrs);
+            let old = self.peer_mut(peer)?.adj_in.set_accepted(&prefix, accepted);
+            if let Some(old) = old {
+                self.attrs.release(old);
+            }
+            self.decide(prefix, cost);
+        }
+        Ok(slice.len())
+    }
+
+    /// Up to `max` changes to send to the peer, computed from the Loc-RIB now and recorded as
+    /// advertised. Returns nothing once the peer is in sync.
+    pub fn drain_adj_rib_out(&mut self, peer: PeerId, max: usize) -> Result<Vec<OutChange<P>>, RibError> {
+        let Rib { peers, loc, .. } = self;
+        let p =
+            peers.get_mut(usize::from(peer.0)).and_then(Option::as_mut).ok_or(RibError::UnknownPeer(peer))?;
+        if !p.up {
+            return Err(RibError::PeerNotUp(peer));
+        }
+        let prefixes = p.adj_out.feed.next(&loc.routes, max);
+        let mut out = Vec::new();
+        for prefix in prefixes {
+            let new = self.export(peer, prefix).map(|attrs| self.attrs.intern(attrs));
+            let p = self.peer_mut(peer)?;
+            let old = p.adj_out.advertised.get(&prefix).copied();
+            if new == old {
+                if let Some(id) = new {
+                    self.attrs.release(id);
+                }
+                continue;
+            }
+            match new {
+                Some(attrs) => {
+                    p.adj_out.advertised.insert(prefix, attrs);
+                    out.push(OutChange::Advertise { prefix, attrs });
+                }
+                None => {
+                    p.adj_out.advertised.remove(&prefix);
+                    out.push(OutChange::Withdraw { prefix });
+                }
+            }
+            if let Some(old) = old {
+                self.attrs.release(old);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The attributes this speaker would advertise to `peer` for `prefix` now, `None` when it
+    /// would advertise nothing (the export rules, then the export policy).
+    pub fn export(&self, peer: PeerId, prefix: P) -> Option<PathAttributes> {
+        let to = self.peer_ref(peer).ok()?;
+        let best = self.loc.get(&prefix)?;
+        if !to.up || best.peer == peer {
+            return None; // never back to the peer it came from
+        }
+        let from = self.peer_ref(best.peer).ok()?;
+        let attrs = self.attrs.get(best.attrs)?;
+        if attrs.communities.contains(&Community::NO_ADVERTISE) {
+            return None;
+        }
+        let no_export = [Community::NO_EXPORT, Community::NO_EXPORT_SUBCONFED];
+        if to.external && attrs.communities.iter().any(|c| no_export.contains(c)) {
+            return None;
+        }
+        let reflected = !from.external && !to.external;
+        if reflected && (self.config.cluster_id.is_none() || !(from.config.rr_client || to.config.rr_client))
+        {
+            return None; // iBGP split horizon (RFC 4271 9.2; RFC 4456 when reflecting)
+        }
+        let mut out = attrs.clone();
+        if to.external {
+            out.local_pref = None;
+            out.med = None;
+            out.originator_id = None;
+            out.cluster_list.clear();
+        }
+        match policy::export_default(to.config.export.as_ref(), to.external, prefix.into(), &out) {
+            Decision::Reject => return None,
+            Decision::Accept(actions) => policy::apply(actions, &mut out),
+        }
+        if to.external {
+            out.as_path.prepend(self.config.local_as);
+            out.next_hop = Some(to.config.next_hop_self);
+        } else {
+            out.local_pref = Some(out.local_pref.unwrap_or(self.config.default_local_pref));
+            if reflected {
+                out.originator_id.get_or_insert(from.router_id);
+                if let Some(cluster_id) = self.config.cluster_id {
+                    out.cluster_list.insert(0, cluster_id);
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// A new reader of Loc-RIB changes; its feed starts with a walk over the whole Loc-RIB.
+    pub fn add_loc_consumer(&mut self) -> Result<LocConsumer, RibError> {
+        let id = LocConsumer(u8::try_from(self.consumers.len()).map_err(|_| RibError::TooManyConsumers)?);
+        let mut feed = Feed::default();
+        feed.start_sync();
+        self.consumers.push(feed);
+        Ok(id)
+    }
+
+    /// Up to `max` Loc-RIB changes for `consumer`, each the prefix's state now (so repeated
+    /// changes to one prefix come out once).
+    pub fn drain_loc_changes(
+        &mut self,
+        consumer: LocConsumer,
+        max: usize,
+    ) -> Result<Vec<LocChange<P>>, RibError> {
+        let Rib { consumers, loc, .. } = self;
+        let feed = consumers.get_mut(usize::from(consumer.0)).ok_or(RibError::UnknownConsumer(consumer))?;
+        let prefixes = feed.next(&loc.routes, max);
+        Ok(prefixes.into_iter().map(|prefix| LocChange { prefix, best: loc.get(&prefix).copied() }).collect())
+    }
+
+    /// Up to `max` routes of the peer's Adj-RIB-In after `cursor`, read in place.
+    pub fn adj_rib_in_page(
+        &self,
+        peer: PeerId,
+        view: RibView,
+        cursor: &mut RibCursor<P>,
+        max: usize,
+    ) -> Result<Vec<RouteRef<'_, P>>, RibError> {
+        let slice = cursor.next_slice(&self.peer_ref(peer)?.adj_in.routes, max, |r| {
+            view == RibView::PrePolicy || r.accepted.is_some()
+        });
+        Ok(slice
+            .into_iter()
+            .filter_map(|(prefix, route)| {
+                let id = match view {
+                    RibView::PrePolicy => route.received,
+                    RibView::PostPolicy => route.accepted?,
+                };
+                Some(RouteRef { prefix, attrs: self.attrs.get(id)?, stale: route.stale })
+            })
+            .collect())
+    }
+
+    /// Up to `max` Loc-RIB routes after `cursor`, read in place.
+    pub fn loc_rib_page(&self, cursor: &mut RibCursor<P>, max: usize) -> Vec<BestRef<'_, P>> {
+        cursor
+            .next_slice(&self.loc.routes, max, |_| true)
+            .into_iter()
+            .filter_map(|(prefix, route)| {
+                Some(BestRef { prefix, route: *route, attrs: self.attrs.get(route.attrs)? })
+            })
+            .collect()
+    }
+
+    /// The best route to `prefix` and why it won.
+    pub fn best(&self, prefix: &P) -> Option<BestRef<'_, P>> {
+        let route = *self.loc.get(prefix)?;
+        Some(BestRef { prefix: *prefix, route, attrs: self.attrs.get(route.attrs)? })
+    }
+
+    /// Every route to `prefix` that import policy accepted, by peer (for `show route all`).
+    pub fn routes(&self, prefix: &P) -> Vec<(PeerId, &PathAttributes)> {
+        let mut out = Vec::new();
+        for (index, slot) in self.peers.iter().enumerate() {
+            let Some(peer) = slot else { continue };
+            let Some(accepted) = peer.adj_in.get(prefix).and_then(|r| r.accepted) else { continue };
+            if let (Ok(id), Some(attrs)) = (u16::try_from(index), self.attrs.get(accepted)) {
+                out.push((PeerId(id), attrs));
+            }
+        }
+        out
+    }
+
+    /// An interned attribute set (of an [`OutChange`] or a [`LocRoute`]).
+    pub fn attrs(&self, id: AttrId) -> Option<&PathAttributes> {
+        self.attrs.get(id)
+    }
+
+    pub fn loc_rib(&self) -> &LocRib<P> {
+        &self.loc
+    }
+
+    pub fn adj_rib_in(&self, peer: PeerId) -> Result<&AdjRibIn<P>, RibError> {
+        Ok(&self.peer_ref(peer)?.adj_in)
+    }
+
+    pub fn adj_rib_out(&self, peer: PeerId) -> Result<&AdjRibOut<P>, RibError> {
+        Ok(&self.peer_ref(peer)?.adj_out)
+    }
+
+    pub fn peer_counts(&self, peer: PeerId) -> Result<PeerCounts, RibError> {
+        let p = self.peer_ref(peer)?;
+        Ok(PeerCounts {
+            received: p.adj_in.len(),
+            accepted: p.adj_in.accepted_len(),
+            stale: p.adj_in.stale_len(),
+            advertised: p.adj_out.len(),
+            export_pending: p.adj_out.pending(),
+        })
+    }
+
+    /// Distinct attribute sets alive.
+    pub fn attr_sets(&self) -> usize {
+        self.attrs.len()
+    }
+
+    fn peer_ref(&self, peer: PeerId) -> Result<&Peer<P>, RibError> {
+        self.peers.get(usize::from(peer.0)).and_then(Option::as_ref).ok_or(RibError::UnknownPeer(peer))
+    }
+
+    fn peer_mut(&mut self, peer: PeerId) -> Result<&mut Peer<P>, RibError> {
+        self.peers.get_mut(usize::from(peer.0)).and_then(Option::as_mut).ok_or(RibError::UnknownPeer(peer))
+    }
+
+    /// Removes the peer's route to `prefix` from its Adj-RIB-In; whether there was one.
+    fn remove_route(&mut self, peer: PeerId, prefix: P) -> bool {
+        let Ok(p) = self.peer_mut(peer) else { return false };
+        let Some(old) = p.adj_in.remove(&prefix) else { return false };
+        self.release_in_route(&old);
+        true
+    }
+
+    fn release_in_route(&mut self, route: &InRoute) {
+        self.attrs.release(route.received);
+        if let Some(accepted) = route.accepted {
+            self.attrs.release(accepted);
+        }
+    }
+
+    /// Runs the decision process for `prefix` and records a change of best route.
+    fn decide(&mut self, prefix: P, cost: &impl IgpCost) {
+        let mut candidates = Vec::new();
+        let mut sources = Vec::new();
+        for (index, slot) in self.peers.iter().enumerate() {
+            let Some(peer) = slot else { continue };
+            let Some(accepted) = peer.adj_in.get(&prefix).and_then(|r| r.accepted) else { continue };
+            let (Ok(id), Some(attrs)) = (u16::try_from(index), self.attrs.get(accepted)) else { continue };
+            candidates.push(candidate(&self.config, peer, attrs, cost));
+            sources.push((PeerId(id), accepted));
+        }
+        let new = decision::select(&candidates, self.config.decision).and_then(|(winner, reason)| {
+            sources.get(winner).map(|&(peer, attrs)| LocRoute { peer, attrs, reason })
+        });
+        let old = self.loc.routes.get(&prefix).copied();
+        match (old, new) {
+            (None, None) => return,
+            (Some(old), Some(new)) if old.same_route(&new) => {
+                if old.reason != new.reason {
+                    self.loc.routes.insert(prefix, new);
+                }
+                return;
+            }
+            _ => {}
+        }
+        match new {
+            Some(new) => {
+                self.attrs.retain(new.attrs);
+                self.loc.routes.insert(prefix, new);
+            }
+            None => {
+                self.loc.routes.remove(&prefix);
+            }
+        }
+        if let Some(old) = old {
+            self.attrs.release(old.attrs);
+        }
+        for feed in &mut self.consumers {
+            feed.mark(prefix);
+        }
+        for peer in self.peers.iter_mut().flatten() {
+            if peer.up {
+                peer.adj_out.feed.mark(prefix);
+            }
+        }
+    }
+}
+
+/// The accepted attribute set for a route from `peer` (a new reference), or `None` when the
+/// route fails a loop check or import policy rejects it.
+fn import<P: RibPrefix>(
+    store: &mut AttrStore<PathAttributes>,
+    config: &RibConfig,
+    peer: &Peer<P>,
+    prefix: P,
+    received: AttrId,
+    attrs: &PathAttributes,
+) -> Option<AttrId> {
+    if peer.external && attrs.as_path.contains(config.local_as) {
+        return None; // our own AS: a loop (RFC 4271 9.1.2)
+    }
+    if attrs.originator_id == Some(config.router_id) {
+        return None; // reflected back to us (RFC 4456 8)
+    }
+    if config.cluster_id.is_some_and(|id| attrs.cluster_list.contains(&id)) {
+        return None;
+    }
+    let actions =
+        match policy::import_default(peer.config.import.as_ref(), peer.external, prefix.into(), attrs) {
+            Decision::Reject => return None,
+            Decision::Accept(actions) => actions,
+        };
+    // LOCAL_PREF from an external peer is ignored (RFC 4271 5.1.5).
+    let strip_local_pref = peer.external && attrs.local_pref.is_some();
+    if actions.is_empty() && !strip_local_pref {
+        store.retain(received);
+        return Some(received);
+    }
+    let mut accepted = attrs.clone();
+    if strip_local_pref {
+        accepted.local_pref = None;
+    }
+    policy::apply(actions, &mut accepted);
+    Some(store.intern(accepted))
+}
+
+/// What the decision process compares about an accepted route from `peer`.
+fn candidate<P>(
+    config: &RibConfig,
+    peer: &Peer<P>,
+    attrs: &PathAttributes,
+    cost: &impl IgpCost,
+) -> Candidate {
+    Candidate {
+        local_pref: attrs.local_pref.unwrap_or(config.default_local_pref),
+        as_path_len: u32::try_from(attrs.as_path.path_len()).unwrap_or(u32::MAX),
+        origin: attrs.origin.to_u8(),
+        med: attrs.med.unwrap_or(0),
+        neighbor_as: attrs.as_path.first_as(),
+        external: peer.external,
+        igp_cost: attrs.next_hop.as_ref().and_then(|nh| cost.cost(nh)),
+        router_id: attrs.originator_id.unwrap_or(peer.router_id),
+        cluster_list_len: u32::try_from(attrs.cluster_list.len()).unwrap_or(u32::MAX),
+        peer_addr: peer.config.addr,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::attribute::AsPath;
+    use crate::policy::{Action, LimitAction, Match, Term, Verdict};
+
+    const LOCAL_AS: u32 = 65000;
+
+    fn reachable(_: &NextHop) -> Option<u32> {
+        Some(1)
+    }
+
+    fn pfx(a: u8, b: u8, c: u8, len: u8) -> Ipv4Prefix {
+        Ipv4Prefix::new(Ipv4Addr::new(a, b, c, 0), len).unwrap()
+    }
+
+    fn nh(last: u8) -> NextHop {
+        NextHop::V4(Ipv4Addr::new(192, 0, 2, last))
+    }
+
+    fn route(path: &[u32], next_hop: u8) -> PathAttributes {
+        PathAttributes {
+            as_path: AsPath::from_sequence(path),
+            next_hop: Some(nh(next_hop)),
+            ..PathAttributes::default()
+        }
+    }
+
+    fn peer_config(last: u8, remote_as: u32, import: Option<Policy>, export: Option<Policy>) -> PeerConfig {
+        PeerConfig {
+            addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, last)),
+            remote_as,
+            next_hop_self: NextHop::V4(Ipv4Addr::new(192, 0, 2, 254)),
+            rr_client: false,
+            import,
+            export,
+            prefix_limit: None,
+        }
+    }
+
+    fn rib() -> Rib<Ipv4Prefix> {
+        Rib::new(RibConfig::new(LOCAL_AS, Ipv4Addr::new(10, 255, 0, 1)))
+    }
+
+    /// An established eBGP peer that accepts and exports everything.
+    fn ebgp(rib: &mut Rib<Ipv4Prefix>, last: u8, remote_as: u32) -> PeerId {
+        let all = Some(Policy::accept_all());
+        let id = rib.add_peer(peer_config(last, remote_as, all.clone(), all)).unwrap();
+        rib.peer_up(id, Ipv4Addr::new(10, 0, 0, last)).unwrap();
+        id
+    }
+
+    fn ibgp(rib: &mut Rib<Ipv4Prefix>, last: u8, rr_client: bool) -> PeerId {
+        let mut config = peer_config(last, LOCAL_AS, None, None);
+        config.rr_client = rr_client;
+        let id = rib.add_peer(config).unwrap();
+        rib.peer_up(id, Ipv4Addr::new(10, 0, 0, last)).unwrap();
+        id
+    }
+
+    fn announce(rib: &mut Rib<Ipv4Prefix>, peer: PeerId, prefixes: &[Ipv4Prefix], attrs: &PathAttributes) {
+        rib.update(peer, &[], prefixes, attrs, &reachable).unwrap();
+    }
+
+    fn drain_all(rib: &mut Rib<Ipv4Prefix>, peer: PeerId) -> Vec<OutChange<Ipv4Prefix>> {
+        rib.drain_adj_rib_out(peer, usize::MAX).unwrap()
+    }
+
+    fn advertised(rib: &Rib<Ipv4Prefix>, peer: PeerId, prefix: Ipv4Prefix) -> Option<PathAttributes> {
+        rib.adj_rib_out(peer).unwrap().get(&prefix).and_then(|id| rib.attrs(id)).cloned()
+    }
+
+    #[test]
+    fn rfc8212_ebgp_peer_without_policy_imports_nothing_but_is_kept_pre_policy() {
+        let mut rib = rib();
+        let peer = rib.add_peer(peer_config(1, 65001, None, None)).unwrap();
+        rib.peer_up(peer, Ipv4Addr::new(10, 0, 0, 1)).unwrap();
+        announce(&mut rib, peer, &[pfx(10, 0, 0, 8)], &route(&[65001], 1));
+        assert_eq!(rib.loc_rib().len(), 0);
+        let counts = rib.peer_counts(peer).unwrap();
+        assert_eq!((counts.received, counts.accepted), (1, 0));
+        let mut pre = RibCursor::new();
+        assert_eq!(rib.adj_rib_in_page(peer, RibView::PrePolicy, &mut pre, 10).unwrap().len(), 1);
+        let mut post = RibCursor::new();
+        assert!(rib.adj_rib_in_page(peer, RibView::PostPolicy, &mut post, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn update_needs_an_established_known_peer() {
+        let mut rib = rib();
+        let peer = rib.add_peer(peer_config(1, 65001, None, None)).unwrap();
+        let attrs = route(&[65001], 1);
+        assert_eq!(
+            rib.update(peer, &[], &[pfx(10, 0, 0, 8)], &attrs, &reachable),
+            Err(RibError::PeerNotUp(peer))
+        );
+        let ghost = PeerId(9);
+        assert_eq!(rib.update(ghost, &[], &[], &attrs, &reachable), Err(RibError::UnknownPeer(ghost)));
+        assert_eq!(rib.drain_adj_rib_out(peer, 1), Err(RibError::PeerNotUp(peer)));
+    }
+
+    #[test]
+    fn best_path_follows_announcements_and_withdrawals() {
+        let mut rib = rib();
+        let a = ebgp(&mut rib, 1, 65001);
+        let b = ebgp(&mut rib, 2, 65002);
+        let p = pfx(10, 0, 0, 8);
+        announce(&mut rib, a, &[p], &route(&[65001, 65010, 65020], 1));
+        assert_eq!(rib.best(&p).unwrap().route.reason, BestReason::OnlyRoute);
+        announce(&mut rib, b, &[p], &route(&[65002, 65020], 2));
+        let best = rib.best(&p).unwrap();
+        assert_eq!((best.route.peer, best.route.reason), (b, BestReason::Step(Step::AsPathLen)));
+        assert_eq!(rib.routes(&p).len(), 2);
+        let out = rib.update(b, &[p, pfx(11, 0, 0, 8)], &[], &PathAttributes::default(), &reachable).unwrap();
+        assert_eq!(out.withdrawn, 1);
+        assert_eq!(rib.best(&p).unwrap().route.peer, a);
+        rib.update(a, &[p], &[], &PathAttributes::default(), &reachable).unwrap();
+        assert!(rib.best(&p).is_none());
+        assert_eq!(rib.attr_sets(), 0, "every attribute set freed with its last route");
+    }
+
+    #[test]
+    fn loc_changes_are_coalesced_per_prefix_and_include_withdrawals() {
+        let mut rib = rib();
+        let a = ebgp(&mut rib, 1, 65001);
+        let p = pfx(10, 0, 0, 8);
+        announce(&mut rib, a, &[pfx(9, 0, 0, 8)], &route(&[65001], 1));
+        let fib = rib.add_loc_consumer().unwrap();
+        // The new consumer first walks the table as it is.
+        let first = rib.drain_loc_changes(fib, 10).unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].prefix, pfx(9, 0, 0, 8));
+        for hop in 1..=5 {
+            announce(&mut rib, a, &[p], &route(&[65001], hop));
+        }
+        let changes = rib.drain_loc_changes(fib, 10).unwrap();
+        assert_eq!(changes.len(), 1);
+        let best = changes[0].best.unwrap();
+        assert_eq!(rib.attrs(best.attrs).unwrap().next_hop, Some(nh(5)));
+        rib.update(a, &[p], &[], &PathAttributes::default(), &reachable).unwrap();
+        assert_eq!(rib.drain_loc_changes(fib, 10).unwrap(), [LocChange { prefix: p, best: None }]);
+        assert!(rib.drain_loc_changes(fib, 10).unwrap().is_empty());
+        assert_eq!(rib.drain_loc_changes(LocConsumer(7), 1), Err(RibError::UnknownConsumer(LocConsumer(7))));
+    }
+
+    #[test]
+    fn ebgp_export_prepends_sets_next_hop_self_and_strips_local_pref_and_med() {
+        let mut rib = rib();
+        let from = ibgp(&mut rib, 1, false);
+        let to = ebgp(&mut rib, 2, 65002);
+        let p = pfx(10, 0, 0, 8);
+        let mut attrs = route(&[65010], 1);
+        attrs.local_pref = Some(300);
+        attrs.med = Some(50);
+        announce(&mut rib, from, &[p], &attrs);
+        assert_eq!(drain_all(&mut rib, from), [], "never sent back to the peer it came from");
+        let changes = drain_all(&mut rib, to);
+        assert!(matches!(changes[..], [OutChange::Advertise { prefix, .. }] if prefix == p));
+        let sent = advertised(&rib, to, p).unwrap();
+        assert_eq!(sent.as_path, AsPath::from_sequence(&[LOCAL_AS, 65010]));
+        assert_eq!(sent.next_hop, Some(NextHop::V4(Ipv4Addr::new(192, 0, 2, 254))));
+        assert_eq!((sent.local_pref, sent.med), (None, None));
+    }
+
+    #[test]
+    fn export_policy_med_survives_the_ebgp_strip() {
+        let mut rib = rib();
+        let from = ebgp(&mut rib, 1, 65001);
+        let set_med = Policy {
+            terms: alloc::vec![Term {
+                matches: alloc::vec![],
+                actions: alloc::vec![Action::SetMed(7)],
+                verdict: Verdict::Accept
+            }],
+        };
+        let to = rib.add_peer(peer_config(2, 65002, None, Some(set_med))).unwrap();
+        rib.peer_up(to, Ipv4Addr::new(10, 0, 0, 2)).unwrap();
+        let mut attrs = route(&[65001], 1);
+        attrs.med = Some(99);
+        announce(&mut rib, from, &[pfx(10, 0, 0, 8)], &attrs);
+        drain_all(&mut rib, to);
+        assert_eq!(advertised(&rib, to, pfx(10, 0, 0, 8)).unwrap().med, Some(7));
+    }
+
+    #[test]
+    fn rfc8212_ebgp_peer_without_export_policy_gets_nothing() {
+        let mut rib = rib();
+        let from = ebgp(&mut rib, 1, 65001);
+        let to = rib.add_peer(peer_config(2, 65002, Some(Policy::accept_all()), None)).unwrap();
+        rib.peer_up(to, Ipv4Addr::new(10, 0, 0, 2)).unwrap();
+        announce(&mut rib, from, &[pfx(10, 0, 0, 8)], &route(&[65001], 1));
+        assert_eq!(drain_all(&mut rib, to), []);
+    }
+
+    #[test]
+    fn ibgp_export_keeps_next_hop_and_sets_local_pref() {
+        let mut rib = rib();
+        let from = ebgp(&mut rib, 1, 65001);
+        let to = ibgp(&mut rib, 2, false);
+        announce(&mut rib, from, &[pfx(10, 0, 0, 8)], &route(&[65001], 1));
+        drain_all(&mut rib, to);
+        let sent = advertised(&rib, to, pfx(10, 0, 0, 8)).unwrap();
+        assert_eq!(sent.next_hop, Some(nh(1)));
+        assert_eq!(sent.local_pref, Some(100));
+        assert_eq!(sent.as_path, AsPath::from_sequence(&[65001]), "no prepend towards iBGP");
+    }
+
+    #[test]
+    fn ibgp_split_horizon_without_route_reflection() {
+        let mut rib = rib();
+        let a = ibgp(&mut rib, 1, true);
+        let b = ibgp(&mut rib, 2, true);
+        let e = ebgp(&mut rib, 3, 65003);
+        announce(&mut rib, a, &[pfx(10, 0, 0, 8)], &route(&[65010], 1));
+        assert_eq!(drain_all(&mut rib, b), [], "no iBGP route to another iBGP peer");
+        assert_eq!(drain_all(&mut rib, e).len(), 1, "but to eBGP");
+    }
+
+    #[test]
+    fn route_reflection_reflects_client_routes_with_originator_and_cluster() {
+        let mut config = RibConfig::new(LOCAL_AS, Ipv4Addr::new(10, 255, 0, 1));
+        config.cluster_id = Some(Ipv4Addr::new(10, 255, 0, 100));
+        let mut rib: Rib<Ipv4Prefix> = Rib::new(config);
+        let client = ibgp(&mut rib, 1, true);
+        let other_client = ibgp(&mut rib, 2, true);
+        let non_client = ibgp(&mut rib, 3, false);
+        let other_non_client = ibgp(&mut rib, 4, false);
+        announce(&mut rib, client, &[pfx(10, 0, 0, 8)], &route(&[], 1));
+        announce(&mut rib, non_client, &[pfx(11, 0, 0, 8)], &route(&[], 3));
+        // From a client: to clients and non-clients.
+        let sent = advertised(&rib, non_client, pfx(10, 0, 0, 8));
+        assert!(sent.is_none(), "nothing before the drain");
+        drain_all(&mut rib, non_client);
+        drain_all(&mut rib, other_client);
+        drain_all(&mut rib, other_non_client);
+        let sent = advertised(&rib, non_client, pfx(10, 0, 0, 8)).unwrap();
+        assert_eq!(sent.originator_id, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(sent.cluster_list, [Ipv4Addr::new(10, 255, 0, 100)]);
+        assert!(advertised(&rib, other_client, pfx(10, 0, 0, 8)).is_some());
+        // From a non-client: to clients only.
+        assert!(advertised(&rib, other_client, pfx(11, 0, 0, 8)).is_some());
+        assert!(advertised(&rib, other_non_client, pfx(11, 0, 0, 8)).is_none());
+        // A route carrying our cluster id or our router id as originator is a loop.
+        let mut looped = route(&[], 1);
+        looped.cluster_list = alloc::vec![Ipv4Addr::new(10, 255, 0, 100)];
+        announce(&mut rib, client, &[pfx(12, 0, 0, 8)], &looped);
+        let mut own = route(&[], 1);
+        own.originator_id = Some(Ipv4Addr::new(10, 255, 0, 1));
+        announce(&mut rib, client, &[pfx(13, 0, 0, 8)], &own);
+        assert!(rib.best(&pfx(12, 0, 0, 8)).is_none());
+        assert!(rib.best(&pfx(13, 0, 0, 8)).is_none());
+    }
+
+    #[test]
+    fn well_known_communities_limit_export() {
+        let mut rib = rib();
+        let from = ebgp(&mut rib, 1, 65001);
+        let e = ebgp(&mut rib, 2, 65002);
+        let i = ibgp(&mut rib, 3, false);
+        let mut no_export = route(&[65001], 1);
+        no_export.communities = alloc::vec![Community::NO_EXPORT];
+        let mut no_advertise = route(&[65001], 1);
+        no_advertise.communities = alloc::vec![Community::NO_ADVERTISE];
+        announce(&mut rib, from, &[pfx(10, 0, 0, 8)], &no_export);
+        announce(&mut rib, from, &[pfx(11, 0, 0, 8)], &no_advertise);
+        assert_eq!(drain_all(&mut rib, e), []);
+        let to_ibgp = drain_all(&mut rib, i);
+        assert!(matches!(to_ibgp[..], [OutChange::Advertise { prefix, .. }] if prefix == pfx(10, 0, 0, 8)));
+    }
+
+    #[test]
+    fn adj_rib_out_withdraws_and_coalesces_for_a_slow_peer() {
+        let mut rib = rib();
+        let a = ebgp(&mut rib, 1, 65001);
+        let b = ebgp(&mut rib, 2, 65002);
+        let to = ebgp(&mut rib, 3, 65003);
+        let p = pfx(10, 0, 0, 8);
+        announce(&mut rib, a, &[p], &route(&[65001, 1], 1));
+        assert_eq!(drain_all(&mut rib, to).len(), 1);
+        assert_eq!(drain_all(&mut rib, b).len(), 1, "a's route to b");
+        // Many changes while the peer is not drained: it holds one dirty prefix, not messages.
+        for hop in 10..20 {
+            announce(&mut rib, b, &[p], &route(&[65002], hop));
+        }
+        assert_eq!(rib.peer_counts(to).unwrap().export_pending, 1);
+        let changes = drain_all(&mut rib, to);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(advertised(&rib, to, p).unwrap().as_path, AsPath::from_sequence(&[LOCAL_AS, 65002]));
+        // b's own route is now best: what b was sent is withdrawn, nothing goes back to it.
+        assert_eq!(drain_all(&mut rib, b), [OutChange::Withdraw { prefix: p }]);
+        // A change that does not change the best route sends nothing.
+        announce(&mut rib, a, &[p], &route(&[65001, 1], 2));
+        assert_eq!(drain_all(&mut rib, b), []);
+        assert_eq!(drain_all(&mut rib, to), []);
+        // Everything gone: withdrawals.
+        rib.peer_down(a, &reachable).unwrap();
+        rib.peer_down(b, &reachable).unwrap();
+        assert_eq!(drain_all(&mut rib, to), [OutChange::Withdraw { prefix: p }]);
+        assert!(rib.adj_rib_out(to).unwrap().is_empty());
+        assert_eq!(rib.attr_sets(), 0);
+    }
+
+    #[test]
+    fn drain_is_bounded_and_a_new_session_gets_the_whole_table() {
+        let mut rib = rib();
+        let a = ebgp(&mut rib, 1, 65001);
+        let prefixes: Vec<Ipv4Prefix> = (0..50).map(|n| pfx(10, n, 0, 16)).collect();
+        announce(&mut rib, a, &prefixes, &route(&[65001], 1));
+        let late = ebgp(&mut rib, 2, 65002);
+        let mut total = 0;
+        loop {
+            let slice = rib.drain_adj_rib_out(late, 8).unwrap();
+            assert!(slice.len() <= 8);
+            if slice.is_empty() && rib.adj_rib_out(late).unwrap().is_idle() {
+                break;
+            }
+            total += slice.len();
+        }
+        assert_eq!(total, 50);
+        rib.session_down(late).unwrap();
+        assert!(rib.adj_rib_out(late).unwrap().is_empty());
+        assert_eq!(rib.attr_sets(), 1, "the export sets were released with the session");
+    }
+
+    #[test]
+    fn own_as_in_path_is_a_loop() {
+        let mut rib = rib();
+        let a = ebgp(&mut rib, 1, 65001);
+        announce(&mut rib, a, &[pfx(10, 0, 0, 8)], &route(&[65001, LOCAL_AS, 3], 1));
+        assert!(rib.best(&pfx(10, 0, 0, 8)).is_none());
+        assert_eq!(rib.peer_counts(a).unwrap().received, 1);
+    }
+
+    #[test]
+    fn import_policy_changes_are_post_policy_only_and_ebgp_local_pref_is_ignored() {
+        let mut rib = rib();
+        let prefer = Policy {
+            terms: alloc::vec![
+                Term {
+                    matches: alloc::vec![Match::AsPathContains(65099)],
+                    actions: alloc::vec![Action::SetLocalPref(200)],
+                    verdict: Verdict::Accept,
+                },
+                Term { matches: alloc::vec![], actions: alloc::vec![], verdict: Verdict::Accept },
+            ],
+        };
+        let a = rib.add_peer(peer_config(1, 65001, Some(prefer), None)).unwrap();
+        rib.peer_up(a, Ipv4Addr::new(10, 0, 0, 1)).unwrap();
+        let b = ebgp(&mut rib, 2, 65002);
+        let p = pfx(10, 0, 0, 8);
+        let mut long = route(&[65001, 65099, 3], 1);
+        long.local_pref = Some(500); // from eBGP: ignored
+        announce(&mut rib, a, &[p], &long);
+        let mut short = route(&[65002], 2);
+        short.local_pref = Some(1000);
+        announce(&mut rib, b, &[p], &short);
+        let best = rib.best(&p).unwrap();
+        assert_eq!((best.route.peer, best.route.reason), (a, BestReason::Step(Step::LocalPref)));
+        assert_eq!(best.attrs.local_pref, Some(200));
+        let pre = rib.adj_rib_in_page(a, RibView::PrePolicy, &mut RibCursor::new(), 1).unwrap();
+        assert_eq!(pre[0].attrs.local_pref, Some(500), "pre-policy kept as received");
+        let post = rib.adj_rib_in_page(b, RibView::PostPolicy, &mut RibCursor::new(), 1).unwrap();
+        assert_eq!(post[0].attrs.local_pref, None);
+        // Soft reconfiguration: a new import policy applied from the pre-policy table.
+        rib.set_import_policy(a, Some(Policy::default())).unwrap();
+        let mut cursor = RibCursor::new();
+        rib.refresh_import(a, &mut cursor, 10, &reachable).unwrap();
+        assert!(cursor.is_done());
+        assert_eq!(rib.best(&p).unwrap().route.peer, b);
+    }
+
+    #[test]
+    fn unreachable_next_hop_is_not_eligible_until_the_igp_says_so() {
+        let mut rib = rib();
+        let a = ebgp(&mut rib, 1, 65001);
+        let b = ebgp(&mut rib, 2, 65002);
+        let p = pfx(10, 0, 0, 8);
+        let only_b = |hop: &NextHop| if *hop == nh(2) { Some(1) } else { None };
+        rib.update(a, &[], &[p], &route(&[65001], 1), &only_b).unwrap();
+        assert!(rib.best(&p).is_none());
+        rib.update(b, &[], &[p], &route(&[65002, 5, 6], 2), &only_b).unwrap();
+        assert_eq!(rib.best(&p).unwrap().route.peer, b);
+        rib.refresh_import(a, &mut RibCursor::new(), 10, &reachable).unwrap();
+        assert_eq!(rib.best(&p).unwrap().route.peer, a);
+    }
+
+    #[test]
+    fn prefix_limit_actions() {
+        for (action, expect_kept) in [
+            (LimitAction::Warn, 5),
+            (LimitAction::Block, 3),
+            (LimitAction::Restart, 3),
+            (LimitAction::Disable, 3),
+        ] {
+            let mut rib = rib();
+            let mut config = peer_config(1, 65001, Some(Policy::accept_all()), None);
+            config.prefix_limit = Some(PrefixLimit { max: 3, action });
+            let peer = rib.add_peer(config).unwrap();
+            rib.peer_up(peer, Ipv4Addr::new(10, 0, 0, 1)).unwrap();
+            let attrs = route(&[65001], 1);
+            let first: Vec<Ipv4Prefix> = (0..3).map(|n| pfx(10, n, 0, 16)).collect();
+            let out = rib.update(peer, &[], &first, &attrs, &reachable).unwrap();
+            assert_eq!(out.limit, None, "{action:?} at the limit is fine");
+            let more: Vec<Ipv4Prefix> = (0..5).map(|n| pfx(10, n, 0, 16)).collect();
+            let out = rib.update(peer, &[], &more, &attrs, &reachable).unwrap();
+            assert_eq!(rib.peer_counts(peer).unwrap().received, expect_kept, "{action:?}");
+            let expected = match action {
+                LimitAction::Warn => LimitOutcome::Warn { count: 5, max: 3 },
+                LimitAction::Block => LimitOutcome::Block { dropped: 2, max: 3 },
+                LimitAction::Restart => LimitOutcome::Restart { dropped: 2, max: 3 },
+                LimitAction::Disable => LimitOutcome::Disable { dropped: 2, max: 3 },
+            };
+            assert_eq!(out.limit, Some(expected));
+            // Updates to prefixes already held still apply, and are no new crossing.
+            let out = rib.update(peer, &[], &first, &route(&[65001], 2), &reachable).unwrap();
+            assert_eq!(out.limit, None, "{action:?}");
+            assert_eq!(out.announced, 3);
+        }
+    }
+
+    #[test]
+    fn graceful_restart_keeps_stale_routes_until_the_sweep() {
+        let mut rib = rib();
+        let a = ebgp(&mut rib, 1, 65001);
+        let keep = pfx(10, 0, 0, 8);
+        let lose = pfx(11, 0, 0, 8);
+        announce(&mut rib, a, &[keep, lose], &route(&[65001], 1));
+        rib.session_down(a).unwrap();
+        assert_eq!(rib.mark_stale(a).unwrap(), 2);
+        assert!(rib.best(&lose).is_some(), "stale routes still forward");
+        rib.peer_up(a, Ipv4Addr::new(10, 0, 0, 1)).unwrap();
+        announce(&mut rib, a, &[keep], &route(&[65001], 1));
+        assert_eq!(rib.peer_counts(a).unwrap().stale, 1);
+        let mut cursor = RibCursor::new();
+        let mut removed = 0;
+        while !cursor.is_done() {
+            removed += rib.sweep_stale(a, &mut cursor, 1, &reachable).unwrap();
+        }
+        assert_eq!(removed, 1);
+        assert!(rib.best(&lose).is_none());
+        assert!(rib.best(&keep).is_some());
+        assert_eq!(rib.peer_counts(a).unwrap().stale, 0);
+    }
+
+    #[test]
+    fn flush_in_slices_and_remove_peer_free_everything() {
+        let mut rib = rib();
+        let a = ebgp(&mut rib, 1, 65001);
+        let prefixes: Vec<Ipv4Prefix> = (0..20).map(|n| pfx(10, n, 0, 16)).collect();
+        announce(&mut rib, a, &prefixes, &route(&[65001], 1));
+        rib.session_down(a).unwrap();
+        assert_eq!(rib.flush_peer(a, 5, &reachable).unwrap(), 15);
+        assert_eq!(rib.loc_rib().len(), 15);
+        rib.remove_peer(a, &reachable).unwrap();
+        assert_eq!(rib.loc_rib().len(), 0);
+        assert_eq!(rib.attr_sets(), 0);
+        assert_eq!(rib.peer_counts(a), Err(RibError::UnknownPeer(a)));
+        assert_eq!(rib.add_peer(peer_config(2, 65002, None, None)), Ok(a), "slot reused");
+    }
+
+    #[test]
+    fn loc_rib_cursor_under_churn_reads_each_stable_prefix_once() {
+        let mut rib = rib();
+        let a = ebgp(&mut rib, 1, 65001);
+        let stable: Vec<Ipv4Prefix> = (0..=255).map(|n| pfx(10, n, 0, 16)).collect();
+        announce(&mut rib, a, &stable, &route(&[65001], 1));
+        let mut cursor = RibCursor::new();
+        let mut seen = Vec::new();
+        let mut round = 0u8;
+        while !cursor.is_done() {
+            seen.extend(rib.loc_rib_page(&mut cursor, 7).iter().map(|r| r.prefix));
+            // Churn between slices: flapping prefixes interleaved with the stable ones.
+            round = round.wrapping_add(37);
+            let flap = pfx(10, round, 128, 24);
+            announce(&mut rib, a, &[flap], &route(&[65001], 2));
+            rib.update(
+                a,
+                &[pfx(10, round.wrapping_add(100), 128, 24)],
+                &[],
+                &PathAttributes::default(),
+                &reachable,
+            )
+            .unwrap();
+        }
+        let mut sorted = seen.clone();
+        sorted.dedup();
+        assert_eq!(sorted.len(), seen.len(), "nothing read twice");
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order");
+        for prefix in &stable {
+            assert!(seen.contains(prefix), "{prefix:?} present throughout must be read");
+        }
+    }
+
+    /// Random announcements and withdrawals from several peers; after each step the Loc-RIB
+    /// must hold exactly what the decision process picks from the accepted routes, and at the
+    /// end every attribute set must be freed.
+    #[test]
+    fn seeded_churn_keeps_loc_rib_consistent_and_frees_all_attributes() {
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        let mut rib = rib();
+        let peers = [ebgp(&mut rib, 1, 65001), ebgp(&mut rib, 2, 65002), ibgp(&mut rib, 3, false)];
+        let fib = rib.add_loc_consumer().unwrap();
+        let mut fib_view: alloc::collections::BTreeMap<Ipv4Prefix, LocRoute> = Default::default();
+        let prefixes: Vec<Ipv4Prefix> = (0..16).map(|n| pfx(10, n, 0, 16)).collect();
+        for _ in 0..3000 {
+            let peer = peers[next(3) as usize];
+            let prefix = prefixes[next(16) as usize];
+            if next(3) == 0 {
+                rib.update(peer, &[prefix], &[], &PathAttributes::default(), &reachable).unwrap();
+            } else {
+                let mut attrs = route(&[65001 + next(3) as u32; 2][..1 + next(2) as usize], next(3) as u8);
+                attrs.med = Some(next(3) as u32);
+                attrs.local_pref = Some(100 + next(2) as u32);
+                announce(&mut rib, peer, &[prefix], &attrs);
+            }
+            for change in rib.drain_loc_changes(fib, 4).unwrap() {
+                match change.best {
+                    Some(best) => fib_view.insert(change.prefix, best),
+                    None => fib_view.remove(&change.prefix),
+                };
+            }
+            let check = prefixes[next(16) as usize];
+            let routes = rib.routes(&check);
+            assert_eq!(rib.best(&check).is_some(), !routes.is_empty());
+        }
+        for change in rib.drain_loc_changes(fib, usize::MAX).unwrap() {
+            match change.best {
+                Some(best) => fib_view.insert(change.prefix, best),
+                None => fib_view.remove(&change.prefix),
+            };
+        }
+        let loc: Vec<(Ipv4Prefix, LocRoute)> = rib.loc_rib().routes.iter().map(|(p, r)| (*p, *r)).collect();
+        let fib: Vec<(Ipv4Prefix, LocRoute)> = fib_view.into_iter().collect();
+        assert_eq!(
+            loc.iter().map(|x| (x.0, x.1.peer, x.1.attrs)).collect::<Vec<_>>(),
+            fib.iter().map(|x| (x.0, x.1.peer, x.1.attrs)).collect::<Vec<_>>()
+        );
+        for peer in peers {
+            rib.peer_down(peer, &reachable).unwrap();
+        }
+        assert_eq!(rib.loc_rib().len(), 0);
+        assert_eq!(rib.attr_sets(), 0);
+    }
+}
