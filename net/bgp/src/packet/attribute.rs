@@ -273,3 +273,423 @@ pub struct PathAttributes {
     /// Optional transitive attributes not known here, in type-code order.
     pub unknown: Vec<UnknownAttribute>,
 }
+
+/// How the session shapes attribute encoding: 2- or 4-octet AS numbers, and whether the peer
+/// is external (some attributes are discarded when an external peer sends them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SessionContext {
+    /// Both sides announced the 4-octet AS capability (RFC 6793).
+    pub four_octet_as: bool,
+    /// The peer is in another AS (eBGP).
+    pub external: bool,
+}
+
+impl Default for SessionContext {
+    fn default() -> SessionContext {
+        SessionContext { four_octet_as: true, external: true }
+    }
+}
+
+/// Why an attribute value could not be read; `update.rs` turns it into an `UpdateError` with the
+/// RFC 7606 action for that attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ValueError {
+    Length,
+    InvalidOrigin(u8),
+    InvalidNextHop,
+    MalformedAsPath,
+    ConfedFromExternal,
+}
+
+/// The (optional, transitive) flag bits a known attribute must carry; `None` for a type code
+/// this speaker does not know.
+pub(crate) const fn expected_flags(type_code: u8) -> Option<u8> {
+    use type_code::*;
+    const WELL_KNOWN: u8 = flags::TRANSITIVE;
+    const OPT_TRANS: u8 = flags::OPTIONAL | flags::TRANSITIVE;
+    const OPT_NON_TRANS: u8 = flags::OPTIONAL;
+    match type_code {
+        ORIGIN | AS_PATH | NEXT_HOP | LOCAL_PREF | ATOMIC_AGGREGATE => Some(WELL_KNOWN),
+        MULTI_EXIT_DISC | ORIGINATOR_ID | CLUSTER_LIST | MP_REACH_NLRI | MP_UNREACH_NLRI => {
+            Some(OPT_NON_TRANS)
+        }
+        AGGREGATOR | COMMUNITIES | EXTENDED_COMMUNITIES | AS4_PATH | AS4_AGGREGATOR | LARGE_COMMUNITIES => {
+            Some(OPT_TRANS)
+        }
+        _ => None,
+    }
+}
+
+fn be_u32(value: &[u8]) -> Result<u32, ValueError> {
+    let octets: [u8; 4] = value.try_into().map_err(|_| ValueError::Length)?;
+    Ok(u32::from_be_bytes(octets))
+}
+
+fn be_u32_list(value: &[u8]) -> Result<Vec<u32>, ValueError> {
+    if value.is_empty() || !value.len().is_multiple_of(4) {
+        return Err(ValueError::Length);
+    }
+    Ok(value.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+pub(crate) fn parse_origin(value: &[u8]) -> Result<Origin, ValueError> {
+    match value {
+        [v] => Origin::from_u8(*v).ok_or(ValueError::InvalidOrigin(*v)),
+        _ => Err(ValueError::Length),
+    }
+}
+
+/// AS_PATH or AS4_PATH with `asn_len` 2 or 4 (RFC 4271 4.3 b, RFC 7606 7.2: an unknown segment
+/// type, a zero segment length or an overrun is malformed).
+pub(crate) fn parse_as_path(mut value: &[u8], asn_len: usize) -> Result<AsPath, ValueError> {
+    let mut segments = Vec::new();
+    while !value.is_empty() {
+        let [kind, count, ..] = *value else { return Err(ValueError::MalformedAsPath) };
+        let kind = SegmentKind::from_u8(kind).ok_or(ValueError::MalformedAsPath)?;
+        if count == 0 {
+            return Err(ValueError::MalformedAsPath);
+        }
+        let len = usize::from(count) * asn_len;
+        let body = value.get(2..2 + len).ok_or(ValueError::MalformedAsPath)?;
+        let asns = body
+            .chunks_exact(asn_len)
+            .map(|c| c.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)))
+            .collect();
+        segments.push(AsPathSegment { kind, asns });
+        value = value.get(2 + len..).ok_or(ValueError::MalformedAsPath)?;
+    }
+    Ok(AsPath { segments })
+}
+
+pub(crate) fn parse_next_hop(value: &[u8]) -> Result<Ipv4Addr, ValueError> {
+    let addr = Ipv4Addr::from(be_u32(value)?);
+    if !is_unicast_host(addr) {
+        return Err(ValueError::InvalidNextHop);
+    }
+    Ok(addr)
+}
+
+/// Whether a NEXT_HOP can be a neighbour: not 0/8, 127/8, multicast, class E or broadcast.
+pub(crate) fn is_unicast_host(addr: Ipv4Addr) -> bool {
+    let first = addr.octets()[0];
+    first != 0 && first != 127 && first < 224
+}
+
+/// AGGREGATOR with `asn_len` 2 or 4 (AS4_AGGREGATOR is always 4).
+pub(crate) fn parse_aggregator(value: &[u8], asn_len: usize) -> Result<Aggregator, ValueError> {
+    if value.len() != asn_len + 4 {
+        return Err(ValueError::Length);
+    }
+    let (asn, addr) = value.split_at(asn_len);
+    let asn = asn.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
+    Ok(Aggregator { asn, addr: Ipv4Addr::from(be_u32(addr)?) })
+}
+
+pub(crate) fn parse_communities(value: &[u8]) -> Result<Vec<Community>, ValueError> {
+    Ok(be_u32_list(value)?.into_iter().map(Community).collect())
+}
+
+pub(crate) fn parse_cluster_list(value: &[u8]) -> Result<Vec<Ipv4Addr>, ValueError> {
+    Ok(be_u32_list(value)?.into_iter().map(Ipv4Addr::from).collect())
+}
+
+pub(crate) fn parse_ext_communities(value: &[u8]) -> Result<Vec<ExtendedCommunity>, ValueError> {
+    if value.is_empty() || !value.len().is_multiple_of(8) {
+        return Err(ValueError::Length);
+    }
+    Ok(value.chunks_exact(8).map(|c| ExtendedCommunity(c.try_into().unwrap_or([0; 8]))).collect())
+}
+
+pub(crate) fn parse_large_communities(value: &[u8]) -> Result<Vec<LargeCommunity>, ValueError> {
+    if value.is_empty() || !value.len().is_multiple_of(12) {
+        return Err(ValueError::Length);
+    }
+    let words = be_u32_list(value)?;
+    Ok(words
+        .chunks_exact(3)
+        .map(|w| LargeCommunity { global_admin: w[0], local_data_1: w[1], local_data_2: w[2] })
+        .collect())
+}
+
+/// RFC 6793 section 4.2.3: rebuild the 4-octet path from AS_PATH (2-octet, with AS_TRANS) and
+/// AS4_PATH. If AS4_PATH is longer than AS_PATH it is ignored; otherwise the leading ASNs of
+/// AS_PATH that AS4_PATH lacks are kept in front of it.
+pub fn merge_as4_path(as_path: &AsPath, as4_path: &AsPath) -> AsPath {
+    // AS4_PATH must not carry confederation segments; they are dropped (RFC 6793 6).
+    let as4: Vec<AsPathSegment> = as4_path.segments.iter().filter(|s| !s.kind.is_confed()).cloned().collect();
+    let as4 = AsPath { segments: as4 };
+    let count = |p: &AsPath| -> usize {
+        p.segments
+            .iter()
+            .map(|s| match s.kind {
+                SegmentKind::AsSequence => s.asns.len(),
+                SegmentKind::AsSet => 1,
+                _ => 0,
+            })
+            .sum()
+    };
+    let (old, new) = (count(as_path), count(&as4));
+    if old < new {
+        return as_path.clone();
+    }
+    let mut keep = old - new;
+    let mut segments = Vec::new();
+    for seg in &as_path.segments {
+        if keep == 0 && !seg.kind.is_confed() {
+            break;
+        }
+        match seg.kind {
+            SegmentKind::AsSequence => {
+                let take = keep.min(seg.asns.len());
+                if take > 0 {
+                    segments.push(AsPathSegment { kind: seg.kind, asns: seg.asns[..take].to_vec() });
+                }
+                keep -= take;
+            }
+            SegmentKind::AsSet => {
+                segments.push(seg.clone());
+                keep -= 1;
+            }
+            SegmentKind::ConfedSequence | SegmentKind::ConfedSet => segments.push(seg.clone()),
+        }
+    }
+    // Join a trailing kept AS_SEQUENCE with a leading AS4 AS_SEQUENCE.
+    let mut rest = as4.segments.into_iter();
+    if let (Some(last), Some(first)) = (segments.last_mut(), rest.as_slice().first()) {
+        if last.kind == SegmentKind::AsSequence && first.kind == SegmentKind::AsSequence {
+            last.asns.extend_from_slice(&first.asns);
+            rest.next();
+        }
+    }
+    segments.extend(rest);
+    AsPath { segments }
+}
+
+/// Appends one attribute (flags, type, length, value), with Extended Length when the value
+/// is longer than 255 octets.
+pub(crate) fn push_attribute(out: &mut Vec<u8>, flag_bits: u8, code: u8, value: &[u8]) {
+    if value.len() > 255 {
+        out.push(flag_bits | flags::EXTENDED_LENGTH);
+        out.push(code);
+        out.extend_from_slice(&(value.len().min(0xffff) as u16).to_be_bytes());
+    } else {
+        out.push(flag_bits & !flags::EXTENDED_LENGTH);
+        out.push(code);
+        out.push(value.len() as u8);
+    }
+    out.extend_from_slice(value);
+}
+
+fn push_well_known(out: &mut Vec<u8>, code: u8, value: &[u8]) {
+    push_attribute(out, expected_flags(code).unwrap_or(flags::TRANSITIVE), code, value);
+}
+
+/// AS_PATH value with `asn_len` 2 or 4; 4-octet ASNs become AS_TRANS in a 2-octet path.
+/// Confederation segments are left out when `confed` is false (AS4_PATH). Segments longer than
+/// 255 ASNs are split.
+fn as_path_value(path: &AsPath, asn_len: usize, confed: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for seg in path.segments.iter().filter(|s| confed || !s.kind.is_confed()) {
+        for chunk in seg.asns.chunks(255) {
+            out.push(seg.kind.to_u8());
+            out.push(chunk.len() as u8);
+            for &asn in chunk {
+                if asn_len == 2 {
+                    out.extend_from_slice(&u16::try_from(asn).unwrap_or(AS_TRANS as u16).to_be_bytes());
+                } else {
+                    out.extend_from_slice(&asn.to_be_bytes());
+                }
+            }
+        }
+    }
+    out
+}
+
+impl PathAttributes {
+    /// Appends every attribute in type-code order, except MP_REACH_NLRI / MP_UNREACH_NLRI
+    /// which `mp` writes in their place (code 14/15). NEXT_HOP is written only if
+    /// `with_next_hop` and it is IPv4. For a 2-octet peer, AS_PATH and AGGREGATOR use
+    /// AS_TRANS and AS4_PATH / AS4_AGGREGATOR carry the real values (RFC 6793 4.2.2).
+    pub fn emit(&self, ctx: SessionContext, with_next_hop: bool, mp: &[u8], out: &mut Vec<u8>) {
+        use type_code::*;
+        let opt = flags::OPTIONAL;
+        let opt_trans = flags::OPTIONAL | flags::TRANSITIVE;
+        push_well_known(out, ORIGIN, &[self.origin.to_u8()]);
+        let asn_len = if ctx.four_octet_as { 4 } else { 2 };
+        push_well_known(out, AS_PATH, &as_path_value(&self.as_path, asn_len, true));
+        if let (true, Some(NextHop::V4(addr))) = (with_next_hop, self.next_hop) {
+            push_well_known(out, NEXT_HOP, &addr.octets());
+        }
+        if let Some(med) = self.med {
+            push_attribute(out, opt, MULTI_EXIT_DISC, &med.to_be_bytes());
+        }
+        if let Some(pref) = self.local_pref {
+            push_well_known(out, LOCAL_PREF, &pref.to_be_bytes());
+        }
+        if self.atomic_aggregate {
+            push_well_known(out, ATOMIC_AGGREGATE, &[]);
+        }
+        let mut as4_aggregator = None;
+        if let Some(agg) = self.aggregator {
+            let mut value = Vec::with_capacity(8);
+            if ctx.four_octet_as {
+                value.extend_from_slice(&agg.asn.to_be_bytes());
+            } else {
+                value.extend_from_slice(&u16::try_from(agg.asn).unwrap_or(AS_TRANS as u16).to_be_bytes());
+                if agg.asn > 0xffff {
+                    as4_aggregator = Some(agg);
+                }
+            }
+            value.extend_from_slice(&agg.addr.octets());
+            push_attribute(out, opt_trans, AGGREGATOR, &value);
+        }
+        if !self.communities.is_empty() {
+            let value: Vec<u8> = self.communities.iter().flat_map(|c| c.0.to_be_bytes()).collect();
+            push_attribute(out, opt_trans, COMMUNITIES, &value);
+        }
+        if let Some(id) = self.originator_id {
+            push_attribute(out, opt, ORIGINATOR_ID, &id.octets());
+        }
+        if !self.cluster_list.is_empty() {
+            let value: Vec<u8> = self.cluster_list.iter().flat_map(|c| c.octets()).collect();
+            push_attribute(out, opt, CLUSTER_LIST, &value);
+        }
+        out.extend_from_slice(mp);
+        if !self.ext_communities.is_empty() {
+            let value: Vec<u8> = self.ext_communities.iter().flat_map(|c| c.0).collect();
+            push_attribute(out, opt_trans, EXTENDED_COMMUNITIES, &value);
+        }
+        if !ctx.four_octet_as && self.as_path.has_four_octet_asn() {
+            push_attribute(out, opt_trans, AS4_PATH, &as_path_value(&self.as_path, 4, false));
+        }
+        if let Some(agg) = as4_aggregator {
+            let mut value = Vec::with_capacity(8);
+            value.extend_from_slice(&agg.asn.to_be_bytes());
+            value.extend_from_slice(&agg.addr.octets());
+            push_attribute(out, opt_trans, AS4_AGGREGATOR, &value);
+        }
+        if !self.large_communities.is_empty() {
+            let value: Vec<u8> = self
+                .large_communities
+                .iter()
+                .flat_map(|c| [c.global_admin, c.local_data_1, c.local_data_2])
+                .flat_map(u32::to_be_bytes)
+                .collect();
+            push_attribute(out, opt_trans, LARGE_COMMUNITIES, &value);
+        }
+        for u in &self.unknown {
+            push_attribute(out, u.flags | flags::PARTIAL, u.type_code, &u.value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn seq(asns: &[u32]) -> AsPathSegment {
+        AsPathSegment { kind: SegmentKind::AsSequence, asns: asns.to_vec() }
+    }
+
+    fn set(asns: &[u32]) -> AsPathSegment {
+        AsPathSegment { kind: SegmentKind::AsSet, asns: asns.to_vec() }
+    }
+
+    #[test]
+    fn as_path_helpers() {
+        let mut p = AsPath { segments: vec![seq(&[65001, 65002]), set(&[1, 2, 3])] };
+        assert_eq!(p.path_len(), 3);
+        assert_eq!(p.first_as(), Some(65001));
+        assert_eq!(p.origin_as(), None);
+        assert!(p.contains(2));
+        p.prepend(64512);
+        assert_eq!(p.segments[0].asns, [64512, 65001, 65002]);
+        let mut empty = AsPath::default();
+        empty.prepend(7);
+        assert_eq!(empty, AsPath::from_sequence(&[7]));
+    }
+
+    #[test]
+    fn as_path_wire() {
+        // AS_SEQUENCE 65001 65002, AS_SET 100 (4-octet encoding).
+        let value = [2, 2, 0, 0, 0xfd, 0xe9, 0, 0, 0xfd, 0xea, 1, 1, 0, 0, 0, 100];
+        let p = parse_as_path(&value, 4).unwrap();
+        assert_eq!(p, AsPath { segments: vec![seq(&[65001, 65002]), set(&[100])] });
+        assert_eq!(as_path_value(&p, 4, true), value);
+        let two = [2, 2, 0xfd, 0xe9, 0xfd, 0xea];
+        assert_eq!(parse_as_path(&two, 2).unwrap(), AsPath::from_sequence(&[65001, 65002]));
+        // Zero-length segment, unknown type, overrun: malformed (RFC 7606 7.2).
+        assert_eq!(parse_as_path(&[2, 0], 4), Err(ValueError::MalformedAsPath));
+        assert_eq!(parse_as_path(&[5, 1, 0, 0, 0, 1], 4), Err(ValueError::MalformedAsPath));
+        assert_eq!(parse_as_path(&[2, 2, 0, 0, 0, 1], 4), Err(ValueError::MalformedAsPath));
+        assert_eq!(parse_as_path(&[2], 4), Err(ValueError::MalformedAsPath));
+        // 256 ASNs are split into two segments.
+        let long = AsPath::from_sequence(&[1; 256]);
+        let v = as_path_value(&long, 4, true);
+        assert_eq!((v[0], v[1], v[2 + 255 * 4], v[3 + 255 * 4]), (2, 255, 2, 1));
+    }
+
+    #[test]
+    fn as4_merge() {
+        // RFC 6793 4.2.3: AS_PATH 65001 23456 23456 65002, AS4_PATH 4200000001 4200000002 65002.
+        let old = AsPath::from_sequence(&[65001, AS_TRANS, AS_TRANS, 65002]);
+        let as4 = AsPath::from_sequence(&[4_200_000_001, 4_200_000_002, 65002]);
+        assert_eq!(
+            merge_as4_path(&old, &as4),
+            AsPath::from_sequence(&[65001, 4_200_000_001, 4_200_000_002, 65002])
+        );
+        // AS4_PATH longer than AS_PATH: ignored.
+        let short = AsPath::from_sequence(&[65001]);
+        assert_eq!(merge_as4_path(&short, &as4), short);
+        // A set counts one.
+        let old = AsPath { segments: vec![seq(&[65001]), set(&[AS_TRANS, 5])] };
+        let as4 = AsPath { segments: vec![set(&[4_200_000_001, 5])] };
+        assert_eq!(
+            merge_as4_path(&old, &as4),
+            AsPath { segments: vec![seq(&[65001]), set(&[4_200_000_001, 5])] }
+        );
+    }
+
+    #[test]
+    fn emit_for_two_octet_peer() {
+        let attrs = PathAttributes {
+            as_path: AsPath::from_sequence(&[4_200_000_001, 65002]),
+            next_hop: Some(NextHop::V4(Ipv4Addr::new(192, 0, 2, 1))),
+            aggregator: Some(Aggregator { asn: 4_200_000_001, addr: Ipv4Addr::new(10, 0, 0, 1) }),
+            ..PathAttributes::default()
+        };
+        let mut out = Vec::new();
+        attrs.emit(SessionContext { four_octet_as: false, external: true }, true, &[], &mut out);
+        let expected: Vec<u8> = [
+            &[0x40, 1, 1, 0][..],                                            // ORIGIN IGP
+            &[0x40, 2, 6, 2, 2, 0x5b, 0xa0, 0xfd, 0xea],                     // AS_PATH 23456 65002
+            &[0x40, 3, 4, 192, 0, 2, 1],                                     // NEXT_HOP
+            &[0xc0, 7, 6, 0x5b, 0xa0, 10, 0, 0, 1],                          // AGGREGATOR AS_TRANS
+            &[0xc0, 17, 10, 2, 2, 0xfa, 0x56, 0xea, 0x01, 0, 0, 0xfd, 0xea], // AS4_PATH
+            &[0xc0, 18, 8, 0xfa, 0x56, 0xea, 0x01, 10, 0, 0, 1],             // AS4_AGGREGATOR
+        ]
+        .concat();
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn value_errors() {
+        assert_eq!(parse_origin(&[3]), Err(ValueError::InvalidOrigin(3)));
+        assert_eq!(parse_origin(&[0, 0]), Err(ValueError::Length));
+        assert_eq!(parse_next_hop(&[127, 0, 0, 1]), Err(ValueError::InvalidNextHop));
+        assert_eq!(parse_next_hop(&[224, 0, 0, 1]), Err(ValueError::InvalidNextHop));
+        assert_eq!(parse_next_hop(&[0, 0, 0, 0]), Err(ValueError::InvalidNextHop));
+        assert_eq!(parse_next_hop(&[10, 0, 0]), Err(ValueError::Length));
+        assert_eq!(parse_communities(&[]), Err(ValueError::Length));
+        assert_eq!(parse_communities(&[0, 0, 0]), Err(ValueError::Length));
+        assert_eq!(parse_communities(&[0xff, 0xff, 0xff, 0x01]), Ok(vec![Community::NO_EXPORT]));
+        assert_eq!(parse_large_communities(&[0; 8]), Err(ValueError::Length));
+        assert_eq!(parse_ext_communities(&[0; 12]), Err(ValueError::Length));
+        assert_eq!(parse_aggregator(&[0, 1, 10, 0, 0, 1], 4), Err(ValueError::Length));
+        assert_eq!(
+            parse_aggregator(&[0, 1, 10, 0, 0, 1], 2),
+            Ok(Aggregator { asn: 1, addr: Ipv4Addr::new(10, 0, 0, 1) })
+        );
+    }
+}

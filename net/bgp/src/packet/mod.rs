@@ -4,4 +4,9 @@
 //! caller provides. No accessor panics on input; errors are typed and keep their cause.
 
 pub mod attribute;
+pub mod error;
+pub mod message;
 pub mod nlri;
+pub mod notification;
+pub mod open;
+pub mod update;
