@@ -1,8 +1,9 @@
 //! Adj-RIB-In: the routes one peer announced, kept as received (pre-policy, what BMP reports
 //! with the L flag clear) beside the result of import policy (post-policy).
 //!
-//! One entry per prefix, 9 bytes of value: the received attribute set, the accepted one (`None`
-//! when import policy rejected the route or it failed a loop check; often the same id as the
+//! One entry per prefix, 9 bytes of value packed with alignment 1 (so a B-tree leaf holds 11
+//! prefixes and routes in 168 bytes): the received attribute set, the accepted one (none when
+//! import policy rejected the route or it failed a loop check; often the same id as the
 //! received set, shared), and a stale mark for graceful restart. The attribute sets themselves
 //! live once in the RIB's [`super::AttrStore`]; this table holds references to them, which its
 //! owner (the [`super::Rib`]) takes and releases.
@@ -11,8 +12,10 @@
 //! [`crate::policy::PrefixLimit`] when it has one (the RIB refuses new prefixes beyond it).
 
 use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
 
 use super::attr_store::AttrId;
+use super::cursor::RibCursor;
 
 /// One route as a peer announced it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,10 +28,36 @@ pub struct InRoute {
     pub stale: bool,
 }
 
+/// [`InRoute`] as stored: 9 bytes, alignment 1; an accepted id of 0 is none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PackedInRoute {
+    received: [u8; 4],
+    accepted: [u8; 4],
+    stale: bool,
+}
+
+impl PackedInRoute {
+    fn pack(route: &InRoute) -> PackedInRoute {
+        PackedInRoute {
+            received: route.received.to_bytes(),
+            accepted: route.accepted.map_or([0; 4], AttrId::to_bytes),
+            stale: route.stale,
+        }
+    }
+
+    fn unpack(&self) -> Option<InRoute> {
+        Some(InRoute {
+            received: AttrId::from_bytes(self.received)?,
+            accepted: AttrId::from_bytes(self.accepted),
+            stale: self.stale,
+        })
+    }
+}
+
 /// One peer's Adj-RIB-In, ordered by prefix.
 #[derive(Debug)]
 pub struct AdjRibIn<P> {
-    pub(crate) routes: BTreeMap<P, InRoute>,
+    routes: BTreeMap<P, PackedInRoute>,
     accepted: usize,
     stale: usize,
 }
@@ -40,8 +69,8 @@ impl<P> Default for AdjRibIn<P> {
 }
 
 impl<P: Ord + Copy> AdjRibIn<P> {
-    pub fn get(&self, prefix: &P) -> Option<&InRoute> {
-        self.routes.get(prefix)
+    pub fn get(&self, prefix: &P) -> Option<InRoute> {
+        self.routes.get(prefix).and_then(PackedInRoute::unpack)
     }
 
     /// Prefixes held (pre-policy).
@@ -63,10 +92,29 @@ impl<P: Ord + Copy> AdjRibIn<P> {
         self.stale
     }
 
+    /// The first prefix held.
+    pub fn first(&self) -> Option<P> {
+        self.routes.keys().next().copied()
+    }
+
+    /// Up to `max` routes after `cursor` that `keep` accepts (see [`RibCursor`]).
+    pub fn slice(
+        &self,
+        cursor: &mut RibCursor<P>,
+        max: usize,
+        keep: impl Fn(&InRoute) -> bool,
+    ) -> Vec<(P, InRoute)> {
+        cursor
+            .next_slice(&self.routes, max, |r| r.unpack().is_some_and(|r| keep(&r)))
+            .into_iter()
+            .filter_map(|(prefix, r)| Some((prefix, r.unpack()?)))
+            .collect()
+    }
+
     /// Stores `route`, returning the route it replaces.
     pub(crate) fn insert(&mut self, prefix: P, route: InRoute) -> Option<InRoute> {
         self.count(&route);
-        let old = self.routes.insert(prefix, route);
+        let old = self.routes.insert(prefix, PackedInRoute::pack(&route)).and_then(|old| old.unpack());
         if let Some(old) = &old {
             self.uncount(old);
         }
@@ -74,7 +122,10 @@ impl<P: Ord + Copy> AdjRibIn<P> {
     }
 
     pub(crate) fn remove(&mut self, prefix: &P) -> Option<InRoute> {
-        let old = self.routes.remove(prefix)?;
+        let old = self.routes.remove(prefix)?.unpack()?;
+        if self.routes.is_empty() {
+            self.routes = BTreeMap::new(); // an emptied B-tree keeps its root leaf
+        }
         self.uncount(&old);
         Some(old)
     }
@@ -90,8 +141,9 @@ impl<P: Ord + Copy> AdjRibIn<P> {
 
     /// Replaces the accepted set of `prefix`, returning the old one.
     pub(crate) fn set_accepted(&mut self, prefix: &P, accepted: Option<AttrId>) -> Option<AttrId> {
-        let route = self.routes.get_mut(prefix)?;
-        let old = core::mem::replace(&mut route.accepted, accepted);
+        let packed = self.routes.get_mut(prefix)?;
+        let old = AttrId::from_bytes(packed.accepted);
+        packed.accepted = accepted.map_or([0; 4], AttrId::to_bytes);
         match (old.is_some(), accepted.is_some()) {
             (false, true) => self.accepted += 1,
             (true, false) => self.accepted -= 1,
@@ -108,5 +160,46 @@ impl<P: Ord + Copy> AdjRibIn<P> {
     fn uncount(&mut self, route: &InRoute) {
         self.accepted -= usize::from(route.accepted.is_some());
         self.stale -= usize::from(route.stale);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::attr_store::AttrStore;
+    use super::*;
+
+    #[test]
+    fn packed_route_is_nine_bytes_and_round_trips() {
+        assert_eq!(core::mem::size_of::<PackedInRoute>(), 9);
+        assert_eq!(core::mem::align_of::<PackedInRoute>(), 1);
+        let mut store = AttrStore::new();
+        let a = store.intern(1u8);
+        let b = store.intern(2u8);
+        for route in [
+            InRoute { received: a, accepted: Some(b), stale: true },
+            InRoute { received: b, accepted: None, stale: false },
+        ] {
+            assert_eq!(PackedInRoute::pack(&route).unpack(), Some(route));
+        }
+    }
+
+    #[test]
+    fn counters_follow_inserts_removals_and_stale_marks() {
+        let mut store = AttrStore::new();
+        let a = store.intern(1u8);
+        let mut table = AdjRibIn::default();
+        table.insert(1u32, InRoute { received: a, accepted: Some(a), stale: false });
+        table.insert(2u32, InRoute { received: a, accepted: None, stale: false });
+        assert_eq!((table.len(), table.accepted_len(), table.stale_len()), (2, 1, 0));
+        assert_eq!(table.mark_all_stale(), 2);
+        let old = table.insert(1u32, InRoute { received: a, accepted: None, stale: false });
+        assert_eq!(old.map(|r| r.stale), Some(true));
+        assert_eq!((table.accepted_len(), table.stale_len()), (0, 1));
+        assert_eq!(table.set_accepted(&2, Some(a)), None);
+        assert_eq!(table.accepted_len(), 1);
+        assert!(table.remove(&2).is_some());
+        assert_eq!((table.len(), table.accepted_len(), table.stale_len()), (1, 0, 0));
+        let mut cursor = RibCursor::new();
+        assert_eq!(table.slice(&mut cursor, 10, |_| true).len(), 1);
     }
 }

@@ -77,6 +77,9 @@ impl<P: Ord + Copy> Feed<P> {
             let Some(prefix) = self.dirty.pop_first() else { break };
             out.push(prefix);
         }
+        if self.dirty.is_empty() {
+            self.dirty = BTreeSet::new(); // an emptied B-tree keeps its root leaf
+        }
         if let Some(cursor) = &mut self.sync {
             let room = max - out.len();
             if room > 0 {

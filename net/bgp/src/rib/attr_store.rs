@@ -31,6 +31,16 @@ impl AttrId {
         self.0.get() - 1
     }
 
+    /// The id as 4 bytes of alignment 1, for packed table entries; never all zero.
+    pub(crate) fn to_bytes(self) -> [u8; 4] {
+        self.0.get().to_ne_bytes()
+    }
+
+    /// The id from [`AttrId::to_bytes`]; `None` for all zero bytes.
+    pub(crate) fn from_bytes(bytes: [u8; 4]) -> Option<AttrId> {
+        NonZeroU32::new(u32::from_ne_bytes(bytes)).map(AttrId)
+    }
+
     fn from_slot(slot: u32) -> AttrId {
         AttrId(NonZeroU32::MIN.saturating_add(slot))
     }
@@ -133,6 +143,7 @@ impl<A: Hash + Eq> AttrStore<A> {
             // Give the memory back whole when the last set goes (a peer flap on an empty box).
             self.slots = Vec::new();
             self.free = Vec::new();
+            self.index = BTreeMap::new(); // an emptied B-tree keeps its root leaf
         }
     }
 

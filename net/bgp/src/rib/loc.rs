@@ -1,12 +1,14 @@
 //! Loc-RIB: the best route to each prefix, chosen by [`super::decision`], with the reason it
-//! won. 8 bytes of value per prefix: the peer it came from, its accepted attribute set (a
-//! reference the Loc-RIB holds) and the reason.
+//! won. 7 bytes of value per prefix, packed with alignment 1: the peer it came from, its
+//! accepted attribute set (a reference the Loc-RIB holds) and the reason.
 //!
 //! Bound: one entry per prefix that has an eligible route in some Adj-RIB-In.
 
 use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
 
 use super::attr_store::AttrId;
+use super::cursor::RibCursor;
 use super::decision::BestReason;
 use super::PeerId;
 
@@ -25,9 +27,31 @@ impl LocRoute {
     }
 }
 
+/// [`LocRoute`] as stored: 7 bytes, alignment 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PackedLocRoute {
+    attrs: [u8; 4],
+    peer: [u8; 2],
+    reason: BestReason,
+}
+
+impl PackedLocRoute {
+    fn pack(route: &LocRoute) -> PackedLocRoute {
+        PackedLocRoute { attrs: route.attrs.to_bytes(), peer: route.peer.to_bytes(), reason: route.reason }
+    }
+
+    fn unpack(&self) -> Option<LocRoute> {
+        Some(LocRoute {
+            peer: PeerId::from_bytes(self.peer),
+            attrs: AttrId::from_bytes(self.attrs)?,
+            reason: self.reason,
+        })
+    }
+}
+
 #[derive(Debug)]
 pub struct LocRib<P> {
-    pub(crate) routes: BTreeMap<P, LocRoute>,
+    pub(crate) routes: BTreeMap<P, PackedLocRoute>,
 }
 
 impl<P> Default for LocRib<P> {
@@ -37,8 +61,8 @@ impl<P> Default for LocRib<P> {
 }
 
 impl<P: Ord + Copy> LocRib<P> {
-    pub fn get(&self, prefix: &P) -> Option<&LocRoute> {
-        self.routes.get(prefix)
+    pub fn get(&self, prefix: &P) -> Option<LocRoute> {
+        self.routes.get(prefix).and_then(PackedLocRoute::unpack)
     }
 
     pub fn len(&self) -> usize {
@@ -47,5 +71,50 @@ impl<P: Ord + Copy> LocRib<P> {
 
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
+    }
+
+    /// Up to `max` routes after `cursor` (see [`RibCursor`]).
+    pub fn slice(&self, cursor: &mut RibCursor<P>, max: usize) -> Vec<(P, LocRoute)> {
+        cursor
+            .next_slice(&self.routes, max, |_| true)
+            .into_iter()
+            .filter_map(|(prefix, r)| Some((prefix, r.unpack()?)))
+            .collect()
+    }
+
+    /// Every route, in prefix order.
+    pub fn iter(&self) -> impl Iterator<Item = (P, LocRoute)> + '_ {
+        self.routes.iter().filter_map(|(prefix, r)| Some((*prefix, r.unpack()?)))
+    }
+
+    pub(crate) fn insert(&mut self, prefix: P, route: LocRoute) {
+        self.routes.insert(prefix, PackedLocRoute::pack(&route));
+    }
+
+    pub(crate) fn remove(&mut self, prefix: &P) {
+        self.routes.remove(prefix);
+        if self.routes.is_empty() {
+            self.routes = BTreeMap::new(); // an emptied B-tree keeps its root leaf
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::attr_store::AttrStore;
+    use super::super::decision::Step;
+    use super::*;
+
+    #[test]
+    fn packed_route_is_seven_bytes_and_round_trips() {
+        assert_eq!(core::mem::size_of::<PackedLocRoute>(), 7);
+        assert_eq!(core::mem::align_of::<PackedLocRoute>(), 1);
+        let mut store = AttrStore::new();
+        let _skip = store.intern(0u8);
+        let attrs = store.intern(1u8);
+        for reason in [BestReason::OnlyRoute, BestReason::Tie, BestReason::Step(Step::PeerAddr)] {
+            let route = LocRoute { peer: PeerId::from_bytes([1, 2]), attrs, reason };
+            assert_eq!(PackedLocRoute::pack(&route).unpack(), Some(route));
+        }
     }
 }

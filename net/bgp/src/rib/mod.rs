@@ -38,6 +38,7 @@ pub mod cursor;
 pub mod decision;
 pub mod loc;
 
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::fmt::Debug;
 use core::net::{IpAddr, Ipv4Addr};
@@ -80,6 +81,14 @@ pub struct PeerId(u16);
 impl PeerId {
     pub const fn index(self) -> u16 {
         self.0
+    }
+
+    pub(crate) const fn to_bytes(self) -> [u8; 2] {
+        self.0.to_ne_bytes()
+    }
+
+    pub(crate) const fn from_bytes(bytes: [u8; 2]) -> PeerId {
+        PeerId(u16::from_ne_bytes(bytes))
     }
 }
 
@@ -304,8 +313,7 @@ impl<P: RibPrefix> Rib<P> {
     pub fn flush_peer(&mut self, peer: PeerId, max: usize, cost: &impl IgpCost) -> Result<usize, RibError> {
         for _ in 0..max {
             let p = self.peer_mut(peer)?;
-            let Some((prefix, _)) = p.adj_in.routes.first_key_value() else { break };
-            let prefix = *prefix;
+            let Some(prefix) = p.adj_in.first() else { break };
             self.remove_route(peer, prefix);
             self.decide(prefix, cost);
         }
@@ -386,11 +394,8 @@ impl<P: RibPrefix> Rib<P> {
         max: usize,
         cost: &impl IgpCost,
     ) -> Result<usize, RibError> {
-        let stale: Vec<P> = cursor
-            .next_slice(&self.peer_ref(peer)?.adj_in.routes, max, |r| r.stale)
-            .iter()
-            .map(|(p, _)| *p)
-            .collect();
+        let stale: Vec<P> =
+            self.peer_ref(peer)?.adj_in.slice(cursor, max, |r| r.stale).iter().map(|(p, _)| *p).collect();
         for &prefix in &stale {
             self.remove_route(peer, prefix);
             self.decide(prefix, cost);
@@ -427,8 +432,10 @@ impl<P: RibPrefix> Rib<P> {
         max: usize,
         cost: &impl IgpCost,
     ) -> Result<usize, RibError> {
-        let slice: Vec<(P, AttrId)> = cursor
-            .next_slice(&self.peer_ref(peer)?.adj_in.routes, max, |_| true)
+        let slice: Vec<(P, AttrId)> = self
+            .peer_ref(peer)?
+            .adj_in
+            .slice(cursor, max, |_| true)
             .iter()
             .map(|(p, r)| (*p, r.received))
             .collect();
@@ -474,6 +481,9 @@ impl<P: RibPrefix> Rib<P> {
                 }
                 None => {
                     p.adj_out.advertised.remove(&prefix);
+                    if p.adj_out.advertised.is_empty() {
+                        p.adj_out.advertised = BTreeMap::new(); // an emptied B-tree keeps its root leaf
+                    }
                     out.push(OutChange::Withdraw { prefix });
                 }
             }
@@ -551,7 +561,7 @@ impl<P: RibPrefix> Rib<P> {
         let Rib { consumers, loc, .. } = self;
         let feed = consumers.get_mut(usize::from(consumer.0)).ok_or(RibError::UnknownConsumer(consumer))?;
         let prefixes = feed.next(&loc.routes, max);
-        Ok(prefixes.into_iter().map(|prefix| LocChange { prefix, best: loc.get(&prefix).copied() }).collect())
+        Ok(prefixes.into_iter().map(|prefix| LocChange { prefix, best: loc.get(&prefix) }).collect())
     }
 
     /// Up to `max` routes of the peer's Adj-RIB-In after `cursor`, read in place.
@@ -562,9 +572,10 @@ impl<P: RibPrefix> Rib<P> {
         cursor: &mut RibCursor<P>,
         max: usize,
     ) -> Result<Vec<RouteRef<'_, P>>, RibError> {
-        let slice = cursor.next_slice(&self.peer_ref(peer)?.adj_in.routes, max, |r| {
-            view == RibView::PrePolicy || r.accepted.is_some()
-        });
+        let slice = self
+            .peer_ref(peer)?
+            .adj_in
+            .slice(cursor, max, |r| view == RibView::PrePolicy || r.accepted.is_some());
         Ok(slice
             .into_iter()
             .filter_map(|(prefix, route)| {
@@ -579,18 +590,18 @@ impl<P: RibPrefix> Rib<P> {
 
     /// Up to `max` Loc-RIB routes after `cursor`, read in place.
     pub fn loc_rib_page(&self, cursor: &mut RibCursor<P>, max: usize) -> Vec<BestRef<'_, P>> {
-        cursor
-            .next_slice(&self.loc.routes, max, |_| true)
+        self.loc
+            .slice(cursor, max)
             .into_iter()
             .filter_map(|(prefix, route)| {
-                Some(BestRef { prefix, route: *route, attrs: self.attrs.get(route.attrs)? })
+                Some(BestRef { prefix, route, attrs: self.attrs.get(route.attrs)? })
             })
             .collect()
     }
 
     /// The best route to `prefix` and why it won.
     pub fn best(&self, prefix: &P) -> Option<BestRef<'_, P>> {
-        let route = *self.loc.get(prefix)?;
+        let route = self.loc.get(prefix)?;
         Some(BestRef { prefix: *prefix, route, attrs: self.attrs.get(route.attrs)? })
     }
 
@@ -677,12 +688,12 @@ impl<P: RibPrefix> Rib<P> {
         let new = decision::select(&candidates, self.config.decision).and_then(|(winner, reason)| {
             sources.get(winner).map(|&(peer, attrs)| LocRoute { peer, attrs, reason })
         });
-        let old = self.loc.routes.get(&prefix).copied();
+        let old = self.loc.get(&prefix);
         match (old, new) {
             (None, None) => return,
             (Some(old), Some(new)) if old.same_route(&new) => {
                 if old.reason != new.reason {
-                    self.loc.routes.insert(prefix, new);
+                    self.loc.insert(prefix, new);
                 }
                 return;
             }
@@ -691,10 +702,10 @@ impl<P: RibPrefix> Rib<P> {
         match new {
             Some(new) => {
                 self.attrs.retain(new.attrs);
-                self.loc.routes.insert(prefix, new);
+                self.loc.insert(prefix, new);
             }
             None => {
-                self.loc.routes.remove(&prefix);
+                self.loc.remove(&prefix);
             }
         }
         if let Some(old) = old {
@@ -703,8 +714,15 @@ impl<P: RibPrefix> Rib<P> {
         for feed in &mut self.consumers {
             feed.mark(prefix);
         }
-        for peer in self.peers.iter_mut().flatten() {
-            if peer.up {
+        let (old_from, new_from) = (old.map(|r| r.peer), new.map(|r| r.peer));
+        for (index, slot) in self.peers.iter_mut().enumerate() {
+            let Some(peer) = slot else { continue };
+            // A peer that was the source of the old best (or there was none) and is the source
+            // of the new one (or there is none) was sent nothing and is sent nothing.
+            let id = u16::try_from(index).ok().map(PeerId);
+            let unchanged_for_peer =
+                old_from.is_none_or(|p| Some(p) == id) && new_from.is_none_or(|p| Some(p) == id);
+            if peer.up && !unchanged_for_peer {
                 peer.adj_out.feed.mark(prefix);
             }
         }
@@ -1307,7 +1325,7 @@ mod tests {
                 None => fib_view.remove(&change.prefix),
             };
         }
-        let loc: Vec<(Ipv4Prefix, LocRoute)> = rib.loc_rib().routes.iter().map(|(p, r)| (*p, *r)).collect();
+        let loc: Vec<(Ipv4Prefix, LocRoute)> = rib.loc_rib().iter().collect();
         let fib: Vec<(Ipv4Prefix, LocRoute)> = fib_view.into_iter().collect();
         assert_eq!(
             loc.iter().map(|x| (x.0, x.1.peer, x.1.attrs)).collect::<Vec<_>>(),
