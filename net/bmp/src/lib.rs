@@ -4,4 +4,15 @@
 
 extern crate alloc;
 
+pub mod event;
+pub mod exporter;
 pub mod packet;
+pub mod queue;
+
+pub use event::{
+    Attrs, DownReason, Event, EventChannel, Family, Overflowed, PeerId, PeerUpInfo, Prefix, RouteGroup,
+};
+pub use exporter::{
+    Action, CollectorId, CollectorState, CollectorStatus, Config, Counters, DropReason, EncodeError, Encoded,
+    Exporter, Poll, Tables, UpdateEncoder,
+};
