@@ -55,8 +55,8 @@ pub enum CookieError {
     Malformed,
     /// The MAC matches neither the current nor the previous secret.
     BadSignature,
-    /// Valid but older than its lifetime by this much.
-    Stale(Duration),
+    /// Valid but older than its lifetime by `by`; `peer_tag` is the tag to answer with.
+    Stale { by: Duration, peer_tag: u32 },
 }
 
 /// The signing secrets: the current one and the one before the last rotation.
@@ -141,9 +141,8 @@ impl CookieKeys {
         let cookie = decode(body).ok_or(CookieError::Malformed)?;
         let age = now.saturating_since(cookie.created);
         if age > self.lifetime {
-            return Err(CookieError::Stale(Duration::from_micros(
-                age.total_micros() - self.lifetime.total_micros(),
-            )));
+            let by = Duration::from_micros(age.total_micros() - self.lifetime.total_micros());
+            return Err(CookieError::Stale { by, peer_tag: cookie.peer_tag });
         }
         Ok(cookie)
     }
@@ -301,7 +300,7 @@ mod tests {
         assert!(k.verify(Instant::from_millis(60_000), &bytes).is_ok());
         assert_eq!(
             k.verify(Instant::from_millis(60_250), &bytes),
-            Err(CookieError::Stale(Duration::from_millis(250)))
+            Err(CookieError::Stale { by: Duration::from_millis(250), peer_tag: 0x5566_7788 })
         );
     }
 

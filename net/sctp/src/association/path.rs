@@ -1,0 +1,105 @@
+//! A path: one peer transport address of the association (RFC 9260 sections 5.4, 8.2 and 8.3),
+//! with its own RTO, congestion window, error count, state and heartbeat timer.
+
+use core::net::Ipv4Addr;
+
+use bulkhead_base::time::{Duration, Instant};
+
+use super::cc::Congestion;
+use super::rto::{RtoConfig, RtoEstimator};
+use crate::endpoint::Transport;
+
+/// Reachability of a peer address (8.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathState {
+    Active,
+    /// More than Path.Max.Retrans consecutive timeouts; still probed by heartbeats.
+    Inactive,
+}
+
+#[derive(Debug)]
+pub struct Path {
+    /// The peer's address.
+    pub addr: Ipv4Addr,
+    /// Our address used as the source towards it (where its packets last arrived).
+    pub local: Ipv4Addr,
+    /// How packets reach it (learned from what arrives: the peer's UDP port may change).
+    pub transport: Transport,
+    pub state: PathState,
+    pub rto: RtoEstimator,
+    pub cc: Congestion,
+    /// Consecutive timeouts (T3-rtx, heartbeat) on this path, reset by an acknowledgement.
+    pub error_count: u32,
+    /// Payload bytes of DATA chunks outstanding on this path.
+    pub flight: u32,
+    /// T3-rtx deadline, while data is outstanding on this path.
+    pub t3_at: Option<Instant>,
+    /// When the next HEARTBEAT is due.
+    pub heartbeat_at: Instant,
+    /// The nonce and send time of the HEARTBEAT awaiting its ACK.
+    pub heartbeat_outstanding: Option<(u64, Instant)>,
+    /// A HEARTBEAT is built and waiting for `poll_transmit`.
+    pub heartbeat_to_send: bool,
+    /// Whether a HEARTBEAT ACK or a SACK for data sent to it proved the address (5.4).
+    pub confirmed: bool,
+    /// The last time a DATA chunk was sent on the path (for the idle cwnd rule of 7.2.1).
+    pub last_data_sent: Instant,
+    /// One RTT measurement per round trip: the TSN being timed and when it was sent.
+    pub rtt_probe: Option<(u64, Instant)>,
+}
+
+impl Path {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        addr: Ipv4Addr,
+        local: Ipv4Addr,
+        transport: Transport,
+        rto: RtoConfig,
+        mtu: u32,
+        peer_rwnd: u32,
+        now: Instant,
+        heartbeat_interval: Duration,
+    ) -> Self {
+        Path {
+            addr,
+            local,
+            transport,
+            state: PathState::Active,
+            rto: RtoEstimator::new(rto),
+            cc: Congestion::new(mtu, peer_rwnd),
+            error_count: 0,
+            flight: 0,
+            t3_at: None,
+            heartbeat_at: now + heartbeat_interval,
+            heartbeat_outstanding: None,
+            heartbeat_to_send: false,
+            confirmed: false,
+            last_data_sent: now,
+            rtt_probe: None,
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.state == PathState::Active
+    }
+
+    /// An acknowledgement arrived for something sent on this path (8.3): errors reset, the
+    /// path is active again.
+    pub fn on_reachable(&mut self) {
+        self.error_count = 0;
+        self.state = PathState::Active;
+        self.confirmed = true;
+    }
+
+    /// A timeout on this path (6.3.3, 8.3): back off, count; returns true when the path just
+    /// became inactive.
+    pub fn on_timeout(&mut self, path_max_retrans: u32) -> bool {
+        self.rto.back_off();
+        self.error_count = self.error_count.saturating_add(1);
+        if self.error_count > path_max_retrans && self.state == PathState::Active {
+            self.state = PathState::Inactive;
+            return true;
+        }
+        false
+    }
+}

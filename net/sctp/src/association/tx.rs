@@ -1,0 +1,290 @@
+//! The send side of an association: user messages fragmented into DATA chunks (6.9), the
+//! queue of chunks not yet sent, the chunks in flight awaiting acknowledgement, and SACK
+//! processing (6.2.1, 7.2.4).
+//!
+//! Bounds (owner: the association): the true bytes of `queue` plus `inflight` stay under the
+//! association's send limit; [`SendQueue::enqueue`] refuses a message that would cross it with
+//! [`SendError::Full`] and queues nothing of it. Chunks leave `inflight` only when acknowledged
+//! by the Cumulative TSN Ack, or when the association ends.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::mem::size_of;
+
+use bulkhead_base::time::Instant;
+
+use crate::endpoint::{Footprint, SendError};
+
+/// A DATA chunk waiting for its first transmission (no TSN yet).
+#[derive(Debug)]
+pub struct OutChunk {
+    pub stream: u16,
+    pub ssn: u16,
+    pub ppid: u32,
+    pub unordered: bool,
+    pub begin: bool,
+    pub end: bool,
+    pub data: Box<[u8]>,
+}
+
+/// A DATA chunk sent at least once and not yet covered by the Cumulative TSN Ack.
+#[derive(Debug)]
+pub struct SentChunk {
+    /// Unwrapped TSN.
+    pub tsn: u64,
+    pub chunk: OutChunk,
+    /// Index of the path it was last sent on.
+    pub path: usize,
+    pub sent_at: Instant,
+    pub transmissions: u32,
+    /// Covered by a Gap Ack Block of the latest SACK.
+    pub acked: bool,
+    /// Counted in its path's flight size.
+    pub in_flight: bool,
+    /// Marked for retransmission (T3-rtx or fast retransmit).
+    pub retransmit: bool,
+    /// Miss indications (7.2.4).
+    pub missing: u32,
+    /// Already fast-retransmitted once.
+    pub fast_retransmitted: bool,
+}
+
+#[derive(Debug)]
+pub struct SendQueue {
+    footprint: Footprint,
+    limit: usize,
+    pub queue: VecDeque<OutChunk>,
+    pub inflight: VecDeque<SentChunk>,
+    queue_bytes: usize,
+    inflight_bytes: usize,
+    out_ssn: Vec<u16>,
+    /// Unwrapped TSN of the next new chunk.
+    pub next_tsn: u64,
+    /// Unwrapped Cumulative TSN Ack Point received from the peer.
+    pub cum_acked: u64,
+}
+
+impl SendQueue {
+    pub fn new(footprint: Footprint, limit: usize, initial_tsn: u32, outbound_streams: u16) -> Self {
+        let next_tsn = (1u64 << 32) + u64::from(initial_tsn);
+        SendQueue {
+            footprint,
+            limit,
+            queue: VecDeque::new(),
+            inflight: VecDeque::new(),
+            queue_bytes: 0,
+            inflight_bytes: 0,
+            out_ssn: alloc::vec![0; usize::from(outbound_streams)],
+            next_tsn,
+            cum_acked: next_tsn - 1,
+        }
+    }
+
+    /// The number of outbound streams (after negotiation).
+    pub fn set_outbound_streams(&mut self, n: u16) {
+        self.out_ssn.resize(usize::from(n), 0);
+    }
+
+    pub fn outbound_streams(&self) -> u16 {
+        self.out_ssn.len() as u16
+    }
+
+    pub fn queued_cost(&self, len: usize) -> usize {
+        (self.footprint)(size_of::<OutChunk>()) + (self.footprint)(len)
+    }
+
+    pub fn sent_cost(&self, len: usize) -> usize {
+        (self.footprint)(size_of::<SentChunk>()) + (self.footprint)(len)
+    }
+
+    /// The true cost of queueing a message of `len` bytes cut into `max_payload` pieces.
+    pub fn message_cost(&self, len: usize, max_payload: usize) -> usize {
+        let max_payload = max_payload.max(1);
+        let full = len / max_payload;
+        let rest = len % max_payload;
+        full * self.queued_cost(max_payload) + if rest > 0 { self.queued_cost(rest) } else { 0 }
+    }
+
+    /// True bytes of chunks not yet sent.
+    pub fn queue_bytes(&self) -> usize {
+        self.queue_bytes
+    }
+
+    /// True bytes of chunks sent and not yet cumulatively acknowledged.
+    pub fn inflight_bytes(&self) -> usize {
+        self.inflight_bytes
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Whether a message of `len` bytes would be taken now.
+    pub fn can_take(&self, len: usize, max_payload: usize) -> bool {
+        len > 0 && self.queue_bytes + self.inflight_bytes + self.message_cost(len, max_payload) <= self.limit
+    }
+
+    /// Fragment and queue one user message.
+    pub fn enqueue(
+        &mut self,
+        stream: u16,
+        ppid: u32,
+        unordered: bool,
+        data: &[u8],
+        max_payload: usize,
+    ) -> Result<(), SendError> {
+        if data.is_empty() {
+            return Err(SendError::Empty);
+        }
+        let max_payload = max_payload.max(1);
+        let cost = self.message_cost(data.len(), max_payload);
+        if cost > self.limit {
+            return Err(SendError::TooBig { cost, limit: self.limit });
+        }
+        if self.queue_bytes + self.inflight_bytes + cost > self.limit {
+            return Err(SendError::Full);
+        }
+        let Some(next_ssn) = self.out_ssn.get_mut(usize::from(stream)) else {
+            return Err(SendError::InvalidStream(stream));
+        };
+        let ssn = if unordered { 0 } else { *next_ssn };
+        if !unordered {
+            *next_ssn = next_ssn.wrapping_add(1);
+        }
+        let pieces = data.chunks(max_payload);
+        let n = pieces.len();
+        for (i, piece) in pieces.enumerate() {
+            self.queue.push_back(OutChunk {
+                stream,
+                ssn,
+                ppid,
+                unordered,
+                begin: i == 0,
+                end: i + 1 == n,
+                data: piece.into(),
+            });
+        }
+        self.queue_bytes += cost;
+        Ok(())
+    }
+
+    /// Move the head of the queue into flight with the next TSN.
+    pub fn send_next(&mut self, now: Instant, path: usize) -> Option<&mut SentChunk> {
+        let chunk = self.queue.pop_front()?;
+        self.queue_bytes -= self.queued_cost(chunk.data.len());
+        self.inflight_bytes += self.sent_cost(chunk.data.len());
+        let tsn = self.next_tsn;
+        self.next_tsn += 1;
+        self.inflight.push_back(SentChunk {
+            tsn,
+            chunk,
+            path,
+            sent_at: now,
+            transmissions: 1,
+            acked: false,
+            in_flight: true,
+            retransmit: false,
+            missing: 0,
+            fast_retransmitted: false,
+        });
+        self.inflight.back_mut()
+    }
+
+    /// Drop every chunk with a TSN at or below `cum`; returns them for the caller's books.
+    pub fn release_through(&mut self, cum: u64) -> Vec<SentChunk> {
+        let mut out = Vec::new();
+        while self.inflight.front().is_some_and(|c| c.tsn <= cum) {
+            if let Some(c) = self.inflight.pop_front() {
+                self.inflight_bytes -= self.sent_cost(c.chunk.data.len());
+                out.push(c);
+            }
+        }
+        if cum > self.cum_acked {
+            self.cum_acked = cum;
+        }
+        out
+    }
+
+    /// The highest TSN sent so far (unwrapped).
+    pub fn highest_sent(&self) -> u64 {
+        self.next_tsn - 1
+    }
+
+    /// Whether nothing is queued or in flight.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.inflight.is_empty()
+    }
+
+    /// Drop everything (the association ended).
+    pub fn clear(&mut self) {
+        self.queue.clear();
+        self.inflight.clear();
+        self.queue_bytes = 0;
+        self.inflight_bytes = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fp(n: usize) -> usize {
+        n.next_multiple_of(16) + 16
+    }
+
+    #[test]
+    fn fragments_and_ssns() {
+        let mut q = SendQueue::new(fp, 1 << 20, 7, 2);
+        q.enqueue(1, 9, false, &[1u8; 2500], 1000).unwrap();
+        q.enqueue(1, 9, false, &[2u8; 10], 1000).unwrap();
+        q.enqueue(1, 9, true, &[3u8; 10], 1000).unwrap();
+        let flags: Vec<_> = q.queue.iter().map(|c| (c.ssn, c.begin, c.end, c.data.len())).collect();
+        assert_eq!(
+            flags,
+            [
+                (0, true, false, 1000),
+                (0, false, false, 1000),
+                (0, false, true, 500),
+                (1, true, true, 10),
+                (0, true, true, 10)
+            ]
+        );
+        assert_eq!(q.queue_bytes(), 2 * q.queued_cost(1000) + q.queued_cost(500) + 2 * q.queued_cost(10));
+        assert_eq!(q.enqueue(2, 0, false, b"x", 1000), Err(SendError::InvalidStream(2)));
+        assert_eq!(q.enqueue(0, 0, false, b"", 1000), Err(SendError::Empty));
+    }
+
+    #[test]
+    fn full_at_the_true_byte_limit_not_the_payload_limit() {
+        let mut q = SendQueue::new(fp, 10_000, 0, 1);
+        let mut n = 0;
+        while q.enqueue(0, 0, false, b"x", 1000).is_ok() {
+            n += 1;
+        }
+        assert_eq!(q.enqueue(0, 0, false, b"x", 1000), Err(SendError::Full));
+        assert_eq!(n, 10_000 / q.queued_cost(1));
+        assert!(n < 200, "1-byte messages cost what they cost: {n}");
+        assert!(!q.can_take(1, 1000));
+        assert!(matches!(q.enqueue(0, 0, false, &[0; 20_000], 1000), Err(SendError::TooBig { .. })));
+    }
+
+    #[test]
+    fn tsns_and_release() {
+        let mut q = SendQueue::new(fp, 1 << 20, u32::MAX, 1);
+        for _ in 0..3 {
+            q.enqueue(0, 0, false, b"abc", 1000).unwrap();
+        }
+        for _ in 0..3 {
+            q.send_next(Instant::ZERO, 0).unwrap();
+        }
+        assert_eq!(q.queue_bytes(), 0);
+        assert_eq!(q.inflight_bytes(), 3 * q.sent_cost(3));
+        let first = q.inflight[0].tsn;
+        assert_eq!(first as u32, u32::MAX);
+        let released = q.release_through(first + 1);
+        assert_eq!(released.len(), 2);
+        assert_eq!(q.inflight_bytes(), q.sent_cost(3));
+        assert_eq!(q.cum_acked, first + 1);
+    }
+}
