@@ -4,6 +4,7 @@
 
 extern crate alloc;
 
+pub mod neighbor;
 pub mod packet;
 pub mod policy;
 pub mod rib;

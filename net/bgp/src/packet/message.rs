@@ -291,3 +291,112 @@ impl Framer {
         self.buf.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::error::{CeaseSubcode, ErrorCode};
+    use alloc::vec;
+
+    const CTX: SessionContext = SessionContext { four_octet_as: true, external: true };
+
+    fn header(len: u16, kind: u8) -> Vec<u8> {
+        let mut h = MARKER.to_vec();
+        h.extend_from_slice(&len.to_be_bytes());
+        h.push(kind);
+        h
+    }
+
+    #[test]
+    fn keepalive_notification_route_refresh_both_ways() {
+        let keepalive = header(19, 4);
+        assert_eq!(Message::parse(&keepalive, CTX, MAX_LEN), Ok(Message::Keepalive));
+        assert_eq!(Message::Keepalive.to_bytes(CTX, MAX_LEN).unwrap(), keepalive);
+
+        // Cease / Administrative Shutdown with a Shutdown Communication "bye".
+        let cease = [header(25, 3), vec![6, 2, 3, b'b', b'y', b'e']].concat();
+        let n = Notification::cease_with_message(CeaseSubcode::AdministrativeShutdown, "bye");
+        assert_eq!(Message::parse(&cease, CTX, MAX_LEN), Ok(Message::Notification(n.clone())));
+        assert_eq!(Message::Notification(n).to_bytes(CTX, MAX_LEN).unwrap(), cease);
+
+        let rr = [header(23, 5), vec![0, 2, 0, 1]].concat();
+        let parsed = Message::parse(&rr, CTX, MAX_LEN).unwrap();
+        assert_eq!(parsed, Message::RouteRefresh(RouteRefresh::new(Family::Ipv6Unicast)));
+        assert_eq!(parsed.to_bytes(CTX, MAX_LEN).unwrap(), rr);
+    }
+
+    #[test]
+    fn header_errors() {
+        let mut bad_marker = header(19, 4);
+        bad_marker[3] = 0;
+        assert_eq!(
+            Message::parse(&bad_marker, CTX, MAX_LEN),
+            Err(HeaderError::ConnectionNotSynchronized.into())
+        );
+        assert_eq!(
+            Message::parse(&header(18, 4), CTX, MAX_LEN),
+            Err(HeaderError::BadMessageLength { length: 18 }.into())
+        );
+        let big = [header(5000, 2), vec![0; 5000 - 19]].concat();
+        assert_eq!(
+            Message::parse(&big, CTX, MAX_LEN),
+            Err(HeaderError::BadMessageLength { length: 5000 }.into())
+        );
+        assert!(matches!(Message::parse(&big, CTX, EXTENDED_MAX_LEN), Ok(Message::Update(_))));
+        assert_eq!(
+            Message::parse(&[header(20, 4), vec![0]].concat(), CTX, MAX_LEN),
+            Err(HeaderError::BadMessageLength { length: 20 }.into())
+        );
+        assert_eq!(
+            Message::parse(&header(19, 7), CTX, MAX_LEN),
+            Err(HeaderError::BadMessageType { kind: 7 }.into())
+        );
+        assert_eq!(
+            Message::parse(&header(20, 3), CTX, MAX_LEN),
+            Err(HeaderError::BadMessageLength { length: 20 }.into())
+        );
+        let n = MessageError::from(HeaderError::BadMessageType { kind: 7 }).notification();
+        assert_eq!((n.code.to_u8(), n.data), ((1, 3), vec![7]));
+    }
+
+    #[test]
+    fn emit_refuses_too_long() {
+        let n = Notification::with_data(ErrorCode::Cease(CeaseSubcode::Unspecific), &[0; 5000]);
+        let mut out = vec![1, 2];
+        assert_eq!(
+            Message::Notification(n.clone()).emit(CTX, MAX_LEN, &mut out),
+            Err(EmitError::TooLong { len: 5021, max: MAX_LEN })
+        );
+        assert_eq!(out, [1, 2]);
+        assert_eq!(Message::Notification(n).emit(CTX, EXTENDED_MAX_LEN, &mut out), Ok(5021));
+    }
+
+    #[test]
+    fn framer_keeps_partial_messages_and_bounds_input() {
+        let stream = [header(19, 4), header(23, 5), vec![0, 1, 0, 1], header(19, 4)].concat();
+        let mut framer = Framer::new(MAX_LEN);
+        let mut out = Vec::new();
+        // One octet at a time.
+        for b in &stream {
+            assert_eq!(framer.feed(&[*b]), 1);
+            while let Some(m) = framer.next_message() {
+                out.push(m.unwrap());
+            }
+        }
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[1].len(), 23);
+        assert_eq!(framer.buffered(), 0);
+        // Never more than one maximum message buffered.
+        let mut framer = Framer::new(MAX_LEN);
+        let big = [header(4096, 3), vec![6, 0], vec![0; 4096 - 21], header(19, 4)].concat();
+        assert_eq!(framer.feed(&big), MAX_LEN);
+        assert_eq!(framer.feed(&big[MAX_LEN..]), 0);
+        assert!(framer.next_message().unwrap().is_ok());
+        assert_eq!(framer.feed(&big[MAX_LEN..]), 19);
+        assert_eq!(framer.next_message(), Some(Ok(header(19, 4))));
+        // A bad header is reported once and the buffer dropped.
+        framer.feed(&[0u8; 19]);
+        assert_eq!(framer.next_message(), Some(Err(HeaderError::ConnectionNotSynchronized)));
+        assert_eq!(framer.next_message(), None);
+    }
+}
