@@ -271,6 +271,8 @@ struct Collector<C> {
     announced: BTreeMap<PeerId, PeerEntry>,
     dump: Option<Dump<C>>,
     next_stats: Instant,
+    /// When the current session came up.
+    session_start: Option<Instant>,
     resync_pending: bool,
     close_pending: bool,
     last_drop: Option<DropReason>,
@@ -328,6 +330,7 @@ impl<C: Clone + Default> Exporter<C> {
             announced: BTreeMap::new(),
             dump: None,
             next_stats: now,
+            session_start: None,
             resync_pending: false,
             close_pending: false,
             last_drop: None,
@@ -342,7 +345,7 @@ impl<C: Clone + Default> Exporter<C> {
             if let State::Closing { deadline, .. } = c.state {
                 if now >= deadline {
                     c.last_drop = Some(DropReason::CloseTimeout);
-                    c.finish_close(now);
+                    c.finish_close(now, &self.config);
                 }
             }
             if c.close_pending {
@@ -367,6 +370,7 @@ impl<C: Clone + Default> Exporter<C> {
             return;
         }
         c.state = State::Up;
+        c.session_start = Some(now);
         c.counters.connects += 1;
         if core::mem::take(&mut c.resync_pending) {
             c.counters.resyncs += 1;
@@ -400,10 +404,10 @@ impl<C: Clone + Default> Exporter<C> {
             State::Up => {
                 c.counters.disconnects += 1;
                 c.last_drop = Some(DropReason::Disconnected);
-                c.reset_session();
+                c.reset_session(now, config);
                 c.enter_backoff(now, config);
             }
-            State::Closing { .. } => c.finish_close(now),
+            State::Closing { .. } => c.finish_close(now, config),
             State::Connecting => {
                 c.counters.connect_failures += 1;
                 c.enter_backoff(now, config);
@@ -418,11 +422,13 @@ impl<C: Clone + Default> Exporter<C> {
     }
 
     /// The socket took `n` bytes of `transmit`.
+    /// The socket took `n` bytes of `transmit`. Room in the queue may let a dump go on: poll
+    /// again.
     pub fn sent(&mut self, id: CollectorId, n: usize, now: Instant) {
         let Some(c) = self.collectors.get_mut(id.0) else { return };
         c.queue.consume(n);
         if matches!(c.state, State::Closing { .. }) && c.queue.is_empty() {
-            c.finish_close(now);
+            c.finish_close(now, &self.config);
         }
     }
 
@@ -726,7 +732,13 @@ impl<C: Clone + Default> Collector<C> {
     }
 
     /// Forgets the session: the queue (freed), the peers, the dump.
-    fn reset_session(&mut self) {
+    fn reset_session(&mut self, now: Instant, config: &Config) {
+        // A session that lasted longer than the longest back-off resets it.
+        if let Some(start) = self.session_start.take() {
+            if now - start >= config.backoff_max {
+                self.backoff = config.backoff_initial;
+            }
+        }
         self.queue.clear();
         self.announced = BTreeMap::new();
         self.dump = None;
@@ -743,7 +755,7 @@ impl<C: Clone + Default> Collector<C> {
         self.last_drop = Some(reason);
         self.resync_pending = true;
         self.close_pending = true;
-        self.reset_session();
+        self.reset_session(now, config);
         self.enter_backoff(now, config);
     }
 
@@ -772,10 +784,10 @@ impl<C: Clone + Default> Collector<C> {
     }
 
     /// The Termination was read (or timed out): close, then reconnect at once or stop.
-    fn finish_close(&mut self, now: Instant) {
+    fn finish_close(&mut self, now: Instant, config: &Config) {
         let reconnect = matches!(self.state, State::Closing { reconnect: true, .. });
         self.close_pending = true;
-        self.reset_session();
+        self.reset_session(now, config);
         self.state = if reconnect { State::Backoff { retry_at: now } } else { State::Stopped };
     }
 

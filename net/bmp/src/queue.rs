@@ -62,13 +62,14 @@ pub struct SendQueue {
 }
 
 impl SendQueue {
-    /// An empty queue that allocates nothing until the first message.
+    /// An empty queue that allocates nothing until the first message. Chunks are at most a
+    /// quarter of the bound, so that a small bound still holds several messages.
     pub fn new(bound: usize, chunk_size: usize) -> SendQueue {
         SendQueue {
             chunks: VecDeque::new(),
             head_sent: 0,
             head_message: 0,
-            chunk_size: chunk_size.max(HEADER_LEN),
+            chunk_size: chunk_size.min(bound / 4).max(HEADER_LEN),
             bound,
             chunk_cost: 0,
             queued: 0,
@@ -235,6 +236,44 @@ mod tests {
         assert_eq!(q.footprint(), 0);
         assert_eq!(q.queued_bytes(), 0);
         assert!(q.front().is_empty());
+    }
+
+    #[test]
+    fn random_pushes_and_writes_match_a_model() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..20 {
+            let bound = 2_000 + (next() % 40_000) as usize;
+            let mut q = SendQueue::new(bound, 256 + (next() % 4096) as usize);
+            let (mut accepted, mut written, mut ends) = (Vec::new(), Vec::new(), Vec::new());
+            for step in 0..2_000 {
+                if next() % 3 != 0 {
+                    let m = message(6 + (next() % 700) as usize, step as u8);
+                    if q.push(&m).is_ok() {
+                        accepted.extend_from_slice(&m);
+                        ends.push(accepted.len());
+                    }
+                } else {
+                    let take = (next() % 900) as usize;
+                    let front = q.front();
+                    let n = take.min(front.len());
+                    written.extend_from_slice(&front[..n]);
+                    q.consume(n);
+                }
+                assert!(q.footprint() <= bound, "round {round} step {step}");
+                assert_eq!(q.queued_bytes(), accepted.len() - written.len());
+                let whole = ends.iter().filter(|&&e| e <= written.len()).count() as u64;
+                assert_eq!(q.messages_sent(), whole);
+            }
+            assert_eq!(&accepted[..written.len()], &written[..]);
+            q.clear();
+            assert_eq!(q.footprint(), 0);
+        }
     }
 
     #[test]

@@ -414,6 +414,19 @@ fn reconnect_backoff_doubles_and_is_capped() {
     }
     assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
     assert_eq!(ex.collector_status(id).unwrap().counters.connect_failures, 9);
+    // A session that lasts longer than the cap resets the back-off; a short one does not.
+    assert_eq!(ex.poll_action(now), Some(Action::Connect(id)));
+    ex.connected(id, now);
+    ex.closed(id, now + Duration::from_secs(10));
+    now = now + Duration::from_secs(10);
+    assert_eq!(ex.poll_at(), Some(now + Duration::from_secs(60)));
+    now = now + Duration::from_secs(60);
+    assert_eq!(ex.poll_action(now), Some(Action::Connect(id)));
+    ex.connected(id, now);
+    now = now + Duration::from_secs(3600);
+    ex.closed(id, now);
+    assert_eq!(ex.poll_at(), Some(now + Duration::from_secs(1)));
+    assert_eq!(ex.collector_status(id).unwrap().counters.disconnects, 2);
 }
 
 #[test]
