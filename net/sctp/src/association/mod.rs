@@ -747,6 +747,11 @@ impl Association {
         if had_data {
             self.packets_since_sack += 1;
             self.sack_path = path;
+            if self.state == State::ShutdownSent {
+                // 9.2: every packet with DATA in SHUTDOWN-SENT is answered with SHUTDOWN too.
+                self.send_shutdown = true;
+                self.t2_at = Some(now + self.primary_rto());
+            }
             if self.packets_since_sack >= 2 || self.tsns.has_gaps() || self.state != State::Established {
                 self.sack_now = true;
             } else if self.sack_at.is_none() {
@@ -1256,7 +1261,10 @@ impl Association {
 
     fn on_t3_expiry(&mut self, now: Instant, i: usize) {
         self.counters.t3_expiries += 1;
-        let probing = self.peer_rwnd == 0 && self.sack_since_t3;
+        // Zero window probing (6.1 A): the peer keeps answering but its window is too small
+        // for a full chunk.
+        let probing =
+            self.sack_since_t3 && (self.peer_rwnd as usize) < self.rx.fragment_cost(self.max_payload());
         self.sack_since_t3 = false;
         let Some(p) = self.paths.get_mut(i) else { return };
         p.t3_at = None;

@@ -57,6 +57,8 @@ pub struct SendQueue {
     pub queue: VecDeque<OutChunk>,
     pub inflight: VecDeque<SentChunk>,
     queue_bytes: usize,
+    /// What the queued chunks will cost once in flight (the admission figure).
+    queue_reserved: usize,
     inflight_bytes: usize,
     out_ssn: Vec<u16>,
     /// Unwrapped TSN of the next new chunk.
@@ -74,6 +76,7 @@ impl SendQueue {
             queue: VecDeque::new(),
             inflight: VecDeque::new(),
             queue_bytes: 0,
+            queue_reserved: 0,
             inflight_bytes: 0,
             out_ssn: alloc::vec![0; usize::from(outbound_streams)],
             next_tsn,
@@ -98,12 +101,17 @@ impl SendQueue {
         (self.footprint)(size_of::<SentChunk>()) + (self.footprint)(len)
     }
 
-    /// The true cost of queueing a message of `len` bytes cut into `max_payload` pieces.
+    /// The true cost of a message of `len` bytes cut into `max_payload` pieces, once all of
+    /// them are in flight (the larger of its two costs, so admission never undercounts).
     pub fn message_cost(&self, len: usize, max_payload: usize) -> usize {
+        self.pieces_cost(len, max_payload, Self::sent_cost)
+    }
+
+    fn pieces_cost(&self, len: usize, max_payload: usize, cost: fn(&Self, usize) -> usize) -> usize {
         let max_payload = max_payload.max(1);
         let full = len / max_payload;
         let rest = len % max_payload;
-        full * self.queued_cost(max_payload) + if rest > 0 { self.queued_cost(rest) } else { 0 }
+        full * cost(self, max_payload) + if rest > 0 { cost(self, rest) } else { 0 }
     }
 
     /// True bytes of chunks not yet sent.
@@ -122,7 +130,8 @@ impl SendQueue {
 
     /// Whether a message of `len` bytes would be taken now.
     pub fn can_take(&self, len: usize, max_payload: usize) -> bool {
-        len > 0 && self.queue_bytes + self.inflight_bytes + self.message_cost(len, max_payload) <= self.limit
+        len > 0
+            && self.queue_reserved + self.inflight_bytes + self.message_cost(len, max_payload) <= self.limit
     }
 
     /// Fragment and queue one user message.
@@ -142,7 +151,7 @@ impl SendQueue {
         if cost > self.limit {
             return Err(SendError::TooBig { cost, limit: self.limit });
         }
-        if self.queue_bytes + self.inflight_bytes + cost > self.limit {
+        if self.queue_reserved + self.inflight_bytes + cost > self.limit {
             return Err(SendError::Full);
         }
         let Some(next_ssn) = self.out_ssn.get_mut(usize::from(stream)) else {
@@ -165,7 +174,8 @@ impl SendQueue {
                 data: piece.into(),
             });
         }
-        self.queue_bytes += cost;
+        self.queue_bytes += self.pieces_cost(data.len(), max_payload, Self::queued_cost);
+        self.queue_reserved += cost;
         Ok(())
     }
 
@@ -173,6 +183,7 @@ impl SendQueue {
     pub fn send_next(&mut self, now: Instant, path: usize) -> Option<&mut SentChunk> {
         let chunk = self.queue.pop_front()?;
         self.queue_bytes -= self.queued_cost(chunk.data.len());
+        self.queue_reserved -= self.sent_cost(chunk.data.len());
         self.inflight_bytes += self.sent_cost(chunk.data.len());
         let tsn = self.next_tsn;
         self.next_tsn += 1;
@@ -221,6 +232,7 @@ impl SendQueue {
         self.queue.clear();
         self.inflight.clear();
         self.queue_bytes = 0;
+        self.queue_reserved = 0;
         self.inflight_bytes = 0;
     }
 }
@@ -263,7 +275,7 @@ mod tests {
             n += 1;
         }
         assert_eq!(q.enqueue(0, 0, false, b"x", 1000), Err(SendError::Full));
-        assert_eq!(n, 10_000 / q.queued_cost(1));
+        assert_eq!(n, 10_000 / q.sent_cost(1));
         assert!(n < 200, "1-byte messages cost what they cost: {n}");
         assert!(!q.can_take(1, 1000));
         assert!(matches!(q.enqueue(0, 0, false, &[0; 20_000], 1000), Err(SendError::TooBig { .. })));

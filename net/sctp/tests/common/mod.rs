@@ -1,0 +1,225 @@
+//! The simulated network shared by the integration tests: two (or more) endpoints, packets
+//! delayed, lost, reordered and duplicated by a seeded xorshift, time advanced to the next
+//! packet or timer.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use bulkhead_base::rand_core::{impls, RngCore};
+use bulkhead_base::time::{Duration, Instant};
+use bulkhead_sctp::association::rto::RtoConfig;
+use bulkhead_sctp::endpoint::{AssocId, Config, Endpoint, Event, Received, Transport};
+
+pub struct XorShift(pub u64);
+
+impl RngCore for XorShift {
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+    fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        impls::fill_bytes_via_next(self, dst)
+    }
+}
+
+impl XorShift {
+    pub fn new(seed: u64) -> Self {
+        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn percent(&mut self, p: u32) -> bool {
+        self.next_u32() % 100 < p
+    }
+}
+
+pub fn footprint(n: usize) -> usize {
+    n.next_multiple_of(16) + 16
+}
+
+pub fn config(port: u16) -> Config {
+    let mut c = Config::new(port, footprint);
+    c.rto = RtoConfig {
+        initial: Duration::from_millis(200),
+        min: Duration::from_millis(50),
+        max: Duration::from_secs(2),
+    };
+    c.association_max_retrans = 30;
+    c.path_max_retrans = 10;
+    c.max_init_retransmits = 30;
+    c.send_limit = 64 * 1024;
+    c.receive_limit = 64 * 1024;
+    c.heartbeat_interval = Duration::from_secs(5);
+    c
+}
+
+pub struct InFlight {
+    at: Instant,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    transport: Transport,
+    bytes: Vec<u8>,
+}
+
+/// Link behaviour, in percent.
+#[derive(Clone, Copy)]
+pub struct Link {
+    pub loss: u32,
+    pub dup: u32,
+    pub reorder: u32,
+}
+
+pub struct Net {
+    pub rng: XorShift,
+    pub now: Instant,
+    pub endpoints: Vec<(Vec<Ipv4Addr>, Endpoint)>,
+    pub queue: Vec<InFlight>,
+    pub link: Link,
+    /// Drops a packet (src, dst, bytes) when it returns true.
+    pub filter: Option<Box<dyn FnMut(Ipv4Addr, Ipv4Addr, &[u8]) -> bool>>,
+    /// Packets sent, as (src, dst, bytes), when recording.
+    pub log: Option<Vec<(Ipv4Addr, Ipv4Addr, Vec<u8>)>>,
+    /// Addresses that drop everything sent to or from them.
+    pub down: BTreeSet<Ipv4Addr>,
+    pub delivered: u64,
+}
+
+impl Net {
+    pub fn new(seed: u64, link: Link, a: (&[Ipv4Addr], Config), b: (&[Ipv4Addr], Config)) -> Self {
+        let mut rng = XorShift::new(seed);
+        let now = Instant::from_millis(1_000);
+        let ea = Endpoint::new(a.1, a.0, now, &mut rng);
+        let eb = Endpoint::new(b.1, b.0, now, &mut rng);
+        Net {
+            rng,
+            now,
+            endpoints: vec![(a.0.to_vec(), ea), (b.0.to_vec(), eb)],
+            queue: Vec::new(),
+            link,
+            filter: None,
+            log: None,
+            down: BTreeSet::new(),
+            delivered: 0,
+        }
+    }
+
+    pub fn ep(&mut self, i: usize) -> &mut Endpoint {
+        &mut self.endpoints[i].1
+    }
+
+    /// Collect every packet the endpoints want to send.
+    pub fn flush(&mut self) {
+        let mut buf = [0u8; 1500];
+        for i in 0..self.endpoints.len() {
+            while let Some(t) = self.endpoints[i].1.poll_transmit(self.now, &mut buf) {
+                let bytes = buf[..t.len].to_vec();
+                if let Some(log) = &mut self.log {
+                    log.push((t.src, t.dst, bytes.clone()));
+                }
+                if let Some(f) = &mut self.filter {
+                    if f(t.src, t.dst, &bytes) {
+                        continue;
+                    }
+                }
+                if self.down.contains(&t.dst)
+                    || self.down.contains(&t.src)
+                    || self.rng.percent(self.link.loss)
+                {
+                    continue;
+                }
+                let copies = if self.rng.percent(self.link.dup) { 2 } else { 1 };
+                for _ in 0..copies {
+                    let extra = if self.rng.percent(self.link.reorder) {
+                        u64::from(self.rng.next_u32() % 30)
+                    } else {
+                        0
+                    };
+                    self.queue.push(InFlight {
+                        at: self.now + Duration::from_millis(10 + extra),
+                        src: t.src,
+                        dst: t.dst,
+                        transport: t.transport,
+                        bytes: bytes.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Advance to the next packet or timer (at most `max_step`), and process it.
+    pub fn step(&mut self, max_step: Duration) {
+        self.flush();
+        let mut next = self.now + max_step;
+        for p in &self.queue {
+            next = next.min(p.at);
+        }
+        for (_, e) in &self.endpoints {
+            if let Some(t) = e.poll_at() {
+                next = next.min(t);
+            }
+        }
+        self.now = next.max(self.now);
+        let now = self.now;
+        let (due, rest): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.queue).into_iter().partition(|p| p.at <= now);
+        self.queue = rest;
+        for p in due {
+            let Some(i) = self.endpoints.iter().position(|(addrs, _)| addrs.contains(&p.dst)) else {
+                continue;
+            };
+            self.delivered += 1;
+            let rx = Received { src: p.src, dst: p.dst, transport: p.transport, bytes: &p.bytes };
+            let (_, e) = &mut self.endpoints[i];
+            e.handle(now, &mut self.rng, rx);
+        }
+        for i in 0..self.endpoints.len() {
+            if self.endpoints[i].1.poll_at().is_some_and(|t| t <= now) {
+                let (_, e) = &mut self.endpoints[i];
+                e.handle_timeout(now, &mut self.rng);
+            }
+        }
+        self.flush();
+    }
+}
+
+pub const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+pub const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+pub fn payload(stream: u16, seq: u32, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len.max(6));
+    v.extend_from_slice(&stream.to_be_bytes());
+    v.extend_from_slice(&seq.to_be_bytes());
+    while v.len() < len {
+        v.push((seq as u8).wrapping_add(v.len() as u8));
+    }
+    v
+}
+
+pub fn connect(net: &mut Net, transport: Transport, peer: &[Ipv4Addr]) -> (AssocId, AssocId) {
+    let now = net.now;
+    let a = net.ep(0).connect(now, &mut XorShift::new(7), peer, 5000, transport).unwrap();
+    let (mut up_a, mut up_b) = (None, None);
+    for _ in 0..10_000 {
+        net.step(Duration::from_millis(50));
+        while let Some(e) = net.ep(0).poll_event() {
+            if e == Event::AssociationUp(a) {
+                up_a = Some(a);
+            }
+        }
+        while let Some(e) = net.ep(1).poll_event() {
+            if let Event::AssociationUp(b) = e {
+                up_b = Some(b);
+            }
+        }
+        if let (Some(a), Some(b)) = (up_a, up_b) {
+            return (a, b);
+        }
+    }
+    panic!("no association: {:?}", net.ep(0).status(a));
+}

@@ -1,0 +1,118 @@
+//! The Linux SCTP seed: 1-byte messages towards a receiver that does not read. Every queue is
+//! charged its true footprint, so the receiver's window closes after a bounded number of
+//! messages, the sender's `send` is refused at its own bound, and nothing grows; once the
+//! receiver reads again, every message arrives exactly once, in order.
+
+mod common;
+
+use bulkhead_base::time::Duration;
+use bulkhead_sctp::endpoint::{Event, SendError, Transport};
+use common::*;
+
+#[test]
+fn paused_receiver_with_one_byte_messages_stays_bounded_and_loses_nothing() {
+    let mut net =
+        Net::new(3, Link { loss: 0, dup: 0, reorder: 0 }, (&[A], config(5000)), (&[B], config(5000)));
+    let (a, b) = connect(&mut net, Transport::Ip, &[B]);
+    net.ep(1).set_paused(b, true);
+    let send_limit = net.ep(0).config().send_limit;
+    let receive_limit = net.ep(1).config().receive_limit;
+
+    let total = 5_000u32;
+    let mut sent = 0u32;
+    let mut refused = 0u32;
+    let mut max_rx = 0usize;
+    let mut max_tx = 0usize;
+    // 20 simulated seconds with the receiver paused.
+    let end = net.now + Duration::from_secs(20);
+    while net.now < end {
+        while sent < total {
+            match net.ep(0).send(a, 0, 0, false, &sent.to_be_bytes()[3..]) {
+                Ok(()) => sent += 1,
+                Err(SendError::Full) => {
+                    refused += 1;
+                    break;
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        net.step(Duration::from_millis(100));
+        let rx = net.ep(1).queue_bytes();
+        let tx = net.ep(0).queue_bytes();
+        max_rx = max_rx.max(rx.reassembly + rx.delivery);
+        max_tx = max_tx.max(tx.send + tx.in_flight);
+        // Only state events while paused: no message is handed out.
+        while let Some(e) = net.ep(1).poll_event() {
+            assert!(!matches!(e, Event::Message { .. }), "paused association delivered {e:?}");
+        }
+        while net.ep(0).poll_event().is_some() {}
+    }
+    assert!(refused > 0, "the sender hit its limit");
+    assert!(max_rx <= receive_limit, "receiver held {max_rx} > {receive_limit}");
+    assert!(max_tx <= send_limit, "sender held {max_tx} > {send_limit}");
+    let status = net.ep(1).status(b).unwrap();
+    assert!(status.local_rwnd < 200, "window closed: {}", status.local_rwnd);
+    let held_messages = status.bytes.delivery / (footprint(32) + footprint(1));
+    assert!(held_messages < 2 * receive_limit / 64, "1-byte messages are charged their true cost");
+    assert!(sent < total, "the sender stalled before sending everything");
+    // The association survived the closed window (zero window probes are not errors).
+    assert_eq!(net.ep(0).status(a).unwrap().state, bulkhead_sctp::association::State::Established);
+
+    // Resume: everything arrives, once, in order, drained a message at a time.
+    net.ep(1).set_paused(b, false);
+    let mut next = 0u32;
+    let mut steps = 0;
+    while next < total {
+        steps += 1;
+        assert!(steps < 100_000, "stuck at {next}");
+        while sent < total && net.ep(0).send(a, 0, 0, false, &sent.to_be_bytes()[3..]).is_ok() {
+            sent += 1;
+        }
+        net.step(Duration::from_millis(100));
+        while let Some(e) = net.ep(1).poll_event() {
+            if let Event::Message { data, .. } = e {
+                assert_eq!(data, [next.to_be_bytes()[3]], "message {next}");
+                next += 1;
+            }
+        }
+        while net.ep(0).poll_event().is_some() {}
+        let rx = net.ep(1).queue_bytes();
+        assert!(rx.reassembly + rx.delivery <= receive_limit);
+    }
+    assert_eq!(next, total);
+}
+
+#[test]
+fn send_ready_after_full() {
+    let mut net =
+        Net::new(4, Link { loss: 0, dup: 0, reorder: 0 }, (&[A], config(5000)), (&[B], config(5000)));
+    let (a, _) = connect(&mut net, Transport::Ip, &[B]);
+    while net.ep(0).send(a, 1, 0, false, &[0; 1000]).is_ok() {}
+    assert!(!net.ep(0).can_send(a, 1000));
+    let mut ready = false;
+    for _ in 0..100 {
+        net.step(Duration::from_millis(50));
+        while let Some(e) = net.ep(0).poll_event() {
+            ready |= e == Event::SendReady(a);
+        }
+        while net.ep(1).poll_event().is_some() {}
+        if ready {
+            break;
+        }
+    }
+    assert!(ready);
+    assert!(net.ep(0).can_send(a, 1000));
+}
+
+#[test]
+fn memory_room_shrinks_the_window() {
+    let mut net =
+        Net::new(5, Link { loss: 0, dup: 0, reorder: 0 }, (&[A], config(5000)), (&[B], config(5000)));
+    let (_, b) = connect(&mut net, Transport::Ip, &[B]);
+    let full = net.ep(1).status(b).unwrap().local_rwnd;
+    assert_eq!(full as usize, net.ep(1).config().receive_limit);
+    net.ep(1).set_memory_room(1000);
+    assert_eq!(net.ep(1).status(b).unwrap().local_rwnd, 1000);
+    net.ep(1).set_memory_room(usize::MAX);
+    assert_eq!(net.ep(1).status(b).unwrap().local_rwnd, full);
+}
