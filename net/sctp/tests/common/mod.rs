@@ -75,6 +75,9 @@ pub struct Link {
     pub reorder: u32,
 }
 
+/// A packet filter: (src, dst, bytes) -> drop?
+pub type Filter = Box<dyn FnMut(Ipv4Addr, Ipv4Addr, &[u8]) -> bool>;
+
 pub struct Net {
     pub rng: XorShift,
     pub now: Instant,
@@ -82,7 +85,7 @@ pub struct Net {
     pub queue: Vec<InFlight>,
     pub link: Link,
     /// Drops a packet (src, dst, bytes) when it returns true.
-    pub filter: Option<Box<dyn FnMut(Ipv4Addr, Ipv4Addr, &[u8]) -> bool>>,
+    pub filter: Option<Filter>,
     /// Packets sent, as (src, dst, bytes), when recording.
     pub log: Option<Vec<(Ipv4Addr, Ipv4Addr, Vec<u8>)>>,
     /// Addresses that drop everything sent to or from them.
