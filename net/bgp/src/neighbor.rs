@@ -912,3 +912,470 @@ fn restart_keepalive(conn: &mut Conn, now: Instant) {
     conn.keepalive_deadline =
         conn.negotiated.as_ref().and_then(Negotiated::keepalive_interval).map(|k| now + k);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::error::{HeaderSubcode, OpenSubcode, UpdateSubcode};
+    use crate::packet::open::GracefulRestartFamily;
+    use alloc::vec;
+
+    const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+    const OUT: ConnId = ConnId(1);
+    const IN: ConnId = ConnId(2);
+
+    fn t(secs: u64) -> Instant {
+        Instant::from_micros(secs * 1_000_000)
+    }
+
+    fn cfg() -> NeighborConfig {
+        NeighborConfig::new(65001, 65002, LOCAL)
+    }
+
+    fn peer_open(hold: u16, id: Ipv4Addr, extra: Vec<Capability>) -> Vec<u8> {
+        let mut caps = vec![
+            Capability::multiprotocol(Family::Ipv4Unicast),
+            Capability::RouteRefresh,
+            Capability::FourOctetAs { asn: 65002 },
+        ];
+        caps.extend(extra);
+        message_bytes(&Message::Open(Open::new(65002, hold, id, caps)))
+    }
+
+    fn keepalive() -> Vec<u8> {
+        message_bytes(&Message::Keepalive)
+    }
+
+    fn actions(n: &mut Neighbor) -> Vec<Action> {
+        core::iter::from_fn(|| n.pop_action()).collect()
+    }
+
+    /// Takes what the neighbor wrote on `conn` and reads it as messages.
+    fn sent(n: &mut Neighbor, now: Instant, conn: ConnId) -> Vec<Message> {
+        let bytes = n.pending_output(conn).to_vec();
+        n.output_written(now, conn, bytes.len());
+        parse_all(&bytes)
+    }
+
+    fn parse_all(mut bytes: &[u8]) -> Vec<Message> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let len = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
+            out.push(Message::parse(&bytes[..len], SessionContext::default(), EXTENDED_MAX_LEN).unwrap());
+            bytes = &bytes[len..];
+        }
+        out
+    }
+
+    fn closed_with(action: &Action) -> Option<(ConnId, Option<(u8, u8)>)> {
+        match action {
+            Action::Close { conn, last } => {
+                let code = parse_all(last).into_iter().find_map(|m| match m {
+                    Message::Notification(n) => Some(n.code.to_u8()),
+                    _ => None,
+                });
+                Some((*conn, code))
+            }
+            _ => None,
+        }
+    }
+
+    /// A neighbor taken to Established over our connection, peer hold time 30 s.
+    fn established(cfg: NeighborConfig, extra: Vec<Capability>) -> Neighbor {
+        let mut n = Neighbor::new(cfg);
+        n.start(t(0));
+        assert_eq!(actions(&mut n), vec![Action::Connect]);
+        assert_eq!(n.state(), State::Connect);
+        n.tcp_connected(t(1), OUT, Direction::Outgoing);
+        assert_eq!(n.state(), State::OpenSent);
+        let open = sent(&mut n, t(1), OUT);
+        assert!(matches!(&open[..], [Message::Open(o)] if o.asn() == 65001 && o.hold_time == 90));
+        n.tcp_received(t(2), OUT, &peer_open(30, PEER, extra));
+        assert_eq!(n.state(), State::OpenConfirm);
+        assert_eq!(sent(&mut n, t(2), OUT), vec![Message::Keepalive]);
+        n.tcp_received(t(2), OUT, &keepalive());
+        assert_eq!(n.state(), State::Established);
+        n
+    }
+
+    #[test]
+    fn session_comes_up_and_keeps_alive() {
+        let mut n = established(cfg(), vec![]);
+        let [Action::Established(neg)] = &actions(&mut n)[..] else { panic!() };
+        assert_eq!(neg.hold_time, 30);
+        assert_eq!(neg.keepalive_interval(), Some(Duration::from_secs(10)));
+        assert_eq!(neg.families, vec![Family::Ipv4Unicast]);
+        assert!(neg.route_refresh && !neg.extended_message && neg.ctx.four_octet_as && neg.ctx.external);
+        // KEEPALIVE every 10 s; the peer's keep the hold timer (30 s) from expiring.
+        assert_eq!(n.poll_at(), Some(t(12)));
+        n.poll(t(12));
+        assert_eq!(sent(&mut n, t(12), OUT), vec![Message::Keepalive]);
+        n.tcp_received(t(20), OUT, &keepalive());
+        n.poll(t(45));
+        assert_eq!(n.state(), State::Established);
+        assert!(actions(&mut n).is_empty());
+    }
+
+    #[test]
+    fn hold_timer_expiry_then_retry() {
+        let mut n = established(cfg(), vec![]);
+        actions(&mut n);
+        n.poll(t(32));
+        let acts = actions(&mut n);
+        assert_eq!(closed_with(&acts[0]), Some((OUT, Some((4, 0)))));
+        assert_eq!(
+            acts[1],
+            Action::Down {
+                reason: DownReason::NotificationSent(Notification::new(ErrorCode::HoldTimerExpired)),
+                stale: None
+            }
+        );
+        assert_eq!(n.state(), State::Idle);
+        // Idle hold (5 s), then Connect again.
+        assert_eq!(n.poll_at(), Some(t(37)));
+        n.poll(t(37));
+        assert_eq!(actions(&mut n), vec![Action::Connect]);
+        assert_eq!(n.state(), State::Connect);
+    }
+
+    #[test]
+    fn hold_time_zero_means_no_timers() {
+        let mut n = Neighbor::new(cfg());
+        n.start(t(0));
+        n.tcp_connected(t(0), OUT, Direction::Outgoing);
+        n.tcp_received(t(0), OUT, &peer_open(0, PEER, vec![]));
+        n.tcp_received(t(0), OUT, &keepalive());
+        assert_eq!(n.state(), State::Established);
+        assert_eq!(n.negotiated().unwrap().keepalive_interval(), None);
+        sent(&mut n, t(0), OUT);
+        assert_eq!(n.poll_at(), None);
+        n.poll(t(100_000));
+        assert_eq!(n.state(), State::Established);
+    }
+
+    #[test]
+    fn updates_end_of_rib_and_malformed_update() {
+        let mut n = established(cfg(), vec![]);
+        actions(&mut n);
+        let attrs = crate::packet::attribute::PathAttributes {
+            as_path: crate::packet::attribute::AsPath::from_sequence(&[65002]),
+            next_hop: Some(crate::packet::attribute::NextHop::V4(PEER)),
+            ..Default::default()
+        };
+        let p = crate::packet::nlri::Prefix::V4(
+            crate::packet::nlri::Ipv4Prefix::new(Ipv4Addr::new(10, 0, 0, 0), 8).unwrap(),
+        );
+        let msgs =
+            crate::packet::update::pack_announce(&attrs, &[p], SessionContext::default(), MAX_LEN).unwrap();
+        let eor = message_bytes(&Message::Update(Update::end_of_rib(Family::Ipv4Unicast)));
+        // Both in one read, cut in the middle of the second.
+        let stream = [&msgs[0][..], &eor].concat();
+        n.tcp_received(t(3), OUT, &stream[..stream.len() - 2]);
+        n.tcp_received(t(3), OUT, &stream[stream.len() - 2..]);
+        let acts = actions(&mut n);
+        assert!(matches!(&acts[0], Action::Update(u) if u.action.is_none() && u.update.nlri.len() == 1));
+        assert_eq!(acts[1], Action::EndOfRib(Family::Ipv4Unicast));
+        // An NLRI with a /33: session reset with UPDATE error 10.
+        let mut bad = msgs[0].clone();
+        let last = bad.len() - 2;
+        bad[last] = 33;
+        n.tcp_received(t(4), OUT, &bad);
+        let acts = actions(&mut n);
+        assert_eq!(closed_with(&acts[0]), Some((OUT, Some((3, 10)))));
+        assert!(matches!(&acts[1], Action::Down { reason: DownReason::NotificationSent(x), .. }
+            if x.code == ErrorCode::UpdateMessage(UpdateSubcode::InvalidNetworkField)));
+    }
+
+    fn open_error(open: Vec<u8>) -> (u8, u8) {
+        let mut n = Neighbor::new(cfg());
+        n.start(t(0));
+        n.tcp_connected(t(0), OUT, Direction::Outgoing);
+        actions(&mut n);
+        n.tcp_received(t(0), OUT, &open);
+        let acts = actions(&mut n);
+        assert_eq!(n.state(), State::Idle);
+        closed_with(&acts[0]).unwrap().1.unwrap()
+    }
+
+    #[test]
+    fn open_validation_subcodes() {
+        let as_wrong = message_bytes(&Message::Open(Open::new(65003, 90, PEER, vec![])));
+        assert_eq!(open_error(as_wrong), (2, OpenSubcode::BadPeerAs.to_u8()));
+        assert_eq!(open_error(peer_open(2, PEER, vec![])), (2, 6));
+        assert_eq!(open_error(peer_open(90, Ipv4Addr::UNSPECIFIED, vec![])), (2, 3));
+        let mut v3 = peer_open(90, PEER, vec![]);
+        v3[19] = 3;
+        assert_eq!(open_error(v3), (2, 1));
+        // An optional parameter of type 1 (authentication, deprecated).
+        let mut auth = peer_open(90, PEER, vec![]);
+        auth[29] = 1;
+        assert_eq!(open_error(auth), (2, 4));
+        // Only IPv6 multicast in common with us: unsupported capability.
+        let v6m = message_bytes(&Message::Open(Open::new(
+            65002,
+            90,
+            PEER,
+            vec![Capability::Multiprotocol { afi: 2, safi: 2 }],
+        )));
+        assert_eq!(open_error(v6m), (2, 7));
+        // Same identifier as ours on iBGP.
+        let mut c = cfg();
+        c.peer_as = 65001;
+        let open = Open::new(65001, 90, LOCAL, vec![]);
+        assert_eq!(validate_open(&c, &open), Err(OpenError::BadBgpIdentifier { id: LOCAL.to_bits() }));
+        // A 4-octet peer behind AS_TRANS.
+        c.peer_as = 4_200_000_000;
+        let open = Open::new(4_200_000_000, 90, PEER, vec![Capability::FourOctetAs { asn: 4_200_000_000 }]);
+        assert_eq!(validate_open(&c, &open).unwrap().peer_as, 4_200_000_000);
+        // A 2-octet peer: 2-octet AS_PATH encoding.
+        c.peer_as = 65002;
+        let open = Open::new(65002, 90, PEER, vec![]);
+        assert!(!validate_open(&c, &open).unwrap().ctx.four_octet_as);
+    }
+
+    #[test]
+    fn unexpected_messages_are_fsm_errors() {
+        let mut n = Neighbor::new(cfg());
+        n.start(t(0));
+        n.tcp_connected(t(0), OUT, Direction::Outgoing);
+        n.tcp_received(t(0), OUT, &keepalive());
+        let acts = actions(&mut n);
+        assert_eq!(closed_with(&acts[1]), Some((OUT, Some((5, 1)))));
+        // An OPEN in Established.
+        let mut n = established(cfg(), vec![]);
+        actions(&mut n);
+        n.tcp_received(t(5), OUT, &peer_open(30, PEER, vec![]));
+        assert_eq!(closed_with(&actions(&mut n)[0]), Some((OUT, Some((5, 3)))));
+        // A bad marker.
+        let mut n = established(cfg(), vec![]);
+        actions(&mut n);
+        n.tcp_received(t(5), OUT, &[0u8; 19]);
+        let acts = actions(&mut n);
+        assert_eq!(
+            closed_with(&acts[0]),
+            Some((OUT, Some((1, HeaderSubcode::ConnectionNotSynchronized.to_u8()))))
+        );
+    }
+
+    #[test]
+    fn notification_received_and_stop() {
+        let mut n = established(cfg(), vec![]);
+        actions(&mut n);
+        let cease = Notification::cease(CeaseSubcode::PeerDeconfigured);
+        n.tcp_received(t(5), OUT, &message_bytes(&Message::Notification(cease.clone())));
+        let acts = actions(&mut n);
+        assert_eq!(closed_with(&acts[0]), Some((OUT, None)));
+        assert_eq!(acts[1], Action::Down { reason: DownReason::NotificationReceived(cease), stale: None });
+
+        let mut n = established(cfg(), vec![]);
+        actions(&mut n);
+        n.stop(t(5), CeaseSubcode::AdministrativeShutdown, Some("maintenance"));
+        let acts = actions(&mut n);
+        let Action::Close { last, .. } = &acts[0] else { panic!() };
+        let [Message::Notification(sent)] = &parse_all(last)[..] else { panic!() };
+        assert_eq!(sent.shutdown_communication(), Some("maintenance"));
+        assert!(matches!(&acts[1], Action::Down { reason: DownReason::NotificationSent(_), .. }));
+        n.poll(t(1000));
+        assert_eq!((n.state(), actions(&mut n)), (State::Idle, vec![]));
+        // Stopped: an incoming connection is rejected (Cease 5).
+        n.tcp_connected(t(1001), IN, Direction::Incoming);
+        assert_eq!(closed_with(&actions(&mut n)[0]), Some((IN, Some((6, 5)))));
+    }
+
+    fn collide(local_id: Ipv4Addr) -> (Neighbor, Vec<Action>) {
+        let mut c = cfg();
+        c.local_id = local_id;
+        let mut n = Neighbor::new(c);
+        n.start(t(0));
+        n.tcp_connected(t(1), OUT, Direction::Outgoing);
+        n.tcp_connected(t(1), IN, Direction::Incoming);
+        actions(&mut n);
+        sent(&mut n, t(1), OUT);
+        sent(&mut n, t(1), IN);
+        n.tcp_received(t(2), OUT, &peer_open(90, PEER, vec![]));
+        n.tcp_received(t(2), IN, &peer_open(90, PEER, vec![]));
+        (n, Vec::new())
+    }
+
+    #[test]
+    fn collision_keeps_the_higher_identifiers_connection() {
+        // Our identifier is lower: the peer's connection (incoming) survives.
+        let (mut n, _) = collide(Ipv4Addr::new(192, 0, 2, 1));
+        let acts = actions(&mut n);
+        assert_eq!(closed_with(&acts[0]), Some((OUT, Some((6, 7)))));
+        assert_eq!(n.state(), State::OpenConfirm);
+        assert_eq!(sent(&mut n, t(2), IN), vec![Message::Keepalive]);
+        n.tcp_received(t(3), IN, &keepalive());
+        assert!(matches!(actions(&mut n)[..], [Action::Established(_)]));
+        // Our identifier is higher: ours (outgoing) survives, the incoming one is ceased.
+        let (mut n, _) = collide(Ipv4Addr::new(192, 0, 2, 9));
+        let acts = actions(&mut n);
+        assert_eq!(acts.len(), 1);
+        assert_eq!(closed_with(&acts[0]), Some((IN, Some((6, 7)))));
+        n.tcp_received(t(3), OUT, &keepalive());
+        assert_eq!(n.state(), State::Established);
+        // A connection arriving while Established is closed with Cease 7.
+        n.tcp_connected(t(4), IN, Direction::Incoming);
+        let acts = actions(&mut n);
+        assert_eq!(closed_with(acts.last().unwrap()), Some((IN, Some((6, 7)))));
+        assert_eq!(n.state(), State::Established);
+    }
+
+    #[test]
+    fn send_hold_timer_and_bounded_output() {
+        let mut c = cfg();
+        c.output_limit = 10_000;
+        let mut n = established(c, vec![]);
+        actions(&mut n);
+        let update = message_bytes(&Message::Update(Update::end_of_rib(Family::Ipv4Unicast)));
+        let mut queued = 0;
+        while n.send_update(t(3), &update) == Ok(()) {
+            queued += 1;
+        }
+        assert_eq!(queued, 10_000 / 23);
+        assert_eq!(n.send_update(t(3), &update), Err(SendError::OutputFull));
+        assert!(n.output_room() < 23);
+        // The caller writes a little at t=100 s: the send hold time restarts from there.
+        n.output_written(t(100), OUT, 100);
+        assert_eq!(n.send_update(t(100), &update), Ok(()));
+        // The peer keeps its hold timer alive but never reads: 8 minutes (2 x 30 s is less).
+        for s in (110..580).step_by(10) {
+            n.tcp_received(t(s), OUT, &keepalive());
+            n.poll(t(s));
+            assert_eq!(n.state(), State::Established, "at {s}");
+        }
+        assert!(n.pending_output(OUT).len() <= 10_000 + CONTROL_HEADROOM);
+        n.poll(t(580));
+        let acts = actions(&mut n);
+        // The NOTIFICATION goes after the unsent UPDATEs (which start mid-message here).
+        let Action::Close { last, .. } = &acts[0] else { panic!() };
+        assert_eq!(
+            parse_all(&last[last.len() - 21..]),
+            vec![Message::Notification(Notification::new(ErrorCode::SendHoldTimerExpired))]
+        );
+        assert!(matches!(&acts[1], Action::Down { reason: DownReason::NotificationSent(x), .. }
+            if x.code == ErrorCode::SendHoldTimerExpired));
+    }
+
+    fn gr(forwarding: bool) -> Vec<Capability> {
+        vec![Capability::GracefulRestart(GracefulRestart {
+            restarting: false,
+            notification: false,
+            restart_time: 120,
+            families: vec![GracefulRestartFamily { afi: 1, safi: 1, forwarding_preserved: forwarding }],
+        })]
+    }
+
+    #[test]
+    fn graceful_restart_helper() {
+        let mut n = established(cfg(), gr(true));
+        actions(&mut n);
+        n.tcp_closed(t(10), OUT);
+        let stale =
+            StaleRoutes { restart_time: Duration::from_secs(120), families: vec![Family::Ipv4Unicast] };
+        assert_eq!(actions(&mut n), vec![Action::Down { reason: DownReason::TcpClosed, stale: Some(stale) }]);
+        // The peer comes back within the restart time, keeping forwarding state; its
+        // End-of-RIB ends the stale period and no DropStale follows.
+        n.poll(t(15));
+        assert_eq!(actions(&mut n), vec![Action::Connect]);
+        n.tcp_connected(t(16), OUT, Direction::Outgoing);
+        n.tcp_received(t(16), OUT, &peer_open(30, PEER, gr(true)));
+        n.tcp_received(t(16), OUT, &keepalive());
+        assert!(matches!(actions(&mut n)[..], [Action::Established(_)]));
+        n.tcp_received(t(17), OUT, &message_bytes(&Message::Update(Update::end_of_rib(Family::Ipv4Unicast))));
+        assert_eq!(actions(&mut n), vec![Action::EndOfRib(Family::Ipv4Unicast)]);
+        n.tcp_received(t(200), OUT, &keepalive());
+        n.poll(t(200));
+        assert!(actions(&mut n).iter().all(|a| !matches!(a, Action::DropStale(_))));
+
+        // The peer does not come back: the stale routes go after the restart time.
+        let mut n = established(cfg(), gr(true));
+        actions(&mut n);
+        n.tcp_closed(t(10), OUT);
+        actions(&mut n);
+        n.stop(t(11), CeaseSubcode::AdministrativeShutdown, None);
+        assert_eq!(actions(&mut n), vec![Action::DropStale(Family::Ipv4Unicast)]);
+        let mut n = established(cfg(), gr(true));
+        actions(&mut n);
+        n.tcp_closed(t(10), OUT);
+        actions(&mut n);
+        n.poll(t(130));
+        assert!(actions(&mut n).contains(&Action::DropStale(Family::Ipv4Unicast)));
+
+        // Back without the F bit: the stale routes go at once.
+        let mut n = established(cfg(), gr(true));
+        actions(&mut n);
+        n.tcp_closed(t(10), OUT);
+        n.poll(t(15));
+        actions(&mut n);
+        n.tcp_connected(t(16), OUT, Direction::Outgoing);
+        n.tcp_received(t(16), OUT, &peer_open(30, PEER, gr(false)));
+        n.tcp_received(t(16), OUT, &keepalive());
+        let acts = actions(&mut n);
+        assert_eq!(acts[0], Action::DropStale(Family::Ipv4Unicast));
+        assert!(matches!(acts[1], Action::Established(_)));
+
+        // Without GR from the peer, a TCP loss removes the routes.
+        let mut n = established(cfg(), vec![]);
+        actions(&mut n);
+        n.tcp_closed(t(10), OUT);
+        assert_eq!(actions(&mut n), vec![Action::Down { reason: DownReason::TcpClosed, stale: None }]);
+    }
+
+    #[test]
+    fn delay_open_passive_and_connect_retry() {
+        let mut c = cfg();
+        c.delay_open = Some(Duration::from_secs(5));
+        let mut n = Neighbor::new(c);
+        n.start(t(0));
+        n.tcp_connected(t(1), OUT, Direction::Outgoing);
+        assert!(n.pending_output(OUT).is_empty());
+        assert_eq!(n.poll_at(), Some(t(6)));
+        n.poll(t(6));
+        assert!(matches!(&sent(&mut n, t(6), OUT)[..], [Message::Open(_)]));
+        assert_eq!(n.state(), State::OpenSent);
+
+        // The peer's OPEN while DelayOpen runs: ours goes out at once.
+        let mut c = cfg();
+        c.delay_open = Some(Duration::from_secs(5));
+        let mut n = Neighbor::new(c);
+        n.start(t(0));
+        n.tcp_connected(t(1), IN, Direction::Incoming);
+        n.tcp_received(t(2), IN, &peer_open(90, PEER, vec![]));
+        assert_eq!(sent(&mut n, t(2), IN).len(), 2);
+        assert_eq!(n.state(), State::OpenConfirm);
+
+        let mut c = cfg();
+        c.passive = true;
+        let mut n = Neighbor::new(c);
+        n.start(t(0));
+        assert_eq!((n.state(), actions(&mut n)), (State::Active, vec![]));
+
+        let mut n = Neighbor::new(cfg());
+        n.start(t(0));
+        actions(&mut n);
+        n.tcp_connect_failed(t(1));
+        assert_eq!(n.state(), State::Active);
+        assert_eq!(n.poll_at(), Some(t(120)));
+        n.poll(t(120));
+        assert_eq!((n.state(), actions(&mut n)), (State::Connect, vec![Action::Connect]));
+    }
+
+    #[test]
+    fn route_refresh_both_ways() {
+        let mut n = established(cfg(), vec![]);
+        actions(&mut n);
+        n.tcp_received(
+            t(3),
+            OUT,
+            &message_bytes(&Message::RouteRefresh(RouteRefresh::new(Family::Ipv4Unicast))),
+        );
+        assert_eq!(actions(&mut n), vec![Action::RouteRefresh(Family::Ipv4Unicast)]);
+        n.send_route_refresh(t(3), Family::Ipv4Unicast).unwrap();
+        assert_eq!(
+            sent(&mut n, t(3), OUT),
+            vec![Message::RouteRefresh(RouteRefresh::new(Family::Ipv4Unicast))]
+        );
+    }
+}
