@@ -87,6 +87,10 @@ pub struct DecisionConfig {
 
 /// The winner among `candidates` (its index) and why; `None` when no route is eligible.
 pub fn select(candidates: &[Candidate], config: DecisionConfig) -> Option<(usize, BestReason)> {
+    if let [only] = candidates {
+        // The common case of a prefix heard from one peer: no work list.
+        return only.igp_cost.map(|_| (0, BestReason::OnlyRoute));
+    }
     let mut survivors: Vec<usize> = (0..candidates.len()).collect();
     eligible(&mut survivors, candidates);
     match survivors.len() {

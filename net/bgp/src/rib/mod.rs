@@ -208,6 +208,8 @@ pub struct PeerCounts {
 struct Peer<P> {
     config: PeerConfig,
     external: bool,
+    /// Routes this speaker originates (configured networks), not a session.
+    local: bool,
     /// The peer's BGP identifier, from its OPEN.
     router_id: Ipv4Addr,
     up: bool,
@@ -251,6 +253,7 @@ impl<P: RibPrefix> Rib<P> {
         let id = PeerId(u16::try_from(index).map_err(|_| RibError::TooManyPeers)?);
         let peer = Peer {
             external: config.remote_as != self.config.local_as,
+            local: false,
             config,
             router_id: Ipv4Addr::UNSPECIFIED,
             up: false,
@@ -262,6 +265,28 @@ impl<P: RibPrefix> Rib<P> {
             Some(slot) => *slot = Some(peer),
             None => self.peers.push(Some(peer)),
         }
+        Ok(id)
+    }
+
+    /// A source for the routes this speaker originates itself (configured networks): feed it
+    /// with [`Rib::update`] like a peer (no session needed; an empty AS_PATH and no next hop are
+    /// normal). Its routes compete in the decision process as internal routes of IGP cost 0 from
+    /// our own router ID, and are exported to every peer (to iBGP peers with our address as the
+    /// next hop when they have none).
+    pub fn add_local_source(&mut self) -> Result<PeerId, RibError> {
+        let id = self.add_peer(PeerConfig {
+            addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            remote_as: self.config.local_as,
+            next_hop_self: NextHop::V4(Ipv4Addr::UNSPECIFIED),
+            rr_client: false,
+            import: None,
+            export: None,
+            prefix_limit: None,
+        })?;
+        let router_id = self.config.router_id;
+        let source = self.peer_mut(id)?;
+        source.local = true;
+        source.router_id = router_id;
         Ok(id)
     }
 
@@ -331,7 +356,8 @@ impl<P: RibPrefix> Rib<P> {
         attrs: &PathAttributes,
         cost: &impl IgpCost,
     ) -> Result<UpdateOutcome, RibError> {
-        if !self.peer_ref(peer)?.up {
+        let source = self.peer_ref(peer)?;
+        if !source.up && !source.local {
             return Err(RibError::PeerNotUp(peer));
         }
         let mut outcome = UpdateOutcome::default();
@@ -511,7 +537,7 @@ impl<P: RibPrefix> Rib<P> {
         if to.external && attrs.communities.iter().any(|c| no_export.contains(c)) {
             return None;
         }
-        let reflected = !from.external && !to.external;
+        let reflected = !from.external && !from.local && !to.external;
         if reflected && (self.config.cluster_id.is_none() || !(from.config.rr_client || to.config.rr_client))
         {
             return None; // iBGP split horizon (RFC 4271 9.2; RFC 4456 when reflecting)
@@ -532,6 +558,9 @@ impl<P: RibPrefix> Rib<P> {
             out.next_hop = Some(to.config.next_hop_self);
         } else {
             out.local_pref = Some(out.local_pref.unwrap_or(self.config.default_local_pref));
+            if out.next_hop.is_none() {
+                out.next_hop = Some(to.config.next_hop_self); // a route we originate
+            }
             if reflected {
                 out.originator_id.get_or_insert(from.router_id);
                 if let Some(cluster_id) = self.config.cluster_id {
@@ -781,7 +810,7 @@ fn candidate<P>(
         med: attrs.med.unwrap_or(0),
         neighbor_as: attrs.as_path.first_as(),
         external: peer.external,
-        igp_cost: attrs.next_hop.as_ref().and_then(|nh| cost.cost(nh)),
+        igp_cost: if peer.local { Some(0) } else { attrs.next_hop.as_ref().and_then(|nh| cost.cost(nh)) },
         router_id: attrs.originator_id.unwrap_or(peer.router_id),
         cluster_list_len: u32::try_from(attrs.cluster_list.len()).unwrap_or(u32::MAX),
         peer_addr: peer.config.addr,
@@ -1113,6 +1142,31 @@ mod tests {
     }
 
     #[test]
+    fn locally_originated_routes_go_to_every_peer() {
+        let mut rib = rib();
+        let local = rib.add_local_source().unwrap();
+        let e = ebgp(&mut rib, 1, 65001);
+        let i = ibgp(&mut rib, 2, false);
+        let p = pfx(198, 51, 100, 24);
+        let attrs = PathAttributes::default();
+        announce(&mut rib, local, &[p], &attrs);
+        assert_eq!(rib.best(&p).unwrap().route.peer, local);
+        drain_all(&mut rib, e);
+        drain_all(&mut rib, i);
+        let to_e = advertised(&rib, e, p).unwrap();
+        assert_eq!(to_e.as_path, AsPath::from_sequence(&[LOCAL_AS]));
+        assert_eq!(to_e.next_hop, Some(NextHop::V4(Ipv4Addr::new(192, 0, 2, 254))));
+        let to_i = advertised(&rib, i, p).unwrap();
+        assert_eq!(to_i.as_path, AsPath::default());
+        assert_eq!(to_i.next_hop, Some(NextHop::V4(Ipv4Addr::new(192, 0, 2, 254))));
+        assert_eq!(to_i.local_pref, Some(100));
+        assert_eq!(rib.drain_adj_rib_out(local, 10), Err(RibError::PeerNotUp(local)));
+        // A learned route with a shorter path does not beat ours: ours has the empty path.
+        announce(&mut rib, e, &[p], &route(&[65001], 1));
+        assert_eq!(rib.best(&p).unwrap().route.peer, local);
+    }
+
+    #[test]
     fn own_as_in_path_is_a_loop() {
         let mut rib = rib();
         let a = ebgp(&mut rib, 1, 65001);
@@ -1281,11 +1335,13 @@ mod tests {
         }
     }
 
-    /// Random announcements and withdrawals from several peers; after each step the Loc-RIB
-    /// must hold exactly what the decision process picks from the accepted routes, and at the
-    /// end every attribute set must be freed.
+    /// Random announcements, withdrawals and session flaps from several peers, with the
+    /// Loc-RIB feed and every Adj-RIB-Out drained in random small slices on the way. At the end
+    /// the FIB's view must equal the Loc-RIB, each peer's view (built only from the changes it
+    /// was sent) must equal what a fresh export computes, and every attribute set must be freed.
     #[test]
-    fn seeded_churn_keeps_loc_rib_consistent_and_frees_all_attributes() {
+    fn seeded_churn_keeps_every_view_consistent_and_frees_all_attributes() {
+        use alloc::collections::BTreeMap;
         let mut state: u64 = 0x2545_f491_4f6c_dd1d;
         let mut next = |bound: u64| {
             state ^= state << 13;
@@ -1293,31 +1349,64 @@ mod tests {
             state ^= state << 17;
             state % bound
         };
-        let mut rib = rib();
-        let peers = [ebgp(&mut rib, 1, 65001), ebgp(&mut rib, 2, 65002), ibgp(&mut rib, 3, false)];
+        let mut config = RibConfig::new(LOCAL_AS, Ipv4Addr::new(10, 255, 0, 1));
+        config.cluster_id = Some(Ipv4Addr::new(10, 255, 0, 100));
+        let mut rib: Rib<Ipv4Prefix> = Rib::new(config);
+        let peers = [
+            ebgp(&mut rib, 1, 65001),
+            ebgp(&mut rib, 2, 65002),
+            ibgp(&mut rib, 3, false),
+            ibgp(&mut rib, 4, true),
+            ebgp(&mut rib, 5, 65005),
+        ];
+        let local = rib.add_local_source().unwrap();
         let fib = rib.add_loc_consumer().unwrap();
-        let mut fib_view: alloc::collections::BTreeMap<Ipv4Prefix, LocRoute> = Default::default();
+        let mut fib_view: BTreeMap<Ipv4Prefix, LocRoute> = BTreeMap::new();
+        let mut sent: Vec<BTreeMap<Ipv4Prefix, PathAttributes>> = alloc::vec![BTreeMap::new(); peers.len()];
         let prefixes: Vec<Ipv4Prefix> = (0..16).map(|n| pfx(10, n, 0, 16)).collect();
-        for _ in 0..3000 {
-            let peer = peers[next(3) as usize];
-            let prefix = prefixes[next(16) as usize];
-            if next(3) == 0 {
-                rib.update(peer, &[prefix], &[], &PathAttributes::default(), &reachable).unwrap();
-            } else {
-                let mut attrs = route(&[65001 + next(3) as u32; 2][..1 + next(2) as usize], next(3) as u8);
-                attrs.med = Some(next(3) as u32);
-                attrs.local_pref = Some(100 + next(2) as u32);
-                announce(&mut rib, peer, &[prefix], &attrs);
+        let apply = |rib: &Rib<Ipv4Prefix>, view: &mut BTreeMap<Ipv4Prefix, PathAttributes>, changes| {
+            for change in changes {
+                match change {
+                    OutChange::Advertise { prefix, attrs } => {
+                        view.insert(prefix, rib.attrs(attrs).unwrap().clone())
+                    }
+                    OutChange::Withdraw { prefix } => view.remove(&prefix),
+                };
             }
-            for change in rib.drain_loc_changes(fib, 4).unwrap() {
+        };
+        for _ in 0..3000 {
+            let which = next(peers.len() as u64 + 1) as usize;
+            let source = peers.get(which).copied().unwrap_or(local);
+            let prefix = prefixes[next(16) as usize];
+            match next(20) {
+                0 if source != local => {
+                    rib.peer_down(source, &reachable).unwrap();
+                    sent[which].clear();
+                    rib.peer_up(source, Ipv4Addr::new(10, 0, 0, which as u8 + 1)).unwrap();
+                }
+                1..=6 => {
+                    rib.update(source, &[prefix], &[], &PathAttributes::default(), &reachable).unwrap();
+                }
+                _ => {
+                    let mut attrs =
+                        route(&[65001 + next(3) as u32; 2][..1 + next(2) as usize], next(3) as u8);
+                    attrs.med = Some(next(3) as u32);
+                    attrs.local_pref = Some(100 + next(2) as u32);
+                    announce(&mut rib, source, &[prefix], &attrs);
+                }
+            }
+            for change in rib.drain_loc_changes(fib, next(4) as usize).unwrap() {
                 match change.best {
                     Some(best) => fib_view.insert(change.prefix, best),
                     None => fib_view.remove(&change.prefix),
                 };
             }
+            for (index, &peer) in peers.iter().enumerate() {
+                let changes = rib.drain_adj_rib_out(peer, next(3) as usize).unwrap();
+                apply(&rib, &mut sent[index], changes);
+            }
             let check = prefixes[next(16) as usize];
-            let routes = rib.routes(&check);
-            assert_eq!(rib.best(&check).is_some(), !routes.is_empty());
+            assert_eq!(rib.best(&check).is_some(), !rib.routes(&check).is_empty());
         }
         for change in rib.drain_loc_changes(fib, usize::MAX).unwrap() {
             match change.best {
@@ -1325,15 +1414,26 @@ mod tests {
                 None => fib_view.remove(&change.prefix),
             };
         }
-        let loc: Vec<(Ipv4Prefix, LocRoute)> = rib.loc_rib().iter().collect();
-        let fib: Vec<(Ipv4Prefix, LocRoute)> = fib_view.into_iter().collect();
-        assert_eq!(
-            loc.iter().map(|x| (x.0, x.1.peer, x.1.attrs)).collect::<Vec<_>>(),
-            fib.iter().map(|x| (x.0, x.1.peer, x.1.attrs)).collect::<Vec<_>>()
-        );
-        for peer in peers {
-            rib.peer_down(peer, &reachable).unwrap();
+        let loc: Vec<(Ipv4Prefix, PeerId, AttrId)> =
+            rib.loc_rib().iter().map(|(p, r)| (p, r.peer, r.attrs)).collect();
+        let seen: Vec<(Ipv4Prefix, PeerId, AttrId)> =
+            fib_view.iter().map(|(p, r)| (*p, r.peer, r.attrs)).collect();
+        assert_eq!(loc, seen, "the FIB's view is the Loc-RIB");
+        let mut exported = 0;
+        for (index, &peer) in peers.iter().enumerate() {
+            let changes = rib.drain_adj_rib_out(peer, usize::MAX).unwrap();
+            apply(&rib, &mut sent[index], changes);
+            for prefix in &prefixes {
+                let fresh = rib.export(peer, *prefix);
+                assert_eq!(sent[index].get(prefix), fresh.as_ref(), "peer {index} {prefix:?}");
+                exported += usize::from(fresh.is_some());
+            }
         }
+        assert!(exported > 20, "the test exercised export ({exported})");
+        for peer in peers {
+            rib.remove_peer(peer, &reachable).unwrap();
+        }
+        rib.remove_peer(local, &reachable).unwrap();
         assert_eq!(rib.loc_rib().len(), 0);
         assert_eq!(rib.attr_sets(), 0);
     }
