@@ -744,3 +744,164 @@ fn end_of_rib_markers() {
     assert_eq!(&out[16..29], &[0, 29, 2, 0, 0, 0, 6, 0x80, 15, 3, 0, 2, 1]);
     assert_eq!(end_of_rib(Family::IPV6_UNICAST, &mut out[..28]), 0);
 }
+
+/// A collector reading a TCP stream a few bytes at a time, keeping its picture of the routes.
+#[derive(Default)]
+struct FakeCollector {
+    stream: Vec<u8>,
+    view: BTreeMap<u32, BTreeMap<Prefix, u64>>,
+    terminated: bool,
+}
+
+impl FakeCollector {
+    fn read(&mut self, ex: &mut Exporter<Option<Prefix>>, id: CollectorId, max: usize, now: Instant) {
+        let bytes = ex.transmit(id);
+        let n = bytes.len().min(max);
+        self.stream.extend_from_slice(&bytes[..n]);
+        ex.sent(id, n, now);
+        while let Some(len) = crate::packet::message_len(&self.stream) {
+            if (len as usize) > self.stream.len() {
+                break;
+            }
+            let message: Vec<u8> = self.stream.drain(..len as usize).collect();
+            let mut seen = Vec::new();
+            let (m, _) = Message::parse_bytes(&message).expect("valid BMP");
+            match m {
+                Message::Termination(_) => self.terminated = true,
+                Message::PeerUp(up) => seen.push(Seen::PeerUp { asn: up.peer.asn, table: None }),
+                Message::PeerDown { peer, reason } => {
+                    seen.push(Seen::PeerDown { asn: peer.asn, code: reason.code() })
+                }
+                Message::RouteMonitoring { peer, update } => {
+                    let (nlri, id, withdrawn) = decode(update);
+                    let announced = nlri.into_iter().map(|p| (p, id.unwrap())).collect();
+                    seen.push(Seen::Routes { asn: peer.asn, announced, withdrawn });
+                }
+                _ => {}
+            }
+            apply(&mut self.view, &seen);
+        }
+    }
+
+    fn reset(&mut self) {
+        *self = FakeCollector::default();
+    }
+}
+
+#[test]
+fn random_churn_ends_with_every_collector_in_sync() {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut totals = (0u64, 0u64, 0u64);
+    for round in 0..12 {
+        let mut t = FakeTables::default();
+        let mut next_peer = 1u64;
+        let (mut e, mut ch) = (FakeEncoder::default(), EventChannel::new(8 + rnd(64) as usize, 1 << 20));
+        let cfg = Config {
+            dump_slice: 1 + rnd(50) as usize,
+            queue_bound: 8_000 + rnd(60_000) as usize,
+            chunk_size: 512 + rnd(4096) as usize,
+            ..config()
+        };
+        let mut ex = Exporter::new(cfg);
+        let mut now = Instant::from_millis(1);
+        let ids: Vec<CollectorId> = (0..3).map(|_| ex.add_collector(now)).collect();
+        let mut fakes: Vec<FakeCollector> = (0..3).map(|_| FakeCollector::default()).collect();
+        let mut stats = (0u64, 0u64);
+        for step in 0..3_000u64 {
+            match rnd(10) {
+                0 if t.peers.len() < 6 => {
+                    let id = PeerId(next_peer);
+                    next_peer += 1;
+                    let mut info = peer_info(id.0 as u32);
+                    info.header.asn = id.0 as u32;
+                    t.peers.insert(id, (info.clone(), BTreeMap::new()));
+                    let _ = ch.try_push(Event::PeerUp { peer: id, info: alloc::boxed::Box::new(info) });
+                }
+                1 if rnd(4) == 0 => {
+                    if let Some(&id) = t.peers.keys().nth(rnd(t.peers.len().max(1) as u64) as usize) {
+                        t.peers.remove(&id);
+                        let _ = ch.try_push(Event::PeerDown { peer: id, reason: DownReason::RemoteNoData });
+                    }
+                }
+                2..=4 => {
+                    if let Some(&id) = t.peers.keys().nth(rnd(t.peers.len().max(1) as u64) as usize) {
+                        let table = &mut t.peers.get_mut(&id).unwrap().1;
+                        let withdraw = rnd(3) == 0;
+                        let start = rnd(500) as u32;
+                        let prefixes: Vec<Prefix> = (start..start + 1 + rnd(80) as u32).map(p).collect();
+                        let attrs = if withdraw { None } else { Some(Attrs::Id(rnd(4))) };
+                        for prefix in &prefixes {
+                            match &attrs {
+                                None => {
+                                    table.remove(prefix);
+                                }
+                                Some(Attrs::Id(a)) => {
+                                    table.insert(*prefix, *a);
+                                }
+                                Some(Attrs::Bytes(_)) => unreachable!(),
+                            }
+                        }
+                        let _ =
+                            ch.try_push(Event::Routes { peer: id, routes: RouteGroup { attrs, prefixes } });
+                    }
+                }
+                5 | 6 => {
+                    ex.poll(now, &mut t, &mut e, &mut ch, 1 + rnd(8) as usize);
+                }
+                _ => {
+                    // Collector 0 reads slowly, 1 fast, 2 in bursts.
+                    let i = rnd(3) as usize;
+                    let max = [50, 5_000, if step % 500 < 100 { 0 } else { 20_000 }][i];
+                    fakes[i].read(&mut ex, ids[i], max, now);
+                }
+            }
+            now = now + Duration::from_millis(rnd(400));
+            while let Some(action) = ex.poll_action(now) {
+                match action {
+                    Action::Connect(id) if rnd(5) == 0 => ex.connect_failed(id, now),
+                    Action::Connect(id) => ex.connected(id, now),
+                    Action::Close(id) => fakes[id.0].reset(),
+                }
+            }
+        }
+        // Quiet: BGP stops changing; everything drains and every collector catches up.
+        for _ in 0..10_000 {
+            ex.poll(now, &mut t, &mut e, &mut ch, 64);
+            for (i, fake) in fakes.iter_mut().enumerate() {
+                fake.read(&mut ex, ids[i], 1 << 20, now);
+            }
+            while let Some(action) = ex.poll_action(now) {
+                match action {
+                    Action::Connect(id) => ex.connected(id, now),
+                    Action::Close(id) => fakes[id.0].reset(),
+                }
+            }
+            let settled = ch.is_empty()
+                && ex.status().iter().all(|s| s.state == CollectorState::Up && s.queued_bytes == 0);
+            if settled {
+                break;
+            }
+            now = now + Duration::from_secs(1);
+        }
+        let truth: BTreeMap<u32, BTreeMap<Prefix, u64>> =
+            t.peers.iter().map(|(id, (_, table))| (id.0 as u32, table.clone())).collect();
+        for (i, fake) in fakes.iter().enumerate() {
+            let st = ex.collector_status(ids[i]).unwrap();
+            assert_eq!(st.state, CollectorState::Up, "round {round} collector {i}: {st:?}");
+            assert_eq!(fake.view, truth, "round {round} collector {i}: {st:?}");
+            stats.0 += st.counters.drops;
+            stats.1 += st.counters.resyncs;
+        }
+        totals.0 += stats.0;
+        totals.1 += stats.1;
+        totals.2 += ch.counts().2;
+    }
+    // The churn did reach both bounds: sessions dropped at the queue's, the channel overflowed.
+    assert!(totals.0 > 0 && totals.2 > 0 && totals.1 >= totals.0, "{totals:?}");
+}
