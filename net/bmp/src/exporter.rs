@@ -191,6 +191,8 @@ pub enum DropReason {
     Disconnected,
     /// A Termination was not read within `close_timeout`.
     CloseTimeout,
+    /// BMP's memory domain was under pressure and this queue was the largest.
+    MemoryPressure,
 }
 
 /// Counters of one collector, for `show bmp`.
@@ -532,6 +534,26 @@ impl<C: Clone + Default> Exporter<C> {
                 }
             })
             .min()
+    }
+
+    /// Under memory pressure: drops the session whose queue holds the most (counted as a drop
+    /// with [`DropReason::MemoryPressure`], queue freed, re-synchronised on reconnect) and
+    /// names it; `None` when no queue holds anything.
+    pub fn relieve_pressure(&mut self, now: Instant) -> Option<CollectorId> {
+        let config = &self.config;
+        let (i, c) = self
+            .collectors
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, c)| c.queue.footprint() > 0 && matches!(c.state, State::Up | State::Closing { .. }))
+            .max_by_key(|(_, c)| c.queue.footprint())?;
+        c.drop_session(now, config, DropReason::MemoryPressure);
+        Some(CollectorId(i))
+    }
+
+    /// True bytes held by every collector's send queue.
+    pub fn queued_footprint(&self) -> usize {
+        self.collectors.iter().map(|c| c.queue.footprint()).sum()
     }
 
     /// A snapshot of every collector.

@@ -905,3 +905,31 @@ fn random_churn_ends_with_every_collector_in_sync() {
     // The churn did reach both bounds: sessions dropped at the queue's, the channel overflowed.
     assert!(totals.0 > 0 && totals.2 > 0 && totals.1 >= totals.0, "{totals:?}");
 }
+
+#[test]
+fn memory_pressure_drops_the_largest_queue() {
+    let mut t = tables_with(&[(1, 65001, 2000), (2, 65002, 10)]);
+    let (mut e, mut ch) = (FakeEncoder::default(), EventChannel::new(64, 1 << 20));
+    let mut ex = Exporter::new(config());
+    let now = Instant::from_millis(1);
+    let small = ex.add_collector(now);
+    let big = ex.add_collector(now);
+    connect(&mut ex, small, now);
+    connect(&mut ex, big, now);
+    poll_all(&mut ex, now, &mut t, &mut e, &mut ch);
+    drain(&mut ex, small, now);
+    let (fs, fb) = (
+        ex.collector_status(small).unwrap().queue_footprint,
+        ex.collector_status(big).unwrap().queue_footprint,
+    );
+    assert_eq!(ex.queued_footprint(), fs + fb);
+    assert!(fb > 4 * fs, "the collector that read nothing holds the dump: {fb} vs {fs}");
+    assert_eq!(ex.relieve_pressure(now), Some(big));
+    let st = ex.collector_status(big).unwrap();
+    assert_eq!(
+        (st.queue_footprint, st.last_drop, st.resync_pending),
+        (0, Some(DropReason::MemoryPressure), true)
+    );
+    assert_eq!(ex.poll_action(now), Some(Action::Close(big)));
+    assert_eq!(ex.collector_status(small).unwrap().state, CollectorState::Up);
+}
