@@ -31,6 +31,9 @@ pub enum OutChange<P> {
     Withdraw {
         prefix: P,
     },
+    /// The initial table after `peer_up` has been sent: send End-of-RIB (RFC 4724). Comes once
+    /// per session, after the last change of the initial walk.
+    EndOfRib,
 }
 
 /// Dirty prefixes plus an optional walk over a whole table: the work list of one reader of the
@@ -60,6 +63,11 @@ impl<P: Ord + Copy> Feed<P> {
     pub(crate) fn clear(&mut self) {
         self.dirty = BTreeSet::new();
         self.sync = None;
+    }
+
+    /// Whether a walk over the whole table is still under way.
+    pub(crate) fn is_walking(&self) -> bool {
+        self.sync.is_some()
     }
 
     pub(crate) fn pending(&self) -> usize {
@@ -98,11 +106,15 @@ impl<P: Ord + Copy> Feed<P> {
 pub struct AdjRibOut<P> {
     pub(crate) advertised: BTreeMap<P, AttrId>,
     pub(crate) feed: Feed<P>,
+    /// The walk is the session's first: End-of-RIB follows it.
+    pub(crate) initial: bool,
+    /// The walk answers a ROUTE-REFRESH: routes are sent even when unchanged.
+    pub(crate) resend: bool,
 }
 
 impl<P> Default for AdjRibOut<P> {
     fn default() -> Self {
-        AdjRibOut { advertised: BTreeMap::new(), feed: Feed::default() }
+        AdjRibOut { advertised: BTreeMap::new(), feed: Feed::default(), initial: false, resend: false }
     }
 }
 

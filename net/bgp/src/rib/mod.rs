@@ -301,12 +301,13 @@ impl<P: RibPrefix> Rib<P> {
     }
 
     /// The session is established: updates are accepted and the whole Loc-RIB is scheduled for
-    /// export to the peer.
+    /// export to the peer, followed by [`OutChange::EndOfRib`] (RFC 4724).
     pub fn peer_up(&mut self, peer: PeerId, router_id: Ipv4Addr) -> Result<(), RibError> {
         let p = self.peer_mut(peer)?;
         p.router_id = router_id;
         p.up = true;
         p.adj_out.feed.start_sync();
+        p.adj_out.initial = true;
         Ok(())
     }
 
@@ -323,6 +324,8 @@ impl<P: RibPrefix> Rib<P> {
             attrs.release(id);
         }
         p.adj_out.feed.clear();
+        p.adj_out.initial = false;
+        p.adj_out.resend = false;
         Ok(())
     }
 
@@ -489,12 +492,14 @@ impl<P: RibPrefix> Rib<P> {
             return Err(RibError::PeerNotUp(peer));
         }
         let prefixes = p.adj_out.feed.next(&loc.routes, max);
+        let walk_done = !p.adj_out.feed.is_walking();
+        let resend = p.adj_out.resend;
         let mut out = Vec::new();
         for prefix in prefixes {
             let new = self.export(peer, prefix).map(|attrs| self.attrs.intern(attrs));
             let p = self.peer_mut(peer)?;
             let old = p.adj_out.advertised.get(&prefix).copied();
-            if new == old {
+            if new == old && !(resend && new.is_some()) {
                 if let Some(id) = new {
                     self.attrs.release(id);
                 }
@@ -517,7 +522,26 @@ impl<P: RibPrefix> Rib<P> {
                 self.attrs.release(old);
             }
         }
+        let p = self.peer_mut(peer)?;
+        if walk_done {
+            p.adj_out.resend = false;
+            if core::mem::take(&mut p.adj_out.initial) {
+                out.push(OutChange::EndOfRib);
+            }
+        }
         Ok(out)
+    }
+
+    /// The peer asked for our routes again (ROUTE-REFRESH, RFC 2918): every route exportable to
+    /// it is sent again by the next drains, changed or not.
+    pub fn route_refresh(&mut self, peer: PeerId) -> Result<(), RibError> {
+        let p = self.peer_mut(peer)?;
+        if !p.up {
+            return Err(RibError::PeerNotUp(peer));
+        }
+        p.adj_out.resend = true;
+        p.adj_out.feed.start_sync();
+        Ok(())
     }
 
     /// The attributes this speaker would advertise to `peer` for `prefix` now, `None` when it
@@ -881,8 +905,11 @@ mod tests {
         rib.update(peer, &[], prefixes, attrs, &reachable).unwrap();
     }
 
+    /// Everything pending for `peer`, End-of-RIB left out.
     fn drain_all(rib: &mut Rib<Ipv4Prefix>, peer: PeerId) -> Vec<OutChange<Ipv4Prefix>> {
-        rib.drain_adj_rib_out(peer, usize::MAX).unwrap()
+        let mut changes = rib.drain_adj_rib_out(peer, usize::MAX).unwrap();
+        changes.retain(|c| *c != OutChange::EndOfRib);
+        changes
     }
 
     fn advertised(rib: &Rib<Ipv4Prefix>, peer: PeerId, prefix: Ipv4Prefix) -> Option<PathAttributes> {
@@ -1127,15 +1154,31 @@ mod tests {
         announce(&mut rib, a, &prefixes, &route(&[65001], 1));
         let late = ebgp(&mut rib, 2, 65002);
         let mut total = 0;
+        let mut end_of_rib = 0;
         loop {
             let slice = rib.drain_adj_rib_out(late, 8).unwrap();
-            assert!(slice.len() <= 8);
+            assert!(slice.len() <= 8 + 1);
             if slice.is_empty() && rib.adj_rib_out(late).unwrap().is_idle() {
                 break;
             }
-            total += slice.len();
+            for change in slice {
+                match change {
+                    OutChange::Advertise { .. } => total += 1,
+                    OutChange::EndOfRib => {
+                        assert_eq!(total, 50, "End-of-RIB after the whole table");
+                        end_of_rib += 1;
+                    }
+                    OutChange::Withdraw { .. } => panic!("nothing to withdraw"),
+                }
+            }
         }
-        assert_eq!(total, 50);
+        assert_eq!((total, end_of_rib), (50, 1));
+        // ROUTE-REFRESH: everything again, though unchanged; no second End-of-RIB.
+        rib.route_refresh(late).unwrap();
+        let again = rib.drain_adj_rib_out(late, usize::MAX).unwrap();
+        assert_eq!(again.len(), 50);
+        assert!(again.iter().all(|c| matches!(c, OutChange::Advertise { .. })));
+        assert_eq!(rib.drain_adj_rib_out(late, usize::MAX).unwrap(), []);
         rib.session_down(late).unwrap();
         assert!(rib.adj_rib_out(late).unwrap().is_empty());
         assert_eq!(rib.attr_sets(), 1, "the export sets were released with the session");
@@ -1164,6 +1207,38 @@ mod tests {
         // A learned route with a shorter path does not beat ours: ours has the empty path.
         announce(&mut rib, e, &[p], &route(&[65001], 1));
         assert_eq!(rib.best(&p).unwrap().route.peer, local);
+    }
+
+    #[test]
+    fn ipv6_rib_works_the_same() {
+        use core::net::Ipv6Addr;
+        let mut rib: Rib<Ipv6Prefix> = Rib::new(RibConfig::new(LOCAL_AS, Ipv4Addr::new(10, 255, 0, 1)));
+        let our_hop =
+            NextHop::V6 { global: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfe), link_local: None };
+        let mut config = peer_config(1, 65001, Some(Policy::accept_all()), Some(Policy::accept_all()));
+        config.addr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+        config.next_hop_self = our_hop;
+        let from = rib.add_peer(config.clone()).unwrap();
+        config.addr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
+        config.remote_as = 65002;
+        let to = rib.add_peer(config).unwrap();
+        rib.peer_up(from, Ipv4Addr::new(10, 0, 0, 1)).unwrap();
+        rib.peer_up(to, Ipv4Addr::new(10, 0, 0, 2)).unwrap();
+        let p = Ipv6Prefix::new(Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0), 48).unwrap();
+        let attrs = PathAttributes {
+            as_path: AsPath::from_sequence(&[65001]),
+            next_hop: Some(NextHop::V6 {
+                global: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
+                link_local: None,
+            }),
+            ..PathAttributes::default()
+        };
+        rib.update(from, &[], &[p], &attrs, &reachable).unwrap();
+        assert_eq!(rib.best(&p).unwrap().route.peer, from);
+        let changes = rib.drain_adj_rib_out(to, 10).unwrap();
+        let Some(OutChange::Advertise { attrs: id, .. }) = changes.first() else { panic!("{changes:?}") };
+        assert_eq!(rib.attrs(*id).unwrap().next_hop, Some(our_hop));
+        assert_eq!(changes.last(), Some(&OutChange::EndOfRib));
     }
 
     #[test]
@@ -1371,6 +1446,7 @@ mod tests {
                         view.insert(prefix, rib.attrs(attrs).unwrap().clone())
                     }
                     OutChange::Withdraw { prefix } => view.remove(&prefix),
+                    OutChange::EndOfRib => None,
                 };
             }
         };
