@@ -10,7 +10,11 @@
 //! A chunk belongs to the generation of its domain that took it, and serves only that
 //! generation: when the domain begins a new generation, its chunks that still hold blocks are
 //! *retired* (taken off the class lists; see [`Engine::begin_generation`](crate::engine)), so
-//! every slot of a chunk was allocated by the same life and a free credits that life.
+//! every slot of a chunk was allocated by the same life and a free credits that life. The
+//! price: a retired chunk's free slots are not reused; it goes back to the heap when its last
+//! block is freed. Survivors of a life (its leaks, or state kept across the restart) pinned
+//! their chunks before too; now no later life fills the rest of them, so a restart with
+//! survivors in k chunks can cost up to k × 64 KiB more `used` until those blocks are freed.
 //!
 //! A [`ClassList`] is one (domain, size class): the doubly linked list of its current chunks
 //! that have a free slot, and its one cached wholly free chunk (the *spare*).

@@ -833,3 +833,31 @@ fn the_first_debug_shed_takes_two_chunks_in_mgmt() {
     // runs out; the deque's chunk stays as long as the deque.
     fx.free(deque, recent);
 }
+
+/// `net` is never shed: its bound is admission. At its hard quota `admit(Net, ..)` refuses and
+/// counts the refusal (the platform then refuses the socket or drops the frame, and counts it),
+/// while frames already allocated stay allocated.
+#[test]
+fn net_at_its_hard_quota_refuses_admission_and_is_not_shed() {
+    let fx = Fixture::new(4 * MIB);
+    let mut quotas = [Quota { hard: 256 * 1024, soft: 128 * 1024 }; Domain::COUNT];
+    quotas[Domain::Net.index()] = Quota { hard: CHUNK_SIZE, soft: CHUNK_SIZE / 2 };
+    fx.alloc.set_quotas(quotas, 0).unwrap();
+    assert!(!Domain::Net.is_shed_at_quota());
+    let frame = Layout::from_size_align(1514, 8).unwrap();
+    let cost = block_footprint(1514, 8);
+    assert_eq!(cost, 1536);
+    // The first frame takes a chunk: after it, `used` is at the hard quota.
+    assert_eq!(fx.alloc.admit(Domain::Net, CHUNK_SIZE), Ok(()));
+    let first = fx.alloc(Domain::Net, frame);
+    assert_eq!(fx.alloc.stats(Domain::Net).used, CHUNK_SIZE);
+    assert_eq!(
+        fx.alloc.admit(Domain::Net, cost),
+        Err(OverQuota { domain: Domain::Net, requested: cost, used: CHUNK_SIZE, hard: CHUNK_SIZE })
+    );
+    assert_eq!(fx.alloc.stats(Domain::Net).failed_admissions, 1);
+    assert!(!fx.alloc.over_hard(Domain::Net), "at the quota, not over it");
+    fx.free(first, frame);
+    assert!(fx.alloc.reclaim(Domain::Net).is_clean());
+    assert_eq!(fx.alloc.admit(Domain::Net, cost), Ok(()), "room again once the chunk went back");
+}
