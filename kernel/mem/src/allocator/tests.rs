@@ -680,6 +680,10 @@ fn a_block_of_an_earlier_life_freed_later_does_not_hide_a_new_leak() {
     let s = fx.alloc.stats(Domain::Bgp);
     assert_eq!((s.live, s.blocks, s.earlier_live, s.earlier_blocks), (small_f + large_f, 2, 0, 0));
 
+    // The old scheme's figure, from the same books: everything live minus the baseline.
+    let (base_live, base_blocks) = fx.alloc.baseline(Domain::Bgp);
+    let old_scheme = (s.live.saturating_sub(base_live), s.blocks.saturating_sub(base_blocks));
+    assert_eq!(old_scheme, (0, 0), "the single-tally scheme sees nothing");
     let shed2 = fx.alloc.reclaim(Domain::Bgp);
     assert_eq!(
         shed2,
