@@ -45,9 +45,11 @@ pub fn footprint(n: usize) -> usize {
 
 pub fn config(port: u16) -> Config {
     let mut c = Config::new(port, footprint);
+    // RTO.Min stays above the peer's delayed SACK (200 ms) plus the RTT, or a lone chunk's
+    // late SACK would be taken for a loss.
     c.rto = RtoConfig {
-        initial: Duration::from_millis(200),
-        min: Duration::from_millis(50),
+        initial: Duration::from_millis(300),
+        min: Duration::from_millis(250),
         max: Duration::from_secs(2),
     };
     c.association_max_retrans = 30;
@@ -91,6 +93,8 @@ pub struct Net {
     /// Addresses that drop everything sent to or from them.
     pub down: BTreeSet<Ipv4Addr>,
     pub delivered: u64,
+    /// When each endpoint's outgoing link is free again.
+    pub link_free: Vec<Instant>,
 }
 
 impl Net {
@@ -109,6 +113,7 @@ impl Net {
             log: None,
             down: BTreeSet::new(),
             delivered: 0,
+            link_free: vec![now; 2],
         }
     }
 
@@ -137,6 +142,9 @@ impl Net {
                     continue;
                 }
                 let copies = if self.rng.percent(self.link.dup) { 2 } else { 1 };
+                let free = self.link_free[i].max(self.now) + Duration::from_micros(100);
+                self.link_free[i] = free;
+                let wire_at = free;
                 for _ in 0..copies {
                     let extra = if self.rng.percent(self.link.reorder) {
                         u64::from(self.rng.next_u32() % 30)
@@ -144,10 +152,16 @@ impl Net {
                         0
                     };
                     self.queue.push(InFlight {
-                        at: self.now + Duration::from_millis(10 + extra),
+                        // 100 us of serialization per packet on the sender's link, then
+                        // 10 ms of propagation.
+                        at: wire_at + Duration::from_millis(10 + extra),
                         src: t.src,
                         dst: t.dst,
-                        transport: t.transport,
+                        // The receiver sees the sender's UDP source port: 40000 + its index.
+                        transport: match t.transport {
+                            Transport::Ip => Transport::Ip,
+                            Transport::Udp { .. } => Transport::Udp { peer_port: 40000 + i as u16 },
+                        },
                         bytes: bytes.clone(),
                     });
                 }
