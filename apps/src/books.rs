@@ -2,8 +2,9 @@
 
 use bulkhead_mem::DomainAllocator;
 
-use crate::domain::Domain;
-use crate::supervisor::{Leak, MemoryBooks};
+use crate::context::{Admission, Room};
+use crate::domain::{Domain, OverQuota};
+use crate::supervisor::{DomainFigures, HeapFigures, Leak, MemoryBooks};
 
 /// [`MemoryBooks`] over the global [`DomainAllocator`].
 #[derive(Clone, Copy)]
@@ -27,8 +28,37 @@ impl MemoryBooks for AllocatorBooks {
         self.0.set_baseline(d)
     }
 
+    fn stats(&self, d: Domain) -> DomainFigures {
+        let s = self.0.stats(d);
+        DomainFigures {
+            used: s.used,
+            peak: s.peak,
+            blocks: s.blocks,
+            chunks: s.chunks,
+            soft: s.soft,
+            hard: s.hard,
+            failed_admissions: s.failed_admissions,
+        }
+    }
+
+    fn heap_stats(&self) -> HeapFigures {
+        let h = self.0.heap_stats();
+        HeapFigures { total: h.total, used: h.used, free: h.free, largest_free: h.largest_free }
+    }
+
     fn reclaim(&self, d: Domain) -> Leak {
         let report = self.0.reclaim(d);
         Leak { bytes: report.bytes, blocks: report.blocks }
+    }
+}
+
+impl Admission for AllocatorBooks {
+    fn admit(&self, d: Domain, bytes: usize) -> Result<(), OverQuota> {
+        self.0.admit(d, bytes)
+    }
+
+    fn room(&self, d: Domain) -> Room {
+        let s = self.0.stats(d);
+        Room { soft: s.soft.saturating_sub(s.used), hard: s.hard.saturating_sub(s.used) }
     }
 }

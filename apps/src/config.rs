@@ -34,6 +34,8 @@
 //! flow_idle_icmp = "10s"
 //! flow_lifetime = "3600s"
 //! icmp_rate = 100             # ICMP errors per second (token bucket), 0..=1000000; 0 = none
+//! max_routes_static = 4096    # route limits per source in the FIB, 0..=4000000; beyond them
+//! max_routes_bgp = 2000000    # routes are refused and counted (`show route`)
 //!
 //! [diagnostics]
 //! enabled = false             # default false
@@ -58,7 +60,7 @@ use core::ops::Range;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use crate::addr::{Ipv4, Ipv4Cidr};
+use crate::addr::{parse_ipv4, Ipv4Addr, Ipv4Cidr};
 use crate::domain::{Domain, Quota};
 use crate::time::Duration;
 use crate::units::{parse_duration, parse_size, ExactSize};
@@ -106,7 +108,7 @@ pub struct NicId(u8);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteConfig {
     pub prefix: Ipv4Cidr,
-    pub via: Ipv4,
+    pub via: Ipv4Addr,
 }
 
 /// `[memory]`: explicit overrides; what is `None` is filled in by [`Config::memory_plan`].
@@ -133,6 +135,8 @@ pub struct ForwarderConfig {
     pub flow_idle_icmp: Duration,
     pub flow_lifetime: Duration,
     pub icmp_rate: u32,
+    pub max_routes_static: u32,
+    pub max_routes_bgp: u32,
 }
 
 /// `[diagnostics]`.
@@ -329,6 +333,8 @@ impl Default for ForwarderConfig {
             flow_idle_icmp: Duration::from_secs(10),
             flow_lifetime: Duration::from_secs(3600),
             icmp_rate: 100,
+            max_routes_static: 4096,
+            max_routes_bgp: 2_000_000,
         }
     }
 }
@@ -547,7 +553,7 @@ fn parse_routes(
             ));
         }
         let (text, span) = t.str_req("via")?;
-        let via = Ipv4::parse(text).ok_or_else(|| {
+        let via = parse_ipv4(text).ok_or_else(|| {
             t.err_at(span.clone(), "via", ConfigErrorKind::BadIpv4 { value: t.quote(&span) })
         })?;
         let subnet = interfaces.iter().filter_map(|(i, _)| i.address).find(|a| a.contains(via));
@@ -654,7 +660,15 @@ fn parse_memory(t: &Table<'_, '_>) -> Result<MemoryConfig, ConfigError> {
 }
 
 fn parse_forwarder(t: &Table<'_, '_>) -> Result<ForwarderConfig, ConfigError> {
-    t.check_keys(&["flow_idle_tcp", "flow_idle_udp", "flow_idle_icmp", "flow_lifetime", "icmp_rate"])?;
+    t.check_keys(&[
+        "flow_idle_tcp",
+        "flow_idle_udp",
+        "flow_idle_icmp",
+        "flow_lifetime",
+        "icmp_rate",
+        "max_routes_static",
+        "max_routes_bgp",
+    ])?;
     let mut f = ForwarderConfig::default();
     for (key, slot) in [
         ("flow_idle_tcp", &mut f.flow_idle_tcp),
@@ -677,6 +691,22 @@ fn parse_forwarder(t: &Table<'_, '_>) -> Result<ForwarderConfig, ConfigError> {
                 ))
             }
         };
+    }
+    for (key, slot) in
+        [("max_routes_static", &mut f.max_routes_static), ("max_routes_bgp", &mut f.max_routes_bgp)]
+    {
+        if let Some((v, span)) = t.int_opt(key)? {
+            *slot = match u32::try_from(v) {
+                Ok(n) if n <= 4_000_000 => n,
+                _ => {
+                    return Err(t.err_at(
+                        span.clone(),
+                        key,
+                        ConfigErrorKind::OutOfRange { value: t.quote(&span), allowed: "0..=4000000" },
+                    ))
+                }
+            };
+        }
     }
     Ok(f)
 }
@@ -1000,8 +1030,14 @@ enabled = true
         assert_eq!(
             c.routes,
             [
-                RouteConfig { prefix: Ipv4Cidr::parse("10.20.0.0/16").unwrap(), via: Ipv4([192, 0, 2, 2]) },
-                RouteConfig { prefix: Ipv4Cidr::parse("0.0.0.0/0").unwrap(), via: Ipv4([10, 0, 0, 1]) },
+                RouteConfig {
+                    prefix: Ipv4Cidr::parse("10.20.0.0/16").unwrap(),
+                    via: Ipv4Addr::new(192, 0, 2, 2)
+                },
+                RouteConfig {
+                    prefix: Ipv4Cidr::parse("0.0.0.0/0").unwrap(),
+                    via: Ipv4Addr::new(10, 0, 0, 1)
+                },
             ]
         );
         assert_eq!(c.memory.heap_reserve, Some(4 << 20));
@@ -1019,6 +1055,8 @@ enabled = true
                 flow_idle_icmp: Duration::from_millis(500),
                 flow_lifetime: Duration::from_secs(3600),
                 icmp_rate: 0,
+                max_routes_static: 4096,
+                max_routes_bgp: 2_000_000,
             }
         );
         assert!(c.diagnostics.enabled);

@@ -9,7 +9,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
-use crate::addr::{Ipv4, Ipv4Cidr};
+use crate::addr::{parse_ipv4, Ipv4Cidr};
 use crate::domain::Domain;
 use crate::json::JsonWriter;
 use crate::supervisor::{Leak, SubsystemReport, SubsystemState};
@@ -122,6 +122,13 @@ pub struct ForwardingCounters {
     pub bytes: u64,
     pub icmp_errors_sent: u64,
     pub icmp_errors_rate_limited: u64,
+}
+
+/// What a subsystem adds to one NIC's row of `show interfaces`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceCounters {
+    pub forwarding: ForwardingCounters,
+    pub drops: Vec<(&'static str, u64)>,
 }
 
 /// Memory per domain and of the heap, for `show memory`.
@@ -394,11 +401,11 @@ fn blast_args(rest: &[&str]) -> Result<Command, CommandError> {
 }
 
 /// `a.b.c.d/len`, or `a.b.c.d` as a /32.
-fn parse_prefix(word: &str) -> Result<Ipv4Cidr, CommandError> {
+pub fn parse_prefix(word: &str) -> Result<Ipv4Cidr, CommandError> {
     let parsed = if word.contains('/') {
         Ipv4Cidr::parse(word)
     } else {
-        Ipv4::parse(word).map(|addr| Ipv4Cidr { addr, prefix_len: 32 })
+        parse_ipv4(word).map(|addr| Ipv4Cidr { addr, prefix_len: 32 })
     };
     parsed.ok_or_else(|| CommandError::BadArgument {
         command: "show route",

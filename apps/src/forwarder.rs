@@ -1,29 +1,30 @@
-//! The forwarder subsystem: the supervisor's handle on the IPv4 forwarding core.
+//! The forwarder subsystem: the IPv4 forwarding core (`bulkhead_net::router::Forwarder`)
+//! behind the one contract.
 //!
-//! The core (`bulkhead_net::router::Forwarder`) lives in a shared slot: the run loop hands it
-//! transit frames and runs its timers (it needs the NICs to send), and this subsystem owns its
-//! lifecycle. `start` builds it inside the forwarder domain — flow table, FIB with the
-//! connected and static routes — and `shed` drops it whole; while the slot is empty, transit
-//! frames are dropped and counted as `not_forwarding`.
+//! `start` builds the core inside the forwarder domain — flow table, FIB with the connected
+//! and static routes — and `shed` drops it whole. It receives transit frames and ARP from
+//! dispatch, the packets the appliance itself sends (to route them: FIB, ARP, NIC), and the
+//! route changes of the other route sources; its timers (ARP retries, flow expiry) run in its
+//! `poll`. Its console commands are `show route` and `show flows`.
 
-use alloc::rc::Rc;
 use alloc::vec::Vec;
-use core::cell::RefCell;
 use core::fmt::{self, Write};
 
 use bulkhead_net::fib::Prefix;
 use bulkhead_net::flows::{Flow, FlowTable, FlowTimeouts};
-use bulkhead_net::router::{Forwarder, Interface, Settings};
+use bulkhead_net::router::{DropReason, Forwarder, Interface, NextHop, RouteSource, Settings, Sink, TxError};
 
-use crate::addr::{Ipv4, Ipv4Cidr};
+use crate::addr::{Ipv4Addr, Ipv4Cidr};
 use crate::config::ForwarderConfig;
+use crate::console::{ForwardingCounters, InterfaceCounters};
+use crate::context::{Context, Delivery, Inbound, RouteChange};
 use crate::domain::Domain;
-use crate::routing::{FlowRow, FlowTable as FlowTableStatus, RouteRow};
+use crate::routing::{self, FlowRow, FlowTable as FlowTableStatus, RouteRow};
 use crate::supervisor::{Budget, PollOutcome, StartError, Subsystem};
 use crate::time::Instant;
 
-/// The slot the run loop and the subsystem share.
-pub type SharedForwarder = Rc<RefCell<Option<Forwarder>>>;
+/// Flows listed by `show flows`.
+const TOP_FLOWS: usize = 10;
 
 /// The flow table takes this fraction (1/N) of the forwarder domain's soft threshold.
 const FLOW_TABLE_SHARE: usize = 8;
@@ -35,7 +36,7 @@ const MAX_FLOWS: usize = 1 << 20;
 pub struct ForwarderPlan {
     pub interfaces: Vec<(u8, Interface)>,
     /// Static routes: prefix and gateway.
-    pub routes: Vec<(Ipv4Cidr, Ipv4)>,
+    pub routes: Vec<(Ipv4Cidr, Ipv4Addr)>,
     pub settings: Settings,
 }
 
@@ -44,7 +45,7 @@ impl ForwarderPlan {
     /// soft threshold (the rest is for the FIB, BGP's routes to come, and the neighbour
     /// queues): the table is allocated once, at start, so its memory never moves afterwards;
     /// and a small one keeps the start fast (every slot is written when it is made).
-    pub fn settings(config: &ForwarderConfig, soft_bytes: usize, admit: fn(usize) -> bool) -> Settings {
+    pub fn settings(config: &ForwarderConfig, soft_bytes: usize) -> Settings {
         let slot = FlowTable::SLOT_BYTES;
         let mut slots = 16usize;
         while slots * 2 * slot <= soft_bytes / FLOW_TABLE_SHARE && slots * 2 * 3 / 4 <= MAX_FLOWS {
@@ -60,19 +61,45 @@ impl ForwarderPlan {
                 lifetime: config.flow_lifetime.total_micros(),
             },
             icmp_rate: config.icmp_rate,
-            admit,
+            route_limits: [
+                usize::from(crate::config::MAX_NICS),
+                config.max_routes_static as usize,
+                config.max_routes_bgp as usize,
+            ],
         }
     }
 }
 
 pub struct ForwarderSubsystem {
-    shared: SharedForwarder,
+    core: Option<Forwarder>,
     plan: ForwarderPlan,
+    /// The NIC names, for `show route`.
+    names: &'static [&'static str],
+    /// When the core's timers are due.
+    due: Option<Instant>,
 }
 
 impl ForwarderSubsystem {
-    pub fn new(shared: SharedForwarder, plan: ForwarderPlan) -> ForwarderSubsystem {
-        ForwarderSubsystem { shared, plan }
+    pub fn new(plan: ForwarderPlan, names: &'static [&'static str]) -> ForwarderSubsystem {
+        ForwarderSubsystem { core: None, plan, names, due: None }
+    }
+
+    /// The running core, for `show interfaces` (`None` while it is down).
+    pub fn core(&self) -> Option<&Forwarder> {
+        self.core.as_ref()
+    }
+}
+
+/// The core's way out: frames to the NICs, through the context.
+struct ContextSink<'c, 'a>(&'c mut Context<'a>);
+
+impl Sink for ContextSink<'_, '_> {
+    fn transmit(&mut self, iface: u8, frame: &[u8]) -> Result<(), TxError> {
+        self.0.transmit(iface, frame)
+    }
+
+    fn admit(&mut self, bytes: usize) -> bool {
+        self.0.admit(bytes).is_ok()
     }
 }
 
@@ -85,41 +112,79 @@ impl Subsystem for ForwarderSubsystem {
         Domain::Forwarder
     }
 
-    fn start(&mut self, _now: Instant) -> Result<(), StartError> {
+    fn start(&mut self, cx: &mut Context<'_>) -> Result<(), StartError> {
         let mut forwarder = Forwarder::new(self.plan.settings);
         for (iface, interface) in &self.plan.interfaces {
             forwarder.set_interface(*iface, *interface).map_err(|_| StartError::Failed)?;
         }
         for (prefix, via) in &self.plan.routes {
             let prefix =
-                Prefix::new(prefix.addr.to_u32(), prefix.prefix_len).map_err(|_| StartError::Failed)?;
-            forwarder.add_route(prefix, via.to_u32()).map_err(|_| StartError::Failed)?;
+                Prefix::new(prefix.addr.to_bits(), prefix.prefix_len).map_err(|_| StartError::Failed)?;
+            forwarder
+                .add_route(prefix, via.to_bits(), RouteSource::Static, &mut |n| cx.admit(n).is_ok())
+                .map_err(|_| StartError::Failed)?;
         }
-        *self.shared.borrow_mut() = Some(forwarder);
+        self.core = Some(forwarder);
+        self.due = None;
         Ok(())
     }
 
-    /// Frames and timers are driven by the run loop (they need the NICs); nothing to do here.
-    fn poll(&mut self, _now: Instant, _budget: Budget) -> PollOutcome {
+    fn poll(&mut self, cx: &mut Context<'_>, _budget: Budget) -> PollOutcome {
+        let now = cx.now;
+        if self.due.is_some_and(|due| due > now) {
+            return PollOutcome::Idle;
+        }
+        if let Some(core) = self.core.as_mut() {
+            let next = core.poll(now.total_micros(), &mut ContextSink(cx));
+            self.due = Some(Instant::from_micros(next));
+        }
         PollOutcome::Idle
     }
 
     fn poll_at(&self, _now: Instant) -> Option<Instant> {
-        None
+        self.due
     }
 
-    fn pressure(&mut self, on: bool) {
-        if let Some(f) = self.shared.borrow_mut().as_mut() {
+    fn receive(&mut self, cx: &mut Context<'_>, inbound: Inbound<'_>) -> Delivery {
+        let Some(core) = self.core.as_mut() else { return Delivery::Refused };
+        let now = cx.now.total_micros();
+        match inbound {
+            Inbound::Transit { iface, frame } => core.handle(now, iface, frame, &mut ContextSink(cx)),
+            Inbound::Arp { iface, frame } => core.handle_arp(now, iface, frame, &mut ContextSink(cx)),
+            Inbound::LocalOut { packet } => core.send_local(now, packet, &mut ContextSink(cx)),
+            Inbound::Route { source, change } => {
+                // Refusals are counted per source in the core (`show route` prints them).
+                let _ = match change {
+                    RouteChange::Add { prefix, via } => {
+                        core.add_route(prefix, u32::from(via), source, &mut |n| cx.admit(n).is_ok())
+                    }
+                    RouteChange::Remove { prefix } => {
+                        core.remove_route(prefix, source);
+                        Ok(())
+                    }
+                };
+            }
+            Inbound::WithdrawSource(source) => {
+                core.withdraw_source(source);
+            }
+            Inbound::Datagram(_) => return Delivery::Refused,
+        }
+        Delivery::Taken
+    }
+
+    fn pressure(&mut self, _cx: &mut Context<'_>, on: bool) {
+        if let Some(f) = self.core.as_mut() {
             f.set_pressure(on);
         }
     }
 
     fn shed(&mut self) {
-        *self.shared.borrow_mut() = None;
+        self.core = None;
+        self.due = None;
     }
 
     fn status(&self, out: &mut dyn Write) -> fmt::Result {
-        match self.shared.borrow().as_ref() {
+        match self.core.as_ref() {
             Some(f) => write!(
                 out,
                 "{} routes, {} flows of {}, flow table {} bytes",
@@ -131,6 +196,55 @@ impl Subsystem for ForwarderSubsystem {
             None => write!(out, "not running"),
         }
     }
+
+    fn command(&mut self, cx: &mut Context<'_>, words: &[&str], out: &mut dyn Write) -> Option<fmt::Result> {
+        let core = self.core.as_ref()?;
+        let (json, words) = match words.split_last() {
+            Some((&"json", rest)) => (true, rest),
+            _ => (false, words),
+        };
+        match words {
+            ["show", "route"] => Some(show_route(core, None, self.names, json, out)),
+            ["show", "route", prefix] => Some(match crate::console::parse_prefix(prefix) {
+                Ok(p) => show_route(core, Some(p), self.names, json, out),
+                Err(e) => writeln!(out, "{}", e),
+            }),
+            ["show", "flows"] => Some(routing::show_flows(
+                &mut &mut *out,
+                &flows(core, cx.now.total_micros(), TOP_FLOWS),
+                json,
+            )),
+            _ => None,
+        }
+    }
+
+    fn interface_counters(&self, iface: u8) -> Option<InterfaceCounters> {
+        let c = self.core.as_ref()?.counters(iface);
+        Some(InterfaceCounters {
+            forwarding: ForwardingCounters {
+                packets: c.forwarded_packets,
+                bytes: c.forwarded_bytes,
+                icmp_errors_sent: c.icmp_errors_sent,
+                icmp_errors_rate_limited: c.icmp_errors_rate_limited,
+            },
+            drops: DropReason::ALL.iter().map(|r| (r.name(), c.drops(*r))).collect(),
+        })
+    }
+
+    fn help(&self) -> &'static str {
+        "  show route [PREFIX] [json]   the FIB, with each route's source\n  show flows [json]            the flow table and its top flows\n"
+    }
+}
+
+fn show_route(
+    core: &Forwarder,
+    within: Option<Ipv4Cidr>,
+    names: &[&str],
+    json: bool,
+    out: &mut dyn Write,
+) -> fmt::Result {
+    let rows = routes(core, within, names);
+    routing::show_route(&mut &mut *out, &rows, core.fib().len() as u64, json)
 }
 
 /// The routes inside `within` (every route if `None`), for `show route`.
@@ -140,20 +254,21 @@ pub fn routes(forwarder: &Forwarder, within: Option<Ipv4Cidr>, names: &[&str]) -
         .iter()
         .filter(|(prefix, _)| {
             within.is_none_or(|w| {
-                prefix.length() >= w.prefix_len && prefix.addr() & w.mask() == w.addr.to_u32() & w.mask()
+                prefix.length() >= w.prefix_len && prefix.addr() & w.mask() == w.addr.to_bits() & w.mask()
             })
         })
         .map(|(prefix, id)| {
-            let next_hop = forwarder.next_hop(id);
-            let (source, via, iface) = match next_hop {
-                Some(bulkhead_net::router::NextHop::Connected { iface }) => ("connected", None, iface),
-                Some(bulkhead_net::router::NextHop::Via { gateway, iface }) => {
-                    ("static", Some(Ipv4::from_u32(gateway)), iface)
-                }
+            let (source, via, iface) = match forwarder.route(id) {
+                Some(r) => match r.next_hop {
+                    NextHop::Connected { iface } => (r.source.name(), None, iface),
+                    NextHop::Via { gateway, iface } => {
+                        (r.source.name(), Some(Ipv4Addr::from_bits(gateway)), iface)
+                    }
+                },
                 None => ("unknown", None, u8::MAX),
             };
             RouteRow {
-                prefix: Ipv4Cidr { addr: Ipv4::from_u32(prefix.addr()), prefix_len: prefix.length() },
+                prefix: Ipv4Cidr { addr: Ipv4Addr::from_bits(prefix.addr()), prefix_len: prefix.length() },
                 source,
                 via,
                 interface: alloc::string::String::from(names.get(usize::from(iface)).copied().unwrap_or("?")),
@@ -167,9 +282,9 @@ pub fn flows(forwarder: &Forwarder, now_micros: u64, top: usize) -> FlowTableSta
     let table = forwarder.flows();
     let row = |f: &Flow| FlowRow {
         protocol: f.key.protocol,
-        src: Ipv4::from_u32(f.key.src),
+        src: Ipv4Addr::from_bits(f.key.src),
         src_port: f.key.src_port,
-        dst: Ipv4::from_u32(f.key.dst),
+        dst: Ipv4Addr::from_bits(f.key.dst),
         dst_port: f.key.dst_port,
         packets: f.packets,
         bytes: f.bytes,
@@ -190,6 +305,8 @@ pub fn flows(forwarder: &Forwarder, now_micros: u64, top: usize) -> FlowTableSta
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::addr::parse_ipv4;
+    use crate::testing::{AdmitAll, NullIo, TestRng};
 
     fn plan() -> ForwarderPlan {
         let mac = [2, 0, 0, 0, 0, 1];
@@ -200,24 +317,16 @@ mod tests {
             ],
             routes: alloc::vec![(
                 Ipv4Cidr::parse("10.20.0.0/16").unwrap(),
-                Ipv4::parse("198.51.100.2").unwrap()
+                parse_ipv4("198.51.100.2").unwrap()
             )],
-            settings: ForwarderPlan::settings(
-                &ForwarderConfig::default(),
-                1 << 20,
-                bulkhead_net::router::admit_always,
-            ),
+            settings: ForwarderPlan::settings(&ForwarderConfig::default(), 1 << 20),
         }
     }
 
     #[test]
     fn flow_table_fits_its_share_of_the_soft_threshold() {
         for soft in [1usize << 20, 12 << 20, 47 << 20] {
-            let settings = ForwarderPlan::settings(
-                &ForwarderConfig::default(),
-                soft,
-                bulkhead_net::router::admit_always,
-            );
+            let settings = ForwarderPlan::settings(&ForwarderConfig::default(), soft);
             let bytes = FlowTable::bytes_for(settings.flow_capacity);
             assert!(bytes <= soft / FLOW_TABLE_SHARE, "soft {soft}");
             assert!(bytes > soft / FLOW_TABLE_SHARE / 2, "soft {soft}: table too small");
@@ -226,12 +335,12 @@ mod tests {
 
     #[test]
     fn start_builds_the_tables_and_shed_drops_them() {
-        let shared: SharedForwarder = Rc::new(RefCell::new(None));
-        let mut sub = ForwarderSubsystem::new(shared.clone(), plan());
-        sub.start(Instant::ZERO).unwrap();
+        let mut sub = ForwarderSubsystem::new(plan(), &["nic0", "nic1"]);
+        let (mut io, mut rng) = (NullIo::default(), TestRng(1));
+        let mut cx = Context::new(Instant::ZERO, Domain::Forwarder, &mut rng, &AdmitAll, &mut io);
+        sub.start(&mut cx).unwrap();
         {
-            let guard = shared.borrow();
-            let f = guard.as_ref().unwrap();
+            let f = sub.core().unwrap();
             let rows = routes(f, None, &["nic0", "nic1"]);
             let text: Vec<_> = rows
                 .iter()
@@ -247,7 +356,11 @@ mod tests {
             );
             assert_eq!(routes(f, Ipv4Cidr::parse("10.0.0.0/8"), &["nic0", "nic1"]).len(), 1);
         }
+        let mut text = alloc::string::String::new();
+        assert!(sub.command(&mut cx, &["show", "route", "10.20.0.0/16", "json"], &mut text).is_some());
+        assert!(text.contains("\"source\":\"static\""), "{text}");
+        assert!(sub.command(&mut cx, &["show", "bgp"], &mut text).is_none());
         sub.shed();
-        assert!(shared.borrow().is_none());
+        assert!(sub.core().is_none());
     }
 }

@@ -9,10 +9,16 @@ pub use bulkhead_base::{addr, time};
 pub mod books;
 pub mod config;
 pub mod console;
+pub mod context;
 pub mod diag;
 pub mod domain;
 pub mod forwarder;
+pub mod host;
 pub mod json;
+pub mod link;
+pub mod platform;
 pub mod routing;
 pub mod supervisor;
+#[cfg(test)]
+pub mod testing;
 pub mod units;

@@ -4,7 +4,7 @@
 use alloc::string::String;
 use core::fmt::{self, Write};
 
-use crate::addr::{Ipv4, Ipv4Cidr};
+use crate::addr::{Ipv4Addr, Ipv4Cidr};
 use crate::json::JsonWriter;
 
 /// One route of the FIB.
@@ -14,7 +14,7 @@ pub struct RouteRow {
     /// Where it came from: `connected`, `static` (later `bgp`).
     pub source: &'static str,
     /// The gateway; `None` for a connected subnet.
-    pub via: Option<Ipv4>,
+    pub via: Option<Ipv4Addr>,
     pub interface: String,
 }
 
@@ -22,9 +22,9 @@ pub struct RouteRow {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowRow {
     pub protocol: u8,
-    pub src: Ipv4,
+    pub src: Ipv4Addr,
     pub src_port: u16,
-    pub dst: Ipv4,
+    pub dst: Ipv4Addr,
     pub dst_port: u16,
     pub packets: u64,
     pub bytes: u64,
@@ -153,8 +153,8 @@ fn protocol_name(protocol: u8) -> &'static str {
 mod tests {
     use super::*;
 
-    fn ip(text: &str) -> Ipv4 {
-        Ipv4::parse(text).unwrap()
+    fn ip(text: &str) -> Ipv4Addr {
+        crate::addr::parse_ipv4(text).unwrap()
     }
 
     #[test]

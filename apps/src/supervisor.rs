@@ -18,6 +18,14 @@
 //!                     └──▶ set_baseline, then starting …
 //! ```
 //!
+//! Every call into a subsystem runs inside its domain and gets a [`Context`]: the time, the
+//! random source, its domain's admission and room, and its I/O (bindings, datagrams, TCP
+//! sockets, frames, routes), always on its own behalf. Inbound traffic for it arrives through
+//! [`Subsystem::receive`]; nothing reaches a subsystem except through the supervisor. When a
+//! subsystem is taken down, the platform releases everything it held in the stack (its TCP
+//! connections are reset, its sockets freed, its bindings dropped, its routes withdrawn) before
+//! the domain is checked for leaks.
+//!
 //! Each subsystem owns exactly one memory domain, and each domain (but `kernel`, never shed)
 //! at most one subsystem, so "shed the domain" and "shed the subsystem" are the same act.
 //! The supervisor sees memory only through [`MemoryBooks`], so it runs on the host with fake
@@ -28,6 +36,9 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
+use bulkhead_base::rand_core::RngCore;
+
+use crate::context::{Admission, Context, Delivery, Inbound, Io};
 use crate::domain::Domain;
 use crate::time::{Duration, Instant};
 
@@ -55,22 +66,61 @@ pub enum StartError {
     Failed,
 }
 
-/// The one contract between a subsystem and the supervisor.
+/// The one contract between a subsystem and the supervisor. Every call but `name`, `domain`,
+/// `poll_at` and `status` runs inside the subsystem's domain.
 pub trait Subsystem {
     fn name(&self) -> &'static str;
     fn domain(&self) -> Domain;
-    /// Builds the subsystem's state; runs inside its domain.
-    fn start(&mut self, now: Instant) -> Result<(), StartError>;
-    /// Bounded work, at most `budget` units; runs inside its domain.
-    fn poll(&mut self, now: Instant, budget: Budget) -> PollOutcome;
+    /// Builds the subsystem's state, binds what it serves.
+    fn start(&mut self, cx: &mut Context<'_>) -> Result<(), StartError>;
+    /// Bounded work, at most `budget` units.
+    fn poll(&mut self, cx: &mut Context<'_>, budget: Budget) -> PollOutcome;
     /// The next deadline, if any.
     fn poll_at(&self, now: Instant) -> Option<Instant>;
+    /// Traffic for the subsystem (see [`Inbound`]); the default takes none.
+    fn receive(&mut self, _cx: &mut Context<'_>, _inbound: Inbound<'_>) -> Delivery {
+        Delivery::Refused
+    }
     /// The soft threshold was crossed (`true`) or cleared (`false`): back off / resume.
-    fn pressure(&mut self, on: bool);
-    /// Drop ALL state: nothing may stay allocated in its domain.
+    fn pressure(&mut self, cx: &mut Context<'_>, on: bool);
+    /// Drop ALL state: nothing may stay allocated in its domain. (Its sockets and bindings are
+    /// the platform's to release, right after.)
     fn shed(&mut self);
     /// A few lines about itself for `show status`.
     fn status(&self, out: &mut dyn Write) -> fmt::Result;
+    /// A console command of its own (`show route`, `show sctp`, ...): `None` if `words` are
+    /// not one of its commands. Runs inside its domain.
+    fn command(
+        &mut self,
+        _cx: &mut Context<'_>,
+        _words: &[&str],
+        _out: &mut dyn Write,
+    ) -> Option<fmt::Result> {
+        None
+    }
+    /// Its lines of `help`.
+    fn help(&self) -> &'static str {
+        ""
+    }
+    /// Its counters for NIC `iface` in `show interfaces` (the forwarder's), if any.
+    fn interface_counters(&self, _iface: u8) -> Option<crate::console::InterfaceCounters> {
+        None
+    }
+}
+
+/// The platform, as the supervisor hands it to subsystems: their I/O and the random source.
+pub struct World<'a> {
+    pub io: &'a mut dyn Io,
+    pub rng: &'a mut dyn RngCore,
+}
+
+/// Why traffic could not be handed to a subsystem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliverError {
+    /// No subsystem owns the domain.
+    NoSubsystem,
+    /// Its subsystem is not up.
+    NotUp,
 }
 
 /// Work that runs inside a subsystem's domain and goes with it when the domain is shed: the
@@ -128,7 +178,7 @@ pub struct Leak {
 }
 
 /// The memory accounting, as the supervisor sees it.
-pub trait MemoryBooks {
+pub trait MemoryBooks: Admission {
     /// Runs `f` with `d` as the current domain, restoring the previous one afterwards.
     fn with_domain<R>(&self, d: Domain, f: impl FnOnce() -> R) -> R;
     fn over_hard(&self, d: Domain) -> bool;
@@ -138,6 +188,30 @@ pub trait MemoryBooks {
     /// After a shed: returns the domain's cached chunks to the heap and reports whatever is
     /// still charged above the baseline.
     fn reclaim(&self, d: Domain) -> Leak;
+    /// The domain's figures, for `show memory`.
+    fn stats(&self, d: Domain) -> DomainFigures;
+    fn heap_stats(&self) -> HeapFigures;
+}
+
+/// A domain's figures, as `show memory` prints them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DomainFigures {
+    pub used: usize,
+    pub peak: usize,
+    pub blocks: usize,
+    pub chunks: usize,
+    pub soft: usize,
+    pub hard: usize,
+    pub failed_admissions: u64,
+}
+
+/// The shared heap's figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeapFigures {
+    pub total: usize,
+    pub used: usize,
+    pub free: usize,
+    pub largest_free: usize,
 }
 
 /// Where a subsystem is in its lifecycle.
@@ -259,7 +333,7 @@ impl<B: MemoryBooks> Supervisor<B> {
             domain,
             policy,
             state: SubsystemState::Down,
-            recent: VecDeque::new(),
+            recent: VecDeque::with_capacity(policy.limit.max(1) as usize),
             restart_at: None,
             pressure: false,
             pending: false,
@@ -275,17 +349,78 @@ impl<B: MemoryBooks> Supervisor<B> {
     }
 
     /// Starts every subsystem that is `down`.
-    pub fn start(&mut self, now: Instant) {
+    pub fn start(&mut self, now: Instant, world: &mut World<'_>) {
         for i in 0..self.slots.len() {
             if self.slots.get(i).is_some_and(|s| s.state == SubsystemState::Down) {
-                self.start_slot(i, now);
+                self.start_slot(i, now, world);
             }
         }
     }
 
+    /// Hands `inbound` to the subsystem of `d`, inside its domain.
+    pub fn deliver(
+        &mut self,
+        d: Domain,
+        inbound: Inbound<'_>,
+        now: Instant,
+        world: &mut World<'_>,
+    ) -> Result<Delivery, DeliverError> {
+        let slot = self.slots.iter_mut().find(|s| s.domain == d).ok_or(DeliverError::NoSubsystem)?;
+        if slot.state != SubsystemState::Up {
+            return Err(DeliverError::NotUp);
+        }
+        let (books, sub) = (&self.books, &mut slot.sub);
+        let delivery = books.with_domain(d, || {
+            let mut cx = Context::new(now, d, &mut *world.rng, books, &mut *world.io);
+            sub.receive(&mut cx, inbound)
+        });
+        slot.pending = true;
+        Ok(delivery)
+    }
+
+    /// Offers a console command to each running subsystem in turn, inside its domain.
+    pub fn command(
+        &mut self,
+        words: &[&str],
+        out: &mut dyn Write,
+        now: Instant,
+        world: &mut World<'_>,
+    ) -> Option<fmt::Result> {
+        let books = &self.books;
+        for slot in self.slots.iter_mut().filter(|s| s.state == SubsystemState::Up) {
+            let (d, sub) = (slot.domain, &mut slot.sub);
+            let answer = books.with_domain(d, || {
+                let mut cx = Context::new(now, d, &mut *world.rng, books, &mut *world.io);
+                sub.command(&mut cx, words, out)
+            });
+            if answer.is_some() {
+                return answer;
+            }
+        }
+        None
+    }
+
+    /// Every subsystem's help lines.
+    pub fn help(&self, out: &mut dyn Write) -> fmt::Result {
+        for s in &self.slots {
+            out.write_str(s.sub.help())?;
+        }
+        Ok(())
+    }
+
+    /// Reads the subsystem of `d` while it is up.
+    pub fn with_subsystem<R>(&self, d: Domain, f: impl FnOnce(&dyn Subsystem) -> R) -> Option<R> {
+        self.slots.iter().find(|s| s.domain == d && s.state == SubsystemState::Up).map(|s| f(&*s.sub))
+    }
+
+    /// Whether the subsystem of `d` is up.
+    pub fn is_up(&self, d: Domain) -> bool {
+        self.slots.iter().any(|s| s.domain == d && s.state == SubsystemState::Up)
+    }
+
     /// One loop turn: restarts that are due, one bounded poll of each running subsystem
     /// inside its domain, then the quota checks (shed over hard, pressure over soft).
-    pub fn poll(&mut self, now: Instant) {
+    pub fn poll(&mut self, now: Instant, world: &mut World<'_>) {
         for i in 0..self.slots.len() {
             let due = self.slots.get(i).is_some_and(|s| {
                 s.state == SubsystemState::Restarting && s.restart_at.is_some_and(|t| t <= now)
@@ -294,7 +429,7 @@ impl<B: MemoryBooks> Supervisor<B> {
                 if let Some(s) = self.slots.get_mut(i) {
                     s.restarts += 1;
                 }
-                self.start_slot(i, now);
+                self.start_slot(i, now, world);
             }
         }
         for i in 0..self.slots.len() {
@@ -302,9 +437,11 @@ impl<B: MemoryBooks> Supervisor<B> {
             if slot.state != SubsystemState::Up {
                 continue;
             }
-            let (budget, sub, tasks) = (slot.policy.budget, &mut slot.sub, &mut slot.tasks);
-            let (outcome, tasks_working) = self.books.with_domain(slot.domain, || {
-                let outcome = sub.poll(now, budget);
+            let (budget, d, sub, tasks) = (slot.policy.budget, slot.domain, &mut slot.sub, &mut slot.tasks);
+            let books = &self.books;
+            let (outcome, tasks_working) = books.with_domain(d, || {
+                let mut cx = Context::new(now, d, &mut *world.rng, books, &mut *world.io);
+                let outcome = sub.poll(&mut cx, budget);
                 let mut working = false;
                 tasks.retain_mut(|t| match t.poll(now) {
                     TaskState::Working => {
@@ -318,7 +455,7 @@ impl<B: MemoryBooks> Supervisor<B> {
             });
             slot.pending = outcome == PollOutcome::Pending || tasks_working;
             if outcome == PollOutcome::Failed {
-                self.take_down(i, now, Cause::Failed);
+                self.take_down(i, now, Cause::Failed, world);
             }
         }
         for i in 0..self.slots.len() {
@@ -328,14 +465,17 @@ impl<B: MemoryBooks> Supervisor<B> {
             }
             let d = slot.domain;
             if self.books.over_hard(d) {
-                self.take_down(i, now, Cause::OverQuota);
+                self.take_down(i, now, Cause::OverQuota, world);
                 continue;
             }
             let soft = self.books.over_soft(d);
             if soft != slot.pressure {
                 slot.pressure = soft;
-                let sub = &mut slot.sub;
-                self.books.with_domain(d, || sub.pressure(soft));
+                let (books, sub) = (&self.books, &mut slot.sub);
+                books.with_domain(d, || {
+                    let mut cx = Context::new(now, d, &mut *world.rng, books, &mut *world.io);
+                    sub.pressure(&mut cx, soft)
+                });
             }
         }
     }
@@ -356,10 +496,10 @@ impl<B: MemoryBooks> Supervisor<B> {
 
     /// Sheds the subsystem of `d` now, as if it had gone over its quota (console
     /// `debug shed`). False when no running subsystem owns `d`.
-    pub fn force_shed(&mut self, d: Domain, now: Instant) -> bool {
+    pub fn force_shed(&mut self, d: Domain, now: Instant, world: &mut World<'_>) -> bool {
         match self.slots.iter().position(|s| s.domain == d && s.state == SubsystemState::Up) {
             Some(i) => {
-                self.take_down(i, now, Cause::Forced);
+                self.take_down(i, now, Cause::Forced, world);
                 true
             }
             None => false,
@@ -449,7 +589,7 @@ impl<B: MemoryBooks> Supervisor<B> {
         Ok(())
     }
 
-    fn start_slot(&mut self, i: usize, now: Instant) {
+    fn start_slot(&mut self, i: usize, now: Instant, world: &mut World<'_>) {
         let Some(slot) = self.slots.get_mut(i) else { return };
         let d = slot.domain;
         slot.state = SubsystemState::Starting;
@@ -457,10 +597,15 @@ impl<B: MemoryBooks> Supervisor<B> {
         slot.pressure = false;
         slot.pending = false;
         self.books.set_baseline(d);
-        let sub = &mut slot.sub;
-        match self.books.with_domain(d, || sub.start(now)) {
+        let (books, sub) = (&self.books, &mut slot.sub);
+        let started = books.with_domain(d, || {
+            let mut cx = Context::new(now, d, &mut *world.rng, books, &mut *world.io);
+            sub.start(&mut cx)
+        });
+        match started {
             Ok(()) => {
                 slot.state = SubsystemState::Up;
+                world.io.subsystem_up(d);
                 if let Some(down) = slot.taken_down_at.take() {
                     let took = Duration::from_micros(now.total_micros().saturating_sub(down.total_micros()));
                     slot.last_recovery = Some(took);
@@ -469,13 +614,13 @@ impl<B: MemoryBooks> Supervisor<B> {
             }
             Err(e) => {
                 log::warn!("{} failed to start: {:?}", slot.sub.name(), e);
-                self.take_down(i, now, Cause::Failed);
+                self.take_down(i, now, Cause::Failed, world);
             }
         }
     }
 
     /// Sheds slot `i`, records any leak, and schedules its restart or holds it down.
-    fn take_down(&mut self, i: usize, now: Instant, cause: Cause) {
+    fn take_down(&mut self, i: usize, now: Instant, cause: Cause, world: &mut World<'_>) {
         let Some(slot) = self.slots.get_mut(i) else { return };
         let d = slot.domain;
         slot.state = SubsystemState::Shedding;
@@ -493,6 +638,9 @@ impl<B: MemoryBooks> Supervisor<B> {
             // The tasks and the list that held them were allocated in `d`: free both.
             *tasks = Vec::new();
         });
+        // Its connections are reset and its sockets, bindings and routes released; the
+        // platform's own records of them are `net`'s.
+        self.books.with_domain(Domain::Net, || world.io.subsystem_down(d, now));
         let leak = self.books.reclaim(d);
         if leak.bytes > 0 || leak.blocks > 0 {
             log::warn!("LEAK domain={} bytes={} blocks={}", d.name(), leak.bytes, leak.blocks);
@@ -511,11 +659,13 @@ impl<B: MemoryBooks> Supervisor<B> {
         while slot.recent.front().is_some_and(|t| *t <= window_start && slot.policy.window > Duration::ZERO) {
             slot.recent.pop_front();
         }
-        slot.recent.push_back(now);
+        // Reserved for `limit` entries at `add`: make room before the push so that it never
+        // grows (it would be charged to whatever domain is current).
         let limit = slot.policy.limit.max(1) as usize;
-        while slot.recent.len() > limit {
+        while slot.recent.len() >= limit {
             slot.recent.pop_front();
         }
+        slot.recent.push_back(now);
         if slot.recent.len() >= limit {
             log::error!("{} held down: {} take-downs within {}", slot.sub.name(), limit, slot.policy.window);
             slot.state = SubsystemState::HeldDown;
@@ -591,6 +741,14 @@ impl fmt::Display for AddError {
 mod tests {
     extern crate std;
     use super::*;
+    use crate::testing::{NullIo, TestRng};
+
+    /// A world with no stack, for one call.
+    macro_rules! w {
+        () => {
+            &mut World { io: &mut NullIo::default(), rng: &mut TestRng(7) }
+        };
+    }
     use core::cell::{Cell, RefCell};
     use std::rc::Rc;
     use std::string::{String, ToString};
@@ -628,7 +786,38 @@ mod tests {
         }
     }
 
+    impl Admission for Books {
+        fn admit(&self, d: Domain, bytes: usize) -> Result<(), crate::domain::OverQuota> {
+            let i = d as usize;
+            let room = self.0.hard[i].get().saturating_sub(self.0.used[i].get());
+            if bytes <= room {
+                Ok(())
+            } else {
+                Err(crate::domain::OverQuota {
+                    domain: d,
+                    requested: bytes,
+                    used: self.0.used[i].get(),
+                    hard: self.0.hard[i].get(),
+                })
+            }
+        }
+        fn room(&self, d: Domain) -> crate::context::Room {
+            let i = d as usize;
+            let used = self.0.used[i].get();
+            crate::context::Room {
+                soft: self.0.soft[i].get().saturating_sub(used),
+                hard: self.0.hard[i].get().saturating_sub(used),
+            }
+        }
+    }
+
     impl MemoryBooks for Books {
+        fn stats(&self, d: Domain) -> DomainFigures {
+            DomainFigures { used: self.0.used[d as usize].get(), ..DomainFigures::default() }
+        }
+        fn heap_stats(&self) -> HeapFigures {
+            HeapFigures::default()
+        }
         fn with_domain<R>(&self, d: Domain, f: impl FnOnce() -> R) -> R {
             let prev = self.0.current.replace(Some(d));
             let r = f();
@@ -674,7 +863,8 @@ mod tests {
         fn domain(&self) -> Domain {
             self.domain
         }
-        fn start(&mut self, now: Instant) -> Result<(), StartError> {
+        fn start(&mut self, cx: &mut Context<'_>) -> Result<(), StartError> {
+            let now = cx.now;
             self.events.borrow_mut().push(std::format!("start@{}", now.total_micros() / 1000));
             assert_eq!(self.books.0.current.get(), Some(self.domain));
             if self.fail_start.get() {
@@ -682,7 +872,7 @@ mod tests {
             }
             Ok(())
         }
-        fn poll(&mut self, _now: Instant, budget: Budget) -> PollOutcome {
+        fn poll(&mut self, _cx: &mut Context<'_>, budget: Budget) -> PollOutcome {
             assert_eq!(self.books.0.current.get(), Some(self.domain), "polled outside its domain");
             assert_eq!(budget, Budget(64));
             if self.fail_poll {
@@ -697,7 +887,7 @@ mod tests {
         fn poll_at(&self, _now: Instant) -> Option<Instant> {
             self.next
         }
-        fn pressure(&mut self, on: bool) {
+        fn pressure(&mut self, _cx: &mut Context<'_>, on: bool) {
             self.events.borrow_mut().push(std::format!("pressure {on}"));
         }
         fn shed(&mut self) {
@@ -742,7 +932,7 @@ mod tests {
         };
         let mut sup = Supervisor::new(books.clone());
         sup.add(Box::new(sub), RestartPolicy::default()).unwrap();
-        sup.start(Instant::ZERO);
+        sup.start(Instant::ZERO, w!());
         Rig { sup, books, events, fail_start }
     }
 
@@ -801,7 +991,7 @@ mod tests {
         let mut now = Instant::ZERO;
         for _ in 0..20 {
             now = now + Duration::from_millis(1);
-            r.sup.poll(now);
+            r.sup.poll(now, w!());
             if dropped.get() {
                 break;
             }
@@ -821,18 +1011,18 @@ mod tests {
     #[test]
     fn sheds_over_hard_quota_and_restarts_after_backoff() {
         let mut r = rig(100, 0, 250, 1000);
-        r.sup.poll(ms(1));
-        r.sup.poll(ms(2));
+        r.sup.poll(ms(1), w!());
+        r.sup.poll(ms(2), w!());
         assert_eq!(state(&r), SubsystemState::Up);
-        r.sup.poll(ms(3)); // 300 bytes > 250
+        r.sup.poll(ms(3), w!()); // 300 bytes > 250
         let rep = r.sup.report(Domain::Bmp).unwrap();
         assert_eq!((rep.state, rep.sheds, rep.restart_at), (SubsystemState::Restarting, 1, Some(ms(13))));
         assert_eq!(r.books.0.used[Domain::Bmp as usize].get(), 0, "shed left memory behind");
         assert_eq!(rep.last_leak, None);
         assert_eq!(r.sup.next_deadline(ms(4)), Some(ms(13)));
-        r.sup.poll(ms(12));
+        r.sup.poll(ms(12), w!());
         assert_eq!(state(&r), SubsystemState::Restarting);
-        r.sup.poll(ms(13));
+        r.sup.poll(ms(13), w!());
         let rep = r.sup.report(Domain::Bmp).unwrap();
         assert_eq!((rep.state, rep.restarts), (SubsystemState::Up, 1));
         assert_eq!(
@@ -850,11 +1040,11 @@ mod tests {
         let mut now = 1;
         let mut delays = Vec::new();
         for _ in 0..4 {
-            r.sup.poll(ms(now));
+            r.sup.poll(ms(now), w!());
             assert_eq!(state(&r), SubsystemState::Restarting);
             let at = r.sup.report(Domain::Bmp).unwrap().restart_at.unwrap();
             delays.push(at.total_micros() / 1000 - now);
-            r.sup.poll(ms(at.total_micros() / 1000 - 1));
+            r.sup.poll(ms(at.total_micros() / 1000 - 1), w!());
             assert_eq!(
                 r.sup.report(Domain::Bmp).unwrap().restarts as usize,
                 delays.len() - 1,
@@ -863,14 +1053,14 @@ mod tests {
             now = at.total_micros() / 1000;
         }
         assert_eq!(delays, [10, 20, 40, 80]);
-        r.sup.poll(ms(now)); // restart, fifth shed within 60 s
+        r.sup.poll(ms(now), w!()); // restart, fifth shed within 60 s
         let rep = r.sup.report(Domain::Bmp).unwrap();
         assert_eq!(
             (rep.state, rep.sheds, rep.restarts, rep.restart_at),
             (SubsystemState::HeldDown, 5, 4, None)
         );
         assert_eq!(r.sup.next_deadline(ms(now + 2)), None);
-        r.sup.poll(ms(100_000));
+        r.sup.poll(ms(100_000), w!());
         assert_eq!(state(&r), SubsystemState::HeldDown, "a held-down subsystem restarted by itself");
         let mut text = String::new();
         r.sup.status(&mut text).unwrap();
@@ -881,7 +1071,7 @@ mod tests {
 
         // Released: restarts at once with a fresh window (so its next shed backs off 10 ms).
         assert!(r.sup.release(Domain::Bmp, ms(100_000)));
-        r.sup.poll(ms(100_000));
+        r.sup.poll(ms(100_000), w!());
         let rep = r.sup.report(Domain::Bmp).unwrap();
         assert_eq!(
             (rep.state, rep.restarts, rep.sheds, rep.restart_at),
@@ -907,20 +1097,20 @@ mod tests {
         };
         let mut sup = Supervisor::new(books);
         sup.add(Box::new(sub), policy).unwrap();
-        sup.start(Instant::ZERO);
+        sup.start(Instant::ZERO, w!());
         let mut now = 1;
         let mut last = 0;
         for _ in 0..12 {
-            sup.poll(ms(now));
+            sup.poll(ms(now), w!());
             let at = sup.report(Domain::Bmp).unwrap().restart_at.unwrap().total_micros() / 1000;
             last = at - now;
             now = at;
-            sup.poll(ms(now));
+            sup.poll(ms(now), w!());
         }
         assert_eq!(last, 5000, "backoff not capped at 5 s");
         // Long after the window, a shed starts again from the initial backoff.
         now += 120_000;
-        sup.poll(ms(now));
+        sup.poll(ms(now), w!());
         let at = sup.report(Domain::Bmp).unwrap().restart_at.unwrap().total_micros() / 1000;
         assert_eq!(at - now, 10);
     }
@@ -928,12 +1118,12 @@ mod tests {
     #[test]
     fn pressure_on_and_off_once_each() {
         let mut r = rig(100, 0, 10_000, 150);
-        r.sup.poll(ms(1));
-        r.sup.poll(ms(2)); // 200 > 150
-        r.sup.poll(ms(3));
+        r.sup.poll(ms(1), w!());
+        r.sup.poll(ms(2), w!()); // 200 > 150
+        r.sup.poll(ms(3), w!());
         assert!(r.sup.report(Domain::Bmp).unwrap().pressure);
         r.books.0.used[Domain::Bmp as usize].set(0);
-        r.sup.poll(ms(4)); // 100 again, under
+        r.sup.poll(ms(4), w!()); // 100 again, under
         assert!(!r.sup.report(Domain::Bmp).unwrap().pressure);
         assert_eq!(r.events.borrow().as_slice(), ["start@0", "pressure true", "pressure false"]);
     }
@@ -942,9 +1132,9 @@ mod tests {
     fn leak_recorded_and_logged_in_the_fixed_format() {
         test_log::install();
         let mut r = rig(100, 100, 250, 1000);
-        r.sup.poll(ms(1));
-        r.sup.poll(ms(2));
-        r.sup.poll(ms(3));
+        r.sup.poll(ms(1), w!());
+        r.sup.poll(ms(2), w!());
+        r.sup.poll(ms(3), w!());
         let rep = r.sup.report(Domain::Bmp).unwrap();
         assert_eq!((rep.leaks, rep.last_leak), (1, Some(Leak { bytes: 100, blocks: 1 })));
         let logs = test_log::take();
@@ -958,9 +1148,9 @@ mod tests {
     fn failed_start_and_failed_poll_are_taken_down_with_backoff() {
         let mut r = rig(0, 0, 250, 1000);
         r.fail_start.set(true);
-        assert!(r.sup.force_shed(Domain::Bmp, ms(1)));
+        assert!(r.sup.force_shed(Domain::Bmp, ms(1), w!()));
         assert_eq!(r.sup.report(Domain::Bmp).unwrap().sheds, 1);
-        r.sup.poll(ms(11)); // restart fails
+        r.sup.poll(ms(11), w!()); // restart fails
         let rep = r.sup.report(Domain::Bmp).unwrap();
         assert_eq!((rep.state, rep.failures, rep.restart_at), (SubsystemState::Restarting, 1, Some(ms(31))));
 
@@ -979,8 +1169,8 @@ mod tests {
         };
         let mut sup = Supervisor::new(books);
         sup.add(Box::new(sub), RestartPolicy::default()).unwrap();
-        sup.start(ms(0));
-        sup.poll(ms(1));
+        sup.start(ms(0), w!());
+        sup.poll(ms(1), w!());
         let rep = sup.report(Domain::Sctp).unwrap();
         assert_eq!((rep.state, rep.failures, rep.sheds), (SubsystemState::Restarting, 1, 0));
     }
@@ -1016,8 +1206,8 @@ mod tests {
             next: None,
         };
         assert_eq!(r.sup.add(Box::new(kernel), RestartPolicy::default()), Err(AddError::KernelDomain));
-        assert!(!r.sup.force_shed(Domain::Bgp, ms(1)));
-        r.sup.poll(ms(2));
+        assert!(!r.sup.force_shed(Domain::Bgp, ms(1), w!()));
+        r.sup.poll(ms(2), w!());
         let mut text = String::new();
         r.sup.status(&mut text).unwrap();
         assert!(text.contains("fake: holding 0 objects"), "{text}");

@@ -69,6 +69,14 @@ pub struct NicCounters {
     pub tx_oversize: u64,
 }
 
+/// A received frame, its buffer out of the ring: the frame is `buffer[start..start + len]`.
+pub struct Received {
+    pub buffer: Box<[u8]>,
+    pub start: usize,
+    pub len: usize,
+    pub slot: usize,
+}
+
 /// The transmit ring had no free buffer.
 #[derive(Debug)]
 pub struct TxFull;
@@ -163,6 +171,38 @@ impl Nic {
         };
         let _ = self.post_rx(index);
         result
+    }
+
+    /// Takes the next received frame out of the ring, buffer and all (no copy), so that the
+    /// caller may rewrite it and send it on another NIC; [`Nic::recycle`] gives it back.
+    pub fn take_received(&mut self) -> Option<Received> {
+        let token = self.device.poll_receive()?;
+        let slot = self.rx_by_token.get_mut(usize::from(token))?.take()?;
+        let buffer = self.rx_buffers.get_mut(slot)?;
+        // SAFETY: `token` was returned by receive_begin for exactly this buffer.
+        match unsafe { self.device.receive_complete(token, buffer) } {
+            Ok((header, length)) if header + length <= buffer.len() => {
+                self.counters.rx_packets += 1;
+                self.counters.rx_bytes += length as u64;
+                let buffer = core::mem::take(buffer);
+                Some(Received { buffer, start: header, len: length, slot })
+            }
+            _ => {
+                self.counters.rx_errors += 1;
+                let _ = self.post_rx(slot);
+                None
+            }
+        }
+    }
+
+    /// Gives a buffer taken by [`Nic::take_received`] back to its slot and to the device.
+    pub fn recycle(&mut self, buffer: Box<[u8]>, slot: usize) {
+        if let Some(place) = self.rx_buffers.get_mut(slot) {
+            if buffer.len() == BUFFER_SIZE {
+                *place = buffer;
+                let _ = self.post_rx(slot);
+            }
+        }
     }
 
     /// Whether a received frame is waiting.

@@ -20,13 +20,18 @@ use alloc::vec::Vec;
 use crate::fib::{mask, Fib, FibError, Prefix};
 use crate::flows::{FlowKey, FlowTable, FlowTimeouts, Micros};
 use crate::neighbour::{Neighbours, Resolution};
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, Ipv4Address,
+    Ipv4Packet,
+};
 
 pub const MAX_INTERFACES: usize = 4;
 
 const ETHERNET_HEADER: usize = 14;
 const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_ARP: u16 = 0x0806;
 const IPV4_MIN_HEADER: usize = 20;
+/// The largest IP packet the appliance sends (the largest MTU it supports).
+pub const MAX_IP_PACKET: usize = 1500;
 const PROTOCOL_ICMP: u8 = 1;
 const PROTOCOL_TCP: u8 = 6;
 const PROTOCOL_UDP: u8 = 17;
@@ -37,6 +42,9 @@ const CODE_HOST_UNREACHABLE: u8 = 1;
 const CODE_FRAGMENTATION_NEEDED: u8 = 4;
 /// Largest ICMP error frame: Ethernet, IP, ICMP header, the quoted header (≤ 60) and 8 bytes.
 const ICMP_ERROR_MAX: usize = ETHERNET_HEADER + IPV4_MIN_HEADER + 8 + 60 + 8;
+/// What one new FIB prefix may cost at most (tree-bitmap nodes), asked of the domain before
+/// a route is installed.
+const FIB_ROUTE_ESTIMATE: usize = 256;
 /// Flow-table slots swept per poll.
 const FLOW_SWEEP: usize = 1024;
 /// The longest `poll` waits with nothing scheduled (flow expiry makes progress at least this often).
@@ -146,18 +154,105 @@ impl NextHop {
     }
 }
 
+/// Where a route came from. Sources are ranked in this order: a route from a preferred
+/// source is never replaced by one from a later source, and each source has its own route limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RouteSource {
+    /// An interface's own subnet.
+    Connected,
+    /// `[[route]]` in the configuration.
+    Static,
+    /// The BGP speaker's best paths.
+    Bgp,
+}
+
+impl RouteSource {
+    pub const ALL: [RouteSource; 3] = [RouteSource::Connected, RouteSource::Static, RouteSource::Bgp];
+    pub const COUNT: usize = RouteSource::ALL.len();
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RouteSource::Connected => "connected",
+            RouteSource::Static => "static",
+            RouteSource::Bgp => "bgp",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A FIB entry's target: where it leads and who put it there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub next_hop: NextHop,
+    pub source: RouteSource,
+}
+
+/// Per route source: how many routes it has in the FIB, its limit, and what was refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceCounters {
+    pub routes: usize,
+    pub limit: usize,
+    /// Refused at the limit.
+    pub refused_limit: u64,
+    /// Refused because a preferred source holds the prefix.
+    pub shadowed: u64,
+    /// Refused because the gateway resolves to no connected next hop.
+    pub unresolved: u64,
+    /// Refused because the forwarder's domain had no room.
+    pub refused_memory: u64,
+}
+
 /// Why a route was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RouteError {
     Fib(FibError),
-    /// The gateway is not on any connected subnet.
+    /// The gateway is neither on a connected subnet nor reachable through one.
     GatewayNotConnected,
     NoSuchInterface,
+    /// The source already has as many routes as its limit allows.
+    LimitReached(RouteSource),
+    /// A preferred source holds the prefix.
+    Shadowed {
+        by: RouteSource,
+    },
+    /// The forwarder's domain refused the memory for the route.
+    OverQuota,
 }
 
-/// Where frames go out. `false`: the ring was full and the frame was not sent.
+/// What happened to a packet the appliance itself sent (TCP, UDP, SCTP, ICMP replies).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocalCounters {
+    pub sent: u64,
+    /// Waiting for ARP, in the neighbour queue.
+    pub queued: u64,
+    pub no_route: u64,
+    pub malformed: u64,
+    pub neighbour_queue_full: u64,
+    pub tx_full: u64,
+    pub over_quota: u64,
+}
+
+/// Why a frame was not sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxError {
+    /// Every transmit buffer is in flight.
+    RingFull,
+    /// Larger than the NIC's largest frame.
+    Oversize,
+    /// No such NIC.
+    NoLink,
+}
+
+/// Where frames go out, and the forwarder domain's admission: before a packet is queued for
+/// resolution (the one place per-packet work allocates) the core asks for room, and a refusal
+/// drops it as `over_quota`.
 pub trait Sink {
-    fn transmit(&mut self, iface: u8, frame: &[u8]) -> bool;
+    fn transmit(&mut self, iface: u8, frame: &[u8]) -> Result<(), TxError>;
+    /// Room for `bytes` more in the forwarder's domain.
+    fn admit(&mut self, bytes: usize) -> bool;
 }
 
 /// The forwarder's tunables.
@@ -167,26 +262,22 @@ pub struct Settings {
     pub flow_timeouts: FlowTimeouts,
     /// ICMP errors per second; 0 sends none.
     pub icmp_rate: u32,
-    /// Asks the forwarder's memory domain for room before a packet is queued for resolution
-    /// (the one place per-packet work allocates): `false` drops it as `over_quota`.
-    pub admit: fn(usize) -> bool,
-}
-
-/// Admission that always grants (tests, and before a domain has quotas).
-pub fn admit_always(_bytes: usize) -> bool {
-    true
+    /// The most routes each source may install, indexed by [`RouteSource::index`].
+    pub route_limits: [usize; RouteSource::COUNT],
 }
 
 pub struct Forwarder {
     interfaces: [Option<Interface>; MAX_INTERFACES],
     fib: Fib,
-    next_hops: Vec<NextHop>,
+    routes: Vec<Route>,
     neighbours: Neighbours,
     flows: FlowTable,
     icmp: TokenBucket,
-    admit: fn(usize) -> bool,
     ip_id: u16,
     counters: [Counters; MAX_INTERFACES],
+    sources: [SourceCounters; RouteSource::COUNT],
+    local: LocalCounters,
+    arp_replies: u64,
 }
 
 impl Forwarder {
@@ -194,13 +285,18 @@ impl Forwarder {
         Forwarder {
             interfaces: [None; MAX_INTERFACES],
             fib: Fib::new(),
-            next_hops: Vec::new(),
+            routes: Vec::new(),
             neighbours: Neighbours::new(),
             flows: FlowTable::new(settings.flow_capacity, settings.flow_timeouts),
             icmp: TokenBucket::new(settings.icmp_rate),
-            admit: settings.admit,
             ip_id: 0,
             counters: [Counters::default(); MAX_INTERFACES],
+            sources: core::array::from_fn(|i| SourceCounters {
+                limit: settings.route_limits.get(i).copied().unwrap_or(0),
+                ..SourceCounters::default()
+            }),
+            local: LocalCounters::default(),
+            arp_replies: 0,
         }
     }
 
@@ -210,26 +306,69 @@ impl Forwarder {
         *slot = Some(interface);
         if let Some((addr, len)) = interface.address {
             let prefix = Prefix::new(addr & mask(len), len).map_err(RouteError::Fib)?;
-            let id = self.next_hop_id(NextHop::Connected { iface });
-            self.fib.insert(prefix, id).map_err(RouteError::Fib)?;
+            let route = Route { next_hop: NextHop::Connected { iface }, source: RouteSource::Connected };
+            self.install(prefix, route, &mut |_| true)?;
         }
         Ok(())
     }
 
-    /// Adds a route via `gateway`, which must lie on a connected subnet.
-    pub fn add_route(&mut self, prefix: Prefix, gateway: u32) -> Result<(), RouteError> {
-        let iface = self
-            .interfaces
+    /// Adds or replaces `source`'s route to `prefix` via `gateway`. The gateway must lie on a
+    /// connected subnet, or be reached through a route to one (BGP multihop and iBGP next hops:
+    /// resolved once, when the route is installed). Refused, and counted against the source,
+    /// when the source is at its limit, a preferred source holds the prefix, or the domain has
+    /// no room; a refusal leaves the FIB as it was.
+    pub fn add_route(
+        &mut self,
+        prefix: Prefix,
+        gateway: u32,
+        source: RouteSource,
+        admit: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<(), RouteError> {
+        let Some(next_hop) = self.resolve_gateway(gateway) else {
+            self.source_mut(source).unresolved += 1;
+            return Err(RouteError::GatewayNotConnected);
+        };
+        self.install(prefix, Route { next_hop, source }, admit)
+    }
+
+    /// Removes `source`'s route to `prefix`; a route another source installed stays.
+    pub fn remove_route(&mut self, prefix: Prefix, source: RouteSource) -> bool {
+        let holder = self.fib.get(prefix).and_then(|id| self.route(id));
+        if holder.is_none_or(|r| r.source != source) {
+            return false;
+        }
+        self.fib.remove(prefix);
+        let counters = self.source_mut(source);
+        counters.routes = counters.routes.saturating_sub(1);
+        true
+    }
+
+    /// Removes every route of `source` (its subsystem was shed); returns how many went.
+    pub fn withdraw_source(&mut self, source: RouteSource) -> usize {
+        let doomed: Vec<Prefix> = self
+            .fib
             .iter()
-            .enumerate()
-            .find_map(|(i, x)| {
-                let (addr, len) = x.as_ref()?.address?;
-                (gateway & mask(len) == addr & mask(len)).then_some(i as u8)
-            })
-            .ok_or(RouteError::GatewayNotConnected)?;
-        let id = self.next_hop_id(NextHop::Via { gateway, iface });
-        self.fib.insert(prefix, id).map_err(RouteError::Fib)?;
-        Ok(())
+            .filter(|(_, id)| self.route(*id).is_some_and(|r| r.source == source))
+            .map(|(p, _)| p)
+            .collect();
+        for prefix in &doomed {
+            self.fib.remove(*prefix);
+        }
+        self.source_mut(source).routes = 0;
+        doomed.len()
+    }
+
+    /// Each source's figures, indexed by [`RouteSource::index`].
+    pub fn source_counters(&self) -> [SourceCounters; RouteSource::COUNT] {
+        self.sources
+    }
+
+    pub fn local_counters(&self) -> LocalCounters {
+        self.local
+    }
+
+    pub fn arp_replies(&self) -> u64 {
+        self.arp_replies
     }
 
     pub fn fib(&self) -> &Fib {
@@ -237,7 +376,12 @@ impl Forwarder {
     }
 
     pub fn next_hop(&self, id: u32) -> Option<NextHop> {
-        self.next_hops.get(id as usize).copied()
+        self.route(id).map(|r| r.next_hop)
+    }
+
+    /// The route behind a FIB value.
+    pub fn route(&self, id: u32) -> Option<Route> {
+        self.routes.get(id as usize).copied()
     }
 
     pub fn flows(&self) -> &FlowTable {
@@ -309,7 +453,7 @@ impl Forwarder {
                 if request {
                     self.send_arp_request(out, gateway, sink);
                 }
-                if !(self.admit)(len) {
+                if !sink.admit(len) {
                     self.drop(iface, DropReason::OverQuota);
                 } else if self.neighbours.enqueue(out, gateway, frame.get(..len).unwrap_or(&[])).is_err() {
                     self.drop(iface, DropReason::NeighbourQueueFull);
@@ -332,24 +476,106 @@ impl Forwarder {
         }
     }
 
-    /// Learns from an ARP frame received on `iface` (smoltcp answers it; this only listens)
-    /// and sends whatever was waiting for the sender.
+    /// An ARP frame received on `iface`: learns the sender, answers a request for the
+    /// interface's own address (the appliance's ARP responder), and sends whatever was waiting
+    /// for the sender. A malformed frame is ignored.
     pub fn handle_arp(&mut self, now: Micros, iface: u8, frame: &[u8], sink: &mut impl Sink) {
-        let Some(arp) = frame.get(ETHERNET_HEADER..ETHERNET_HEADER + 28) else { return };
-        if read_u16(frame, 12) != ETHERTYPE_ARP || arp[0..6] != [0, 1, 8, 0, 6, 4] {
+        let Ok(ethernet) = EthernetFrame::new_checked(frame) else { return };
+        let Ok(packet) = ArpPacket::new_checked(ethernet.payload()) else { return };
+        let Ok(ArpRepr::EthernetIpv4 {
+            operation,
+            source_hardware_addr,
+            source_protocol_addr,
+            target_protocol_addr,
+            ..
+        }) = ArpRepr::parse(&packet)
+        else {
             return;
-        }
-        let mut sender_mac = [0u8; 6];
-        sender_mac.copy_from_slice(&arp[8..14]);
-        let sender_ip = u32::from_be_bytes([arp[14], arp[15], arp[16], arp[17]]);
-        let target_ip = u32::from_be_bytes([arp[24], arp[25], arp[26], arp[27]]);
+        };
         let Some(interface) = self.interface(iface) else { return };
-        let for_us = interface.address.is_some_and(|(addr, _)| addr == target_ip);
-        let waiting = self.neighbours.learn(now, iface, sender_ip, sender_mac, for_us);
+        let sender_ip = u32::from(source_protocol_addr);
+        let target_ip = u32::from(target_protocol_addr);
+        let ours = interface.address.is_some_and(|(addr, _)| addr == target_ip);
+        if !source_hardware_addr.is_unicast() || sender_ip == 0 {
+            return; // a probe (RFC 5227) or a bogus sender: nothing to learn or answer
+        }
+        let sender_mac = source_hardware_addr.0;
+        let waiting = self.neighbours.learn(now, iface, sender_ip, sender_mac, ours);
+        if ours && operation == ArpOperation::Request {
+            let reply = ArpRepr::EthernetIpv4 {
+                operation: ArpOperation::Reply,
+                source_hardware_addr: EthernetAddress(interface.mac),
+                source_protocol_addr: target_protocol_addr,
+                target_hardware_addr: source_hardware_addr,
+                target_protocol_addr: source_protocol_addr,
+            };
+            if send_arp(&interface, source_hardware_addr, &reply, iface, sink) {
+                self.arp_replies += 1;
+            }
+        }
         for mut queued in waiting {
-            // Counted against the interface the packet came in on (where its source lives).
-            let ingress = self.ingress_for(read_u32(&queued, 26)).unwrap_or(iface);
-            self.send(ingress, iface, sender_mac, &mut queued, sink);
+            // Counted against the interface the packet came in on (where its source lives);
+            // a packet the appliance sent itself has its own counters.
+            let src = read_u32(&queued, 26);
+            if self.is_own_address(src) {
+                self.send_local_frame(iface, sender_mac, &mut queued, sink);
+            } else {
+                let ingress = self.ingress_for(src).unwrap_or(iface);
+                self.send(ingress, iface, sender_mac, &mut queued, sink);
+            }
+        }
+    }
+
+    /// Routes an IPv4 packet the appliance itself sent (`packet` starts at the IP header):
+    /// through the FIB, with the next hop resolved by ARP (queued, bounded, while it is).
+    /// The packet's TTL is left as its sender set it.
+    pub fn send_local(&mut self, now: Micros, packet: &[u8], sink: &mut impl Sink) {
+        let Ok(ip) = Ipv4Packet::new_checked(packet) else {
+            self.local.malformed += 1;
+            return;
+        };
+        let dst = u32::from(ip.dst_addr());
+        let len = usize::from(ip.total_len());
+        let mut frame = [0u8; ETHERNET_HEADER + MAX_IP_PACKET];
+        let (Some(out_ip), Some(body)) =
+            (frame.get_mut(ETHERNET_HEADER..ETHERNET_HEADER + len), packet.get(..len))
+        else {
+            self.local.malformed += 1;
+            return;
+        };
+        out_ip.copy_from_slice(body);
+        if let Some(ethertype) = frame.get_mut(12..14) {
+            ethertype.copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        }
+        let frame = &mut frame[..ETHERNET_HEADER + len];
+        let Some(next_hop) = self.fib.lookup(dst).and_then(|(id, _)| self.next_hop(id)) else {
+            self.local.no_route += 1;
+            return;
+        };
+        let (out, gateway) = match next_hop {
+            NextHop::Connected { iface } => (iface, dst),
+            NextHop::Via { gateway, iface } => (iface, gateway),
+        };
+        match self.neighbours.resolve(now, out, gateway) {
+            Resolution::Known { mac, refresh } => {
+                if refresh {
+                    self.send_arp_request(out, gateway, sink);
+                }
+                self.send_local_frame(out, mac, frame, sink);
+            }
+            Resolution::Pending { request } => {
+                if request {
+                    self.send_arp_request(out, gateway, sink);
+                }
+                if !sink.admit(frame.len()) {
+                    self.local.over_quota += 1;
+                } else if self.neighbours.enqueue(out, gateway, frame).is_err() {
+                    self.local.neighbour_queue_full += 1;
+                } else {
+                    self.local.queued += 1;
+                }
+            }
+            Resolution::Failed | Resolution::TableFull => self.local.no_route += 1,
         }
     }
 
@@ -396,13 +622,84 @@ impl Forwarder {
         self.next_hop(id).map(NextHop::iface)
     }
 
-    fn next_hop_id(&mut self, next_hop: NextHop) -> u32 {
-        match self.next_hops.iter().position(|n| *n == next_hop) {
-            Some(i) => i as u32,
-            None => {
-                self.next_hops.push(next_hop);
-                self.next_hops.len() as u32 - 1
+    fn route_id(&mut self, route: Route, admit: &mut dyn FnMut(usize) -> bool) -> Result<u32, RouteError> {
+        if let Some(i) = self.routes.iter().position(|r| *r == route) {
+            return Ok(i as u32);
+        }
+        if !admit(core::mem::size_of::<Route>() * self.routes.len().max(4)) {
+            return Err(RouteError::OverQuota);
+        }
+        self.routes.try_reserve(1).map_err(|_| RouteError::OverQuota)?;
+        self.routes.push(route);
+        Ok(self.routes.len() as u32 - 1)
+    }
+
+    fn source_mut(&mut self, source: RouteSource) -> &mut SourceCounters {
+        // `sources` has one entry per variant, so the index is always in range.
+        let i = source.index().min(RouteSource::COUNT - 1);
+        &mut self.sources[i]
+    }
+
+    /// Puts `route` in the FIB for `prefix`, with the source's limit and ranking applied.
+    fn install(
+        &mut self,
+        prefix: Prefix,
+        route: Route,
+        admit: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<(), RouteError> {
+        let holder = self.fib.get(prefix).and_then(|id| self.route(id));
+        if let Some(h) = holder {
+            if h.source < route.source {
+                self.source_mut(route.source).shadowed += 1;
+                return Err(RouteError::Shadowed { by: h.source });
             }
+        }
+        let replaces_own = holder.is_some_and(|h| h.source == route.source);
+        let counters = self.source_mut(route.source);
+        if !replaces_own && counters.routes >= counters.limit {
+            counters.refused_limit += 1;
+            return Err(RouteError::LimitReached(route.source));
+        }
+        // A new prefix may need FIB nodes: ask the domain first (a generous estimate).
+        if holder.is_none() && !admit(FIB_ROUTE_ESTIMATE) {
+            self.source_mut(route.source).refused_memory += 1;
+            return Err(RouteError::OverQuota);
+        }
+        let id = match self.route_id(route, admit) {
+            Ok(id) => id,
+            Err(e) => {
+                self.source_mut(route.source).refused_memory += 1;
+                return Err(e);
+            }
+        };
+        self.fib.insert(prefix, id).map_err(RouteError::Fib)?;
+        if let Some(h) = holder.filter(|h| h.source != route.source) {
+            // A less preferred source lost the prefix.
+            let lost = self.source_mut(h.source);
+            lost.routes = lost.routes.saturating_sub(1);
+        }
+        if !replaces_own {
+            self.source_mut(route.source).routes += 1;
+        }
+        Ok(())
+    }
+
+    /// The connected next hop for `gateway`: its own subnet, or the next hop of the route
+    /// that covers it (one level of recursion, as a multihop or iBGP next hop needs).
+    fn resolve_gateway(&self, gateway: u32) -> Option<NextHop> {
+        let connected = |addr: u32| {
+            self.interfaces.iter().enumerate().find_map(|(i, x)| {
+                let (a, len) = x.as_ref()?.address?;
+                (addr & mask(len) == a & mask(len) && addr != a).then_some(i as u8)
+            })
+        };
+        if let Some(iface) = connected(gateway) {
+            return Some(NextHop::Via { gateway, iface });
+        }
+        let (id, _) = self.fib.lookup(gateway)?;
+        match self.route(id)?.next_hop {
+            NextHop::Connected { iface } => Some(NextHop::Via { gateway, iface }),
+            NextHop::Via { gateway: g, iface } => Some(NextHop::Via { gateway: g, iface }),
         }
     }
 
@@ -422,7 +719,7 @@ impl Forwarder {
         }
         frame[0..6].copy_from_slice(&mac);
         frame[6..12].copy_from_slice(&interface.mac);
-        if sink.transmit(out, frame) {
+        if sink.transmit(out, frame).is_ok() {
             if let Some(c) = self.counters.get_mut(usize::from(ingress)) {
                 c.forwarded_packets += 1;
                 c.forwarded_bytes += frame.len() as u64;
@@ -435,15 +732,35 @@ impl Forwarder {
     fn send_arp_request(&mut self, iface: u8, target: u32, sink: &mut impl Sink) {
         let Some(interface) = self.interface(iface) else { return };
         let Some((addr, _)) = interface.address else { return };
-        let mut frame = [0u8; ETHERNET_HEADER + 28];
-        frame[0..6].copy_from_slice(&[0xff; 6]);
-        frame[6..12].copy_from_slice(&interface.mac);
-        frame[12..14].copy_from_slice(&ETHERTYPE_ARP.to_be_bytes());
-        frame[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]); // Ethernet, IPv4, request
-        frame[22..28].copy_from_slice(&interface.mac);
-        frame[28..32].copy_from_slice(&addr.to_be_bytes());
-        frame[38..42].copy_from_slice(&target.to_be_bytes());
-        sink.transmit(iface, &frame);
+        let request = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr: EthernetAddress(interface.mac),
+            source_protocol_addr: Ipv4Address::from(addr),
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: Ipv4Address::from(target),
+        };
+        send_arp(&interface, EthernetAddress::BROADCAST, &request, iface, sink);
+    }
+
+    /// A packet the appliance sent, its Ethernet header rewritten for `out` and `mac`.
+    fn send_local_frame(&mut self, out: u8, mac: [u8; 6], frame: &mut [u8], sink: &mut impl Sink) {
+        let Some(interface) = self.interface(out) else {
+            self.local.no_route += 1;
+            return;
+        };
+        if let Some(header) = frame.get_mut(..12) {
+            header[0..6].copy_from_slice(&mac);
+            header[6..12].copy_from_slice(&interface.mac);
+        }
+        if sink.transmit(out, frame).is_ok() {
+            self.local.sent += 1;
+        } else {
+            self.local.tx_full += 1;
+        }
+    }
+
+    fn is_own_address(&self, addr: u32) -> bool {
+        self.interfaces.iter().flatten().any(|i| i.address.is_some_and(|(a, _)| a == addr))
     }
 
     /// Sends an ICMP error about `frame` (received on `iface`) back to its previous hop, if
@@ -500,12 +817,29 @@ impl Forwarder {
         icmp[8..8 + quoted.len()].copy_from_slice(quoted);
         let icmp_checksum = checksum(icmp);
         icmp[2..4].copy_from_slice(&icmp_checksum.to_be_bytes());
-        if sink.transmit(iface, buf) {
+        if sink.transmit(iface, buf).is_ok() {
             if let Some(c) = self.counters.get_mut(usize::from(iface)) {
                 c.icmp_errors_sent += 1;
             }
         }
     }
+}
+
+/// Builds an ARP frame from `repr` and hands it to the sink; `false` if the ring was full.
+fn send_arp(
+    interface: &Interface,
+    dst: EthernetAddress,
+    repr: &ArpRepr,
+    iface: u8,
+    sink: &mut impl Sink,
+) -> bool {
+    let mut frame = [0u8; ETHERNET_HEADER + 28];
+    let mut ethernet = EthernetFrame::new_unchecked(&mut frame[..]);
+    ethernet.set_dst_addr(dst);
+    ethernet.set_src_addr(EthernetAddress(interface.mac));
+    ethernet.set_ethertype(EthernetProtocol::Arp);
+    repr.emit(&mut ArpPacket::new_unchecked(ethernet.payload_mut()));
+    sink.transmit(iface, &frame).is_ok()
 }
 
 /// What validation learnt about an IPv4 header.
@@ -658,19 +992,19 @@ fn read_u32(frame: &[u8], at: usize) -> u32 {
 }
 
 /// ICMP error rate limit: `rate` tokens a second, a burst of one second's worth.
-struct TokenBucket {
+pub struct TokenBucket {
     rate: u32,
     tokens: u64,
     updated: Micros,
 }
 
 impl TokenBucket {
-    fn new(rate: u32) -> TokenBucket {
+    pub fn new(rate: u32) -> TokenBucket {
         TokenBucket { rate, tokens: u64::from(rate) * 1_000_000, updated: 0 }
     }
 
     /// Takes a token (tokens are kept in millionths).
-    fn take(&mut self, now: Micros) -> bool {
+    pub fn take(&mut self, now: Micros) -> bool {
         let capacity = u64::from(self.rate) * 1_000_000;
         let elapsed = now.saturating_sub(self.updated);
         self.updated = now;

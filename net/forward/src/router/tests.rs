@@ -20,8 +20,12 @@ fn ip(a: u8, b: u8, c: u8, d: u8) -> u32 {
 struct Recorder(Vec<(u8, Vec<u8>)>);
 
 impl Sink for Recorder {
-    fn transmit(&mut self, iface: u8, frame: &[u8]) -> bool {
+    fn transmit(&mut self, iface: u8, frame: &[u8]) -> Result<(), TxError> {
         self.0.push((iface, frame.to_vec()));
+        Ok(())
+    }
+
+    fn admit(&mut self, _bytes: usize) -> bool {
         true
     }
 }
@@ -31,11 +35,17 @@ fn forwarder(icmp_rate: u32) -> Forwarder {
         flow_capacity: 1000,
         flow_timeouts: FlowTimeouts::default(),
         icmp_rate,
-        admit: admit_always,
+        route_limits: [16, 16, 4],
     });
     f.set_interface(0, Interface { mac: R0, address: Some((ip(192, 0, 2, 1), 24)), mtu: 1500 }).unwrap();
     f.set_interface(1, Interface { mac: R1, address: Some((ip(198, 51, 100, 1), 24)), mtu: 1500 }).unwrap();
-    f.add_route(Prefix::new(ip(10, 20, 0, 0), 16).unwrap(), ip(198, 51, 100, 2)).unwrap();
+    f.add_route(
+        Prefix::new(ip(10, 20, 0, 0), 16).unwrap(),
+        ip(198, 51, 100, 2),
+        RouteSource::Static,
+        &mut |_| true,
+    )
+    .unwrap();
     f
 }
 
@@ -352,19 +362,143 @@ fn no_panic_on_any_bytes() {
 
 #[test]
 fn a_refused_admission_drops_instead_of_queueing() {
-    fn refuse(_bytes: usize) -> bool {
-        false
+    struct Refusing(Recorder);
+    impl Sink for Refusing {
+        fn transmit(&mut self, iface: u8, frame: &[u8]) -> Result<(), TxError> {
+            self.0.transmit(iface, frame)
+        }
+        fn admit(&mut self, _bytes: usize) -> bool {
+            false
+        }
     }
     let mut f = Forwarder::new(Settings {
         flow_capacity: 100,
         flow_timeouts: FlowTimeouts::default(),
         icmp_rate: 0,
-        admit: refuse,
+        route_limits: [16, 16, 16],
     });
     f.set_interface(0, Interface { mac: R0, address: Some((ip(192, 0, 2, 1), 24)), mtu: 1500 }).unwrap();
     f.set_interface(1, Interface { mac: R1, address: Some((ip(198, 51, 100, 1), 24)), mtu: 1500 }).unwrap();
-    let mut sink = Recorder::default();
+    let mut sink = Refusing(Recorder::default());
     f.handle(0, 0, &mut udp(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 64), &mut sink);
     assert_eq!(f.counters(0).drops(DropReason::OverQuota), 1);
-    assert_eq!(sink.0.len(), 1, "the ARP request still goes out");
+    assert_eq!(sink.0 .0.len(), 1, "the ARP request still goes out");
+    let refused = f.add_route(
+        Prefix::new(ip(10, 0, 0, 0), 8).unwrap(),
+        ip(192, 0, 2, 2),
+        RouteSource::Static,
+        &mut |_| false,
+    );
+    assert_eq!(refused, Err(RouteError::OverQuota));
+    assert_eq!(f.source_counters()[RouteSource::Static.index()].refused_memory, 1);
+}
+
+fn arp_request(sender_mac: [u8; 6], sender_ip: u32, target_ip: u32) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&sender_mac);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&sender_mac);
+    f.extend_from_slice(&sender_ip.to_be_bytes());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target_ip.to_be_bytes());
+    f
+}
+
+#[test]
+fn answers_arp_for_the_ingress_address_only() {
+    let mut f = forwarder(100);
+    let mut sink = Recorder::default();
+    f.handle_arp(0, 0, &arp_request(H0, ip(192, 0, 2, 2), ip(192, 0, 2, 1)), &mut sink);
+    assert_eq!(sink.0.len(), 1);
+    let (iface, reply) = &sink.0[0];
+    assert_eq!(*iface, 0);
+    assert_eq!(&reply[0..6], &H0, "unicast back to the asker");
+    assert_eq!(&reply[6..12], &R0);
+    assert_eq!(&reply[20..22], &[0, 2], "a reply");
+    assert_eq!(&reply[22..28], &R0, "our MAC is the answer");
+    assert_eq!(&reply[28..32], &ip(192, 0, 2, 1).to_be_bytes());
+    assert_eq!(&reply[32..38], &H0);
+    assert_eq!(&reply[38..42], &ip(192, 0, 2, 2).to_be_bytes());
+    // nic1's address asked on nic0, another host's address, a truncated frame: no answer.
+    f.handle_arp(0, 0, &arp_request(H0, ip(192, 0, 2, 2), ip(198, 51, 100, 1)), &mut sink);
+    f.handle_arp(0, 0, &arp_request(H0, ip(192, 0, 2, 2), ip(192, 0, 2, 9)), &mut sink);
+    f.handle_arp(0, 0, &arp_request(H0, ip(192, 0, 2, 2), ip(192, 0, 2, 1))[..30], &mut sink);
+    assert_eq!(sink.0.len(), 1);
+    assert_eq!(f.arp_replies(), 1);
+}
+
+#[test]
+fn local_packets_go_out_through_the_fib_and_wait_for_arp() {
+    let mut f = forwarder(100);
+    let mut sink = Recorder::default();
+    // From nic0's address to a host behind the static route's gateway on nic1.
+    let frame = udp(ip(192, 0, 2, 1), ip(10, 20, 5, 5), 64);
+    f.send_local(0, &frame[14..], &mut sink);
+    assert_eq!(sink.0.len(), 1, "ARP for the gateway first");
+    assert_eq!(&sink.0[0].1[38..42], &ip(198, 51, 100, 2).to_be_bytes());
+    assert_eq!(f.local_counters().queued, 1);
+    resolved(&mut f, &mut sink);
+    assert_eq!(sink.0.len(), 2);
+    let (iface, out) = &sink.0[1];
+    assert_eq!(*iface, 1);
+    assert_eq!(&out[0..6], &H1);
+    assert_eq!(&out[6..12], &R1);
+    assert_eq!(out[22], 64, "a local packet keeps its TTL");
+    assert_eq!(&out[14..], &frame[14..]);
+    assert_eq!(f.local_counters().sent, 1);
+    assert_eq!(f.counters(1).forwarded_packets, 0, "not counted as forwarded");
+    f.send_local(0, &udp(ip(192, 0, 2, 1), ip(203, 0, 113, 9), 64)[14..], &mut sink);
+    f.send_local(0, &[0x45, 0, 0], &mut sink);
+    assert_eq!(f.local_counters().no_route, 1);
+    assert_eq!(f.local_counters().malformed, 1);
+}
+
+#[test]
+fn route_sources_rank_limit_and_withdraw() {
+    let mut f = forwarder(100);
+    let p = |a, len| Prefix::new(a, len).unwrap();
+    // A BGP route for a connected subnet or a static prefix is shadowed.
+    assert_eq!(
+        f.add_route(p(ip(198, 51, 100, 0), 24), ip(192, 0, 2, 2), RouteSource::Bgp, &mut |_| true),
+        Err(RouteError::Shadowed { by: RouteSource::Connected })
+    );
+    assert_eq!(
+        f.add_route(p(ip(10, 20, 0, 0), 16), ip(192, 0, 2, 2), RouteSource::Bgp, &mut |_| true),
+        Err(RouteError::Shadowed { by: RouteSource::Static })
+    );
+    // A multihop next hop resolves through the static route to its gateway.
+    f.add_route(p(ip(172, 16, 0, 0), 12), ip(10, 20, 1, 1), RouteSource::Bgp, &mut |_| true).unwrap();
+    let (id, _) = f.fib().lookup(ip(172, 16, 3, 3)).unwrap();
+    assert_eq!(
+        f.route(id),
+        Some(Route {
+            next_hop: NextHop::Via { gateway: ip(198, 51, 100, 2), iface: 1 },
+            source: RouteSource::Bgp
+        })
+    );
+    // The limit of 4 BGP routes; replacing one's own route does not count twice.
+    for i in 1..4u32 {
+        f.add_route(p(ip(100, i as u8, 0, 0), 16), ip(192, 0, 2, 2), RouteSource::Bgp, &mut |_| true)
+            .unwrap();
+    }
+    f.add_route(p(ip(100, 1, 0, 0), 16), ip(192, 0, 2, 3), RouteSource::Bgp, &mut |_| true).unwrap();
+    assert_eq!(
+        f.add_route(p(ip(100, 9, 0, 0), 16), ip(192, 0, 2, 2), RouteSource::Bgp, &mut |_| true),
+        Err(RouteError::LimitReached(RouteSource::Bgp))
+    );
+    let bgp = f.source_counters()[RouteSource::Bgp.index()];
+    assert_eq!((bgp.routes, bgp.limit, bgp.refused_limit, bgp.shadowed), (4, 4, 1, 2));
+    // A static route replaces nothing of BGP's here, but a BGP withdraw cannot remove it.
+    assert!(!f.remove_route(p(ip(10, 20, 0, 0), 16), RouteSource::Bgp));
+    assert!(f.remove_route(p(ip(100, 2, 0, 0), 16), RouteSource::Bgp));
+    assert_eq!(f.withdraw_source(RouteSource::Bgp), 3);
+    assert_eq!(f.source_counters()[RouteSource::Bgp.index()].routes, 0);
+    assert_eq!(f.fib().len(), 3, "connected, connected, static");
+    assert!(f.fib().lookup(ip(172, 16, 3, 3)).is_none());
+    // An unreachable gateway is refused and counted.
+    assert_eq!(
+        f.add_route(p(ip(100, 9, 0, 0), 16), ip(203, 0, 113, 1), RouteSource::Bgp, &mut |_| true),
+        Err(RouteError::GatewayNotConnected)
+    );
 }

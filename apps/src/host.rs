@@ -1,0 +1,588 @@
+//! The appliance as an IP host: one smoltcp interface at the IP layer that holds every
+//! configured address, whichever NIC a packet came in on, and the registry of who owns what.
+//!
+//! ```text
+//!  dispatch ──local IPv4──▶ Host::classify ──bound protocol / UDP port──▶ owner's receive()
+//!                                   └──everything else──▶ smoltcp (TCP, ICMP echo, and the
+//!                                        answers a host gives: RST, port/protocol unreachable)
+//!  smoltcp, send_datagram ──▶ local-out queue ──▶ (the platform) ──▶ forwarder: FIB, ARP, NIC
+//! ```
+//!
+//! Bounds, and what happens at each:
+//! - [`MAX_SOCKETS`] TCP sockets, their table reserved in `net` when the host is built (it never
+//!   grows); a listen or connect beyond it is refused with `TooManySockets`. A socket's buffers are
+//!   allocated in its owner's domain, and freed with the socket, so they die with a shed.
+//! - [`MAX_BINDINGS`] protocol and UDP-port bindings; beyond: `BindError::TableFull`.
+//! - [`OUT_SLOTS`] packets waiting for the forwarder in the local-out queue, reserved in `net`:
+//!   when it is full smoltcp holds its segments (it retransmits them) and `send_datagram` is
+//!   refused with `SendError::QueueFull`; smoltcp's own replies that find it full are counted.
+//! - ICMP errors (port and protocol unreachable) are limited to [`ICMP_ERRORS_PER_SECOND`].
+
+use alloc::vec::Vec;
+use core::net::Ipv4Addr;
+
+use bulkhead_net::router::{TokenBucket, MAX_IP_PACKET};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet, SocketStorage};
+use smoltcp::phy::{Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use smoltcp::socket::tcp;
+use smoltcp::wire::{
+    HardwareAddress, Icmpv4Packet, IpAddress, IpCidr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, UdpPacket,
+    UdpRepr,
+};
+
+use crate::addr::Ipv4Cidr;
+use crate::context::{BindError, Binding, Datagram, OutDatagram, SendError, SocketId, TcpBuffers, TcpError};
+use crate::domain::Domain;
+use crate::time::Instant;
+
+pub const MAX_SOCKETS: usize = 64;
+pub const MAX_BINDINGS: usize = 16;
+pub const OUT_SLOTS: usize = 128;
+pub const ICMP_ERRORS_PER_SECOND: u32 = 100;
+const EPHEMERAL_FIRST: u16 = 49152;
+const IPV4_HEADER: usize = 20;
+const UDP_HEADER: usize = 8;
+
+/// Where a local packet goes.
+#[derive(Debug)]
+pub enum Local<'a> {
+    /// To the owner of a binding.
+    Bound(Domain, Datagram<'a>),
+    /// To smoltcp.
+    Stack,
+    /// Dropped and counted.
+    Drop(LocalDrop),
+}
+
+/// Why a local packet was dropped before anyone saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalDrop {
+    Truncated,
+    BadChecksum,
+    /// A fragment: the appliance does not reassemble.
+    Fragment,
+}
+
+/// The host's counters, for `show interfaces` and the tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostCounters {
+    pub delivered_stack: u64,
+    pub delivered_bound: u64,
+    pub truncated: u64,
+    pub bad_checksum: u64,
+    pub fragments: u64,
+    /// A bound packet its owner did not take (down, restarting, held down, or refused).
+    pub owner_down: u64,
+    pub tcp_resets_sent: u64,
+    pub icmp_unreachable_sent: u64,
+    pub icmp_rate_limited: u64,
+    /// A reply smoltcp built found the local-out queue full.
+    pub out_queue_full: u64,
+    pub datagrams_sent: u64,
+}
+
+/// Packets on their way to the forwarder, in fixed slots reserved at start.
+struct OutQueue {
+    bytes: Vec<u8>,
+    lens: Vec<u16>,
+    head: usize,
+    len: usize,
+}
+
+impl OutQueue {
+    fn new() -> OutQueue {
+        OutQueue {
+            bytes: alloc::vec![0; OUT_SLOTS * MAX_IP_PACKET],
+            lens: alloc::vec![0; OUT_SLOTS],
+            head: 0,
+            len: 0,
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.len >= OUT_SLOTS
+    }
+
+    /// Builds a `len`-byte packet in the next free slot with `f`; `None` when full or too big.
+    fn push<R>(&mut self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
+        if self.is_full() || len > MAX_IP_PACKET {
+            return None;
+        }
+        let slot = (self.head + self.len) % OUT_SLOTS;
+        let buf = self.bytes.get_mut(slot * MAX_IP_PACKET..slot * MAX_IP_PACKET + len)?;
+        let r = f(buf);
+        *self.lens.get_mut(slot)? = len as u16;
+        self.len += 1;
+        Some(r)
+    }
+
+    /// The oldest packet, if any.
+    fn front(&self) -> Option<&[u8]> {
+        if self.len == 0 {
+            return None;
+        }
+        let len = usize::from(*self.lens.get(self.head)?);
+        self.bytes.get(self.head * MAX_IP_PACKET..self.head * MAX_IP_PACKET + len)
+    }
+
+    fn pop(&mut self) {
+        if self.len > 0 {
+            self.head = (self.head + 1) % OUT_SLOTS;
+            self.len -= 1;
+        }
+    }
+}
+
+pub struct Host {
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    /// Who owns each socket; reserved for `MAX_SOCKETS`.
+    owners: Vec<(SocketHandle, Domain)>,
+    /// Released sockets whose RST is still to go out; removed after the next egress.
+    dying: Vec<SocketHandle>,
+    bindings: heapless::Vec<(Binding, Domain), MAX_BINDINGS>,
+    addresses: Vec<Ipv4Cidr>,
+    out: OutQueue,
+    icmp: TokenBucket,
+    next_port: u16,
+    pub counters: HostCounters,
+}
+
+impl Host {
+    /// Builds the stack with `addresses`; call it inside the `net` domain: everything it
+    /// reserves here is the platform's.
+    pub fn new(addresses: &[Ipv4Cidr], seed: u64, now: Instant) -> Host {
+        let mut config = Config::new(HardwareAddress::Ip);
+        config.random_seed = seed;
+        let mut out = OutQueue::new();
+        let mut counters = HostCounters::default();
+        let mut icmp = TokenBucket::new(ICMP_ERRORS_PER_SECOND);
+        let mut device =
+            HostDevice { rx: None, out: &mut out, icmp: &mut icmp, counters: &mut counters, now };
+        let mut iface = Interface::new(config, &mut device, smol_now(now));
+        iface.update_ip_addrs(|addrs| {
+            for a in addresses {
+                let _ = addrs.push(IpCidr::Ipv4(smoltcp::wire::Ipv4Cidr::new(a.addr, a.prefix_len)));
+            }
+        });
+        // Every destination is "reachable" at the IP layer: the forwarder's FIB decides.
+        if let Some(first) = addresses.first() {
+            let _ = iface.routes_mut().add_default_ipv4_route(first.addr);
+        }
+        let mut storage = Vec::with_capacity(MAX_SOCKETS);
+        storage.resize_with(MAX_SOCKETS, SocketStorage::default);
+        Host {
+            iface,
+            sockets: SocketSet::new(storage),
+            owners: Vec::with_capacity(MAX_SOCKETS),
+            dying: Vec::with_capacity(MAX_SOCKETS),
+            bindings: heapless::Vec::new(),
+            addresses: addresses.to_vec(),
+            out,
+            icmp,
+            next_port: EPHEMERAL_FIRST.wrapping_add((seed % 8192) as u16),
+            counters,
+        }
+    }
+
+    pub fn addresses(&self) -> &[Ipv4Cidr] {
+        &self.addresses
+    }
+
+    pub fn is_local(&self, addr: Ipv4Addr) -> bool {
+        self.addresses.iter().any(|a| a.addr == addr)
+    }
+
+    /// Decides where a local IPv4 packet (`packet` starts at the IP header) goes.
+    pub fn classify<'a>(&mut self, packet: &'a [u8]) -> Local<'a> {
+        let Ok(ip) = Ipv4Packet::new_checked(packet) else {
+            self.counters.truncated += 1;
+            return Local::Drop(LocalDrop::Truncated);
+        };
+        if !ip.verify_checksum() {
+            self.counters.bad_checksum += 1;
+            return Local::Drop(LocalDrop::BadChecksum);
+        }
+        let protocol = u8::from(ip.next_header());
+        let bound_protocol = self.owner(Binding::IpProtocol(protocol));
+        let udp = ip.next_header() == IpProtocol::Udp;
+        if bound_protocol.is_none() && !udp {
+            return Local::Stack;
+        }
+        if ip.more_frags() || ip.frag_offset() != 0 {
+            self.counters.fragments += 1;
+            return Local::Drop(LocalDrop::Fragment);
+        }
+        let header_len = usize::from(ip.header_len());
+        let total = usize::from(ip.total_len());
+        let Some(payload) = packet.get(header_len..total) else {
+            self.counters.truncated += 1;
+            return Local::Drop(LocalDrop::Truncated);
+        };
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        if let Some(owner) = bound_protocol {
+            return Local::Bound(owner, Datagram { src, dst, protocol, ports: None, payload });
+        }
+        let Ok(segment) = UdpPacket::new_checked(payload) else {
+            self.counters.truncated += 1;
+            return Local::Drop(LocalDrop::Truncated);
+        };
+        let Some(owner) = self.owner(Binding::Udp(segment.dst_port())) else { return Local::Stack };
+        if !segment.verify_checksum(&IpAddress::Ipv4(src), &IpAddress::Ipv4(dst)) {
+            self.counters.bad_checksum += 1;
+            return Local::Drop(LocalDrop::BadChecksum);
+        }
+        let ports = Some((segment.src_port(), segment.dst_port()));
+        let udp_len = usize::from(segment.len()).min(payload.len());
+        let body = payload.get(UDP_HEADER..udp_len).unwrap_or(&[]);
+        Local::Bound(owner, Datagram { src, dst, protocol, ports, payload: body })
+    }
+
+    /// Hands a local packet to smoltcp (it answers ARP-less: TCP, ICMP echo, RST, unreachable).
+    pub fn ingress(&mut self, now: Instant, packet: &[u8]) {
+        self.counters.delivered_stack += 1;
+        let mut device = HostDevice {
+            rx: Some(packet),
+            out: &mut self.out,
+            icmp: &mut self.icmp,
+            counters: &mut self.counters,
+            now,
+        };
+        let _ = self.iface.poll_ingress_single(smol_now(now), &mut device, &mut self.sockets);
+    }
+
+    /// Lets smoltcp send what its sockets have (data, ACKs, retransmissions, RSTs of released
+    /// sockets), then frees the released sockets.
+    pub fn egress(&mut self, now: Instant) {
+        let mut device = HostDevice {
+            rx: None,
+            out: &mut self.out,
+            icmp: &mut self.icmp,
+            counters: &mut self.counters,
+            now,
+        };
+        self.iface.poll_maintenance(smol_now(now));
+        let _ = self.iface.poll_egress(smol_now(now), &mut device, &mut self.sockets);
+        for handle in self.dying.drain(..) {
+            self.sockets.remove(handle);
+        }
+    }
+
+    /// When smoltcp next wants to be polled.
+    pub fn poll_at(&mut self, now: Instant) -> Option<Instant> {
+        self.iface
+            .poll_at(smol_now(now), &self.sockets)
+            .map(|at| Instant::from_micros(at.total_micros().max(0) as u64))
+    }
+
+    /// The oldest packet waiting for the forwarder.
+    pub fn next_out(&self) -> Option<&[u8]> {
+        self.out.front()
+    }
+
+    pub fn pop_out(&mut self) {
+        self.out.pop();
+    }
+
+    pub fn out_len(&self) -> usize {
+        self.out.len
+    }
+
+    // ---- ownership --------------------------------------------------------------------------
+
+    pub fn bind(&mut self, owner: Domain, binding: Binding) -> Result<(), BindError> {
+        if let Binding::IpProtocol(p) = binding {
+            if matches!(IpProtocol::from(p), IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Icmp) {
+                return Err(BindError::Reserved);
+            }
+        }
+        match self.owner(binding) {
+            Some(d) if d == owner => Ok(()),
+            Some(by) => Err(BindError::Taken { by }),
+            None => self.bindings.push((binding, owner)).map_err(|_| BindError::TableFull),
+        }
+    }
+
+    fn owner(&self, binding: Binding) -> Option<Domain> {
+        self.bindings.iter().find(|(b, _)| *b == binding).map(|(_, d)| *d)
+    }
+
+    pub fn bindings(&self) -> impl Iterator<Item = (Binding, Domain)> + '_ {
+        self.bindings.iter().copied()
+    }
+
+    /// Builds an IPv4 (and UDP) datagram in the local-out queue.
+    pub fn send_datagram(&mut self, d: OutDatagram<'_>) -> Result<(), SendError> {
+        if !self.is_local(d.src) {
+            return Err(SendError::NotLocal);
+        }
+        let l4_len = d.payload.len() + if d.ports.is_some() { UDP_HEADER } else { 0 };
+        let total = IPV4_HEADER + l4_len;
+        if total > MAX_IP_PACKET {
+            return Err(SendError::TooBig);
+        }
+        let protocol = if d.ports.is_some() { IpProtocol::Udp } else { IpProtocol::from(d.protocol) };
+        let repr = Ipv4Repr {
+            src_addr: d.src,
+            dst_addr: d.dst,
+            next_header: protocol,
+            payload_len: l4_len,
+            hop_limit: 64,
+        };
+        let caps = ChecksumCapabilities::default();
+        let pushed = self.out.push(total, |buf| {
+            let mut ip = Ipv4Packet::new_unchecked(&mut buf[..]);
+            repr.emit(&mut ip, &caps);
+            let body = ip.payload_mut();
+            match d.ports {
+                Some((src_port, dst_port)) => {
+                    let udp = UdpRepr { src_port, dst_port };
+                    let mut packet = UdpPacket::new_unchecked(body);
+                    udp.emit(
+                        &mut packet,
+                        &IpAddress::Ipv4(d.src),
+                        &IpAddress::Ipv4(d.dst),
+                        d.payload.len(),
+                        |p| p.copy_from_slice(d.payload),
+                        &caps,
+                    );
+                }
+                None => body.copy_from_slice(d.payload),
+            }
+        });
+        match pushed {
+            Some(()) => {
+                self.counters.datagrams_sent += 1;
+                Ok(())
+            }
+            None => Err(SendError::QueueFull),
+        }
+    }
+
+    /// A listening socket with its buffers allocated in the current domain (the owner's).
+    pub fn tcp_listen(
+        &mut self,
+        owner: Domain,
+        port: u16,
+        buffers: TcpBuffers,
+    ) -> Result<SocketId, TcpError> {
+        if port == 0 {
+            return Err(TcpError::Unaddressable);
+        }
+        let mut socket = self.new_socket(buffers)?;
+        socket.listen(port).map_err(|_| TcpError::Unaddressable)?;
+        Ok(self.add(owner, socket))
+    }
+
+    pub fn tcp_connect(
+        &mut self,
+        owner: Domain,
+        local: Option<Ipv4Addr>,
+        remote: (Ipv4Addr, u16),
+        buffers: TcpBuffers,
+    ) -> Result<SocketId, TcpError> {
+        if local.is_some_and(|l| !self.is_local(l)) {
+            return Err(TcpError::Unaddressable);
+        }
+        let mut socket = self.new_socket(buffers)?;
+        let port = self.ephemeral_port();
+        let local_endpoint = smoltcp::wire::IpListenEndpoint { addr: local.map(IpAddress::Ipv4), port };
+        socket
+            .connect(self.iface.context(), (IpAddress::Ipv4(remote.0), remote.1), local_endpoint)
+            .map_err(|_| TcpError::Unaddressable)?;
+        Ok(self.add(owner, socket))
+    }
+
+    pub fn tcp(&mut self, owner: Domain, id: SocketId) -> Result<&mut tcp::Socket<'static>, TcpError> {
+        if !self.owners.iter().any(|(h, d)| *h == id.0 && *d == owner) {
+            return Err(TcpError::NoSuchSocket);
+        }
+        Ok(self.sockets.get_mut::<tcp::Socket>(id.0))
+    }
+
+    /// Gives a socket up: an open connection is aborted (its RST goes out on the next egress).
+    pub fn tcp_release(&mut self, owner: Domain, id: SocketId) -> Result<(), TcpError> {
+        let at =
+            self.owners.iter().position(|(h, d)| *h == id.0 && *d == owner).ok_or(TcpError::NoSuchSocket)?;
+        self.owners.swap_remove(at);
+        self.retire(id.0);
+        Ok(())
+    }
+
+    /// Everything `owner` holds goes (its subsystem was shed): connections are aborted, their
+    /// RSTs built into the local-out queue now, the sockets and their buffers freed, and its
+    /// bindings dropped. Nothing of it stays in `net`.
+    pub fn release_all(&mut self, owner: Domain, now: Instant) {
+        let mut i = 0;
+        while let Some((handle, d)) = self.owners.get(i).copied() {
+            if d == owner {
+                self.owners.swap_remove(i);
+                self.retire(handle);
+            } else {
+                i += 1;
+            }
+        }
+        self.bindings.retain(|(_, d)| *d != owner);
+        self.egress(now);
+    }
+
+    /// The sockets a domain holds.
+    pub fn sockets_of(&self, owner: Domain) -> usize {
+        self.owners.iter().filter(|(_, d)| *d == owner).count()
+    }
+
+    fn retire(&mut self, handle: SocketHandle) {
+        let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+        if socket.state() == tcp::State::Closed {
+            self.sockets.remove(handle);
+        } else {
+            socket.abort();
+            self.dying.push(handle);
+        }
+    }
+
+    fn new_socket(&mut self, buffers: TcpBuffers) -> Result<tcp::Socket<'static>, TcpError> {
+        if self.owners.len() + self.dying.len() >= MAX_SOCKETS {
+            return Err(TcpError::TooManySockets);
+        }
+        let rx = tcp::SocketBuffer::new(alloc::vec![0u8; buffers.rx]);
+        let tx = tcp::SocketBuffer::new(alloc::vec![0u8; buffers.tx]);
+        Ok(tcp::Socket::new(rx, tx))
+    }
+
+    fn add(&mut self, owner: Domain, socket: tcp::Socket<'static>) -> SocketId {
+        let handle = self.sockets.add(socket);
+        self.owners.push((handle, owner));
+        SocketId(handle)
+    }
+
+    /// The next ephemeral port no socket of ours uses.
+    fn ephemeral_port(&mut self) -> u16 {
+        for _ in 0..=(u16::MAX - EPHEMERAL_FIRST) {
+            self.next_port = if self.next_port >= u16::MAX - 1 || self.next_port < EPHEMERAL_FIRST {
+                EPHEMERAL_FIRST
+            } else {
+                self.next_port + 1
+            };
+            let port = self.next_port;
+            let used =
+                self.owners.iter().map(|(h, _)| *h).chain(self.dying.iter().copied()).any(|h| {
+                    self.sockets.get::<tcp::Socket>(h).local_endpoint().is_some_and(|e| e.port == port)
+                });
+            if !used {
+                return port;
+            }
+        }
+        self.next_port
+    }
+}
+
+fn smol_now(now: Instant) -> smoltcp::time::Instant {
+    smoltcp::time::Instant::from_micros(now.total_micros() as i64)
+}
+
+/// The device smoltcp sees: at most one received packet, and the local-out queue.
+struct HostDevice<'a> {
+    rx: Option<&'a [u8]>,
+    out: &'a mut OutQueue,
+    icmp: &'a mut TokenBucket,
+    counters: &'a mut HostCounters,
+    now: Instant,
+}
+
+struct HostRx<'a>(&'a [u8]);
+
+struct HostTx<'a> {
+    out: &'a mut OutQueue,
+    icmp: &'a mut TokenBucket,
+    counters: &'a mut HostCounters,
+    now: Instant,
+}
+
+impl RxToken for HostRx<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.0)
+    }
+}
+
+impl TxToken for HostTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut scratch = [0u8; MAX_IP_PACKET];
+        let Some(buf) = scratch.get_mut(..len) else {
+            // Larger than any packet we send: built and dropped.
+            let mut big = alloc::vec![0u8; len];
+            return f(&mut big);
+        };
+        let r = f(buf);
+        match answer_kind(buf) {
+            Answer::IcmpUnreachable if !self.icmp.take(self.now.total_micros()) => {
+                self.counters.icmp_rate_limited += 1;
+                return r;
+            }
+            Answer::IcmpUnreachable => self.counters.icmp_unreachable_sent += 1,
+            Answer::TcpReset => self.counters.tcp_resets_sent += 1,
+            Answer::Other => {}
+        }
+        if self.out.push(len, |slot| slot.copy_from_slice(buf)).is_none() {
+            self.counters.out_queue_full += 1;
+        }
+        r
+    }
+}
+
+/// What smoltcp's packet is, for the rate limit and the counters.
+enum Answer {
+    IcmpUnreachable,
+    TcpReset,
+    Other,
+}
+
+fn answer_kind(packet: &[u8]) -> Answer {
+    let Ok(ip) = Ipv4Packet::new_checked(packet) else { return Answer::Other };
+    match ip.next_header() {
+        IpProtocol::Icmp => match Icmpv4Packet::new_checked(ip.payload()) {
+            Ok(icmp) if u8::from(icmp.msg_type()) == 3 => Answer::IcmpUnreachable,
+            _ => Answer::Other,
+        },
+        IpProtocol::Tcp => match TcpPacket::new_checked(ip.payload()) {
+            Ok(tcp) if tcp.rst() => Answer::TcpReset,
+            _ => Answer::Other,
+        },
+        _ => Answer::Other,
+    }
+}
+
+impl Device for HostDevice<'_> {
+    type RxToken<'b>
+        = HostRx<'b>
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = HostTx<'b>
+    where
+        Self: 'b;
+
+    fn receive(&mut self, _now: smoltcp::time::Instant) -> Option<(HostRx<'_>, HostTx<'_>)> {
+        let packet = self.rx.take()?;
+        Some((
+            HostRx(packet),
+            HostTx { out: self.out, icmp: self.icmp, counters: self.counters, now: self.now },
+        ))
+    }
+
+    fn transmit(&mut self, _now: smoltcp::time::Instant) -> Option<HostTx<'_>> {
+        if self.out.is_full() {
+            return None;
+        }
+        Some(HostTx { out: self.out, icmp: self.icmp, counters: self.counters, now: self.now })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ip;
+        caps.max_transmission_unit = MAX_IP_PACKET;
+        caps.max_burst_size = Some(16);
+        caps.checksum.ipv4 = Checksum::Both;
+        caps
+    }
+}
