@@ -24,6 +24,7 @@
 //! from the post-policy attributes and the peer they came from.
 
 use alloc::vec::Vec;
+use core::fmt;
 use core::net::{IpAddr, Ipv4Addr};
 
 /// What the decision process compares about one route.
@@ -75,6 +76,33 @@ pub enum BestReason {
     Step(Step),
     /// Every step tied (two routes from the same peer address): the first was kept.
     Tie,
+}
+
+impl Step {
+    /// The step's name as `show route` prints it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Step::LocalPref => "local-pref",
+            Step::AsPathLen => "as-path length",
+            Step::Origin => "origin",
+            Step::Med => "med",
+            Step::External => "ebgp over ibgp",
+            Step::IgpCost => "igp cost",
+            Step::RouterId => "router id",
+            Step::ClusterListLen => "cluster list length",
+            Step::PeerAddr => "peer address",
+        }
+    }
+}
+
+impl fmt::Display for BestReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BestReason::OnlyRoute => f.write_str("only route"),
+            BestReason::Step(step) => f.write_str(step.name()),
+            BestReason::Tie => f.write_str("tie"),
+        }
+    }
 }
 
 /// Options of the decision process.
@@ -346,6 +374,12 @@ mod tests {
             select(&[c, a, b], DecisionConfig::default()),
             Some((2, BestReason::Step(Step::PeerAddr)))
         );
+    }
+
+    #[test]
+    fn reasons_print_for_show_route() {
+        assert_eq!(alloc::format!("{}", BestReason::Step(Step::Med)), "med");
+        assert_eq!(alloc::format!("{}", BestReason::OnlyRoute), "only route");
     }
 
     #[test]

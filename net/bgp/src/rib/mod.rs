@@ -688,6 +688,19 @@ impl<P: RibPrefix> Rib<P> {
         Ok(&self.peer_ref(peer)?.adj_out)
     }
 
+    /// The peer's configuration as the RIB holds it (policies as last set).
+    pub fn peer_config(&self, peer: PeerId) -> Result<&PeerConfig, RibError> {
+        Ok(&self.peer_ref(peer)?.config)
+    }
+
+    /// Replaces the peer's prefix limit; it applies from the next UPDATE.
+    pub fn set_prefix_limit(&mut self, peer: PeerId, limit: Option<PrefixLimit>) -> Result<(), RibError> {
+        let p = self.peer_mut(peer)?;
+        p.config.prefix_limit = limit;
+        p.limit_warned = false;
+        Ok(())
+    }
+
     pub fn peer_counts(&self, peer: PeerId) -> Result<PeerCounts, RibError> {
         let p = self.peer_ref(peer)?;
         Ok(PeerCounts {
