@@ -85,7 +85,7 @@ fuzz_target!(|data: &[u8]| {
         let src = if op & 0x80 != 0 { A2 } else { A };
         b.handle(now, &mut rng, Received { src, dst: B, transport: Transport::Ip, bytes: &bytes });
         if op & 0x20 != 0 {
-            let _ = b.send(b_assoc, u16::from(*len & 3), 0, *len & 4 != 0, &bytes);
+            let _ = b.send(b_assoc, (len & 3) as u16, 0, len & 4 != 0, &bytes);
         }
         if op & 0x40 != 0 {
             if let Some(Event::Message { data, .. }) = b.recv(b_assoc) {
