@@ -226,7 +226,8 @@ pub struct Rib<P> {
     attrs: AttrStore<PathAttributes>,
     peers: Vec<Option<Peer<P>>>,
     loc: LocRib<P>,
-    consumers: Vec<Feed<P>>,
+    /// Loc-RIB change feeds by [`LocConsumer`]; a removed one leaves `None` for reuse.
+    consumers: Vec<Option<Feed<P>>>,
 }
 
 impl<P: RibPrefix> Rib<P> {
@@ -596,12 +597,31 @@ impl<P: RibPrefix> Rib<P> {
     }
 
     /// A new reader of Loc-RIB changes; its feed starts with a walk over the whole Loc-RIB.
+    /// A reader that goes away (a BMP session shed) must be removed with
+    /// [`Rib::remove_loc_consumer`], or its dirty set keeps every changed prefix.
     pub fn add_loc_consumer(&mut self) -> Result<LocConsumer, RibError> {
-        let id = LocConsumer(u8::try_from(self.consumers.len()).map_err(|_| RibError::TooManyConsumers)?);
+        let index = self.consumers.iter().position(Option::is_none).unwrap_or(self.consumers.len());
+        let id = LocConsumer(u8::try_from(index).map_err(|_| RibError::TooManyConsumers)?);
         let mut feed = Feed::default();
         feed.start_sync();
-        self.consumers.push(feed);
+        match self.consumers.get_mut(index) {
+            Some(slot) => *slot = Some(feed),
+            None => self.consumers.push(Some(feed)),
+        }
         Ok(id)
+    }
+
+    /// Forgets a reader of Loc-RIB changes and frees its dirty set.
+    pub fn remove_loc_consumer(&mut self, consumer: LocConsumer) -> Result<(), RibError> {
+        let slot = self.consumers.get_mut(usize::from(consumer.0)).filter(|slot| slot.is_some());
+        *slot.ok_or(RibError::UnknownConsumer(consumer))? = None;
+        while self.consumers.last().is_some_and(Option::is_none) {
+            self.consumers.pop();
+        }
+        if self.consumers.is_empty() {
+            self.consumers = Vec::new();
+        }
+        Ok(())
     }
 
     /// Up to `max` Loc-RIB changes for `consumer`, each the prefix's state now (so repeated
@@ -612,7 +632,10 @@ impl<P: RibPrefix> Rib<P> {
         max: usize,
     ) -> Result<Vec<LocChange<P>>, RibError> {
         let Rib { consumers, loc, .. } = self;
-        let feed = consumers.get_mut(usize::from(consumer.0)).ok_or(RibError::UnknownConsumer(consumer))?;
+        let feed = consumers
+            .get_mut(usize::from(consumer.0))
+            .and_then(Option::as_mut)
+            .ok_or(RibError::UnknownConsumer(consumer))?;
         let prefixes = feed.next(&loc.routes, max);
         Ok(prefixes.into_iter().map(|prefix| LocChange { prefix, best: loc.get(&prefix) }).collect())
     }
@@ -777,7 +800,7 @@ impl<P: RibPrefix> Rib<P> {
         if let Some(old) = old {
             self.attrs.release(old.attrs);
         }
-        for feed in &mut self.consumers {
+        for feed in self.consumers.iter_mut().flatten() {
             feed.mark(prefix);
         }
         let (old_from, new_from) = (old.map(|r| r.peer), new.map(|r| r.peer));
@@ -1000,6 +1023,14 @@ mod tests {
         assert_eq!(rib.drain_loc_changes(fib, 10).unwrap(), [LocChange { prefix: p, best: None }]);
         assert!(rib.drain_loc_changes(fib, 10).unwrap().is_empty());
         assert_eq!(rib.drain_loc_changes(LocConsumer(7), 1), Err(RibError::UnknownConsumer(LocConsumer(7))));
+        // A second reader comes and goes; the first is not disturbed and the slot is reused.
+        let bmp = rib.add_loc_consumer().unwrap();
+        announce(&mut rib, a, &[p], &route(&[65001], 9));
+        rib.remove_loc_consumer(bmp).unwrap();
+        assert_eq!(rib.drain_loc_changes(bmp, 1), Err(RibError::UnknownConsumer(bmp)));
+        assert_eq!(rib.remove_loc_consumer(bmp), Err(RibError::UnknownConsumer(bmp)));
+        assert_eq!(rib.drain_loc_changes(fib, 10).unwrap().len(), 1);
+        assert_eq!(rib.add_loc_consumer().unwrap(), bmp);
     }
 
     #[test]
