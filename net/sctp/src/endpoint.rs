@@ -30,7 +30,7 @@ use bulkhead_base::time::{Duration, Instant};
 
 use crate::association::rto::RtoConfig;
 use crate::association::{
-    nonzero_u32, AssocEvent, Association, AssociationStatus, CollisionReply, QueueBytes,
+    nonzero_u32, AssocEvent, Association, AssociationStatus, CollisionReply, QueueBytes, State,
 };
 use crate::cookie::{CookieError, CookieKeys, StateCookie, MAX_PEER_ADDRS};
 use crate::wire::{
@@ -580,7 +580,23 @@ impl Endpoint {
             self.handle_ootb(now, rng, &packet, &header, &chunks, &raws, false);
             return;
         }
-        match self.find(packet.src, header.src_port) {
+        let mut found = self.find(packet.src, header.src_port);
+        if found.is_none() && matches!(chunks.first(), Some(ChunkRepr::InitAck(_))) {
+            // An INIT ACK from another address of the peer: match it by our tag.
+            found = self
+                .associations
+                .iter()
+                .find(|(_, a)| {
+                    a.state() == State::CookieWait
+                        && a.my_tag() == header.verification_tag
+                        && a.peer_port() == header.src_port
+                })
+                .map(|(id, _)| *id);
+            if let Some(a) = found.and_then(|id| self.associations.get_mut(&id)) {
+                a.add_peer_address(now, packet.src, packet.dst, packet.transport);
+            }
+        }
+        match found {
             Some(id) => self.handle_for(now, rng, id, &packet, &header, &chunks, &raws),
             None => self.handle_ootb(now, rng, &packet, &header, &chunks, &raws, self.cfg.listen),
         }

@@ -529,3 +529,45 @@ fn no_panic_on_any_mutation_of_valid_packets() {
         }
     }
 }
+
+#[test]
+fn an_init_ack_from_another_peer_address_is_accepted() {
+    let (mut ep, mut rng) = endpoint(true);
+    let now = Instant::ZERO;
+    let id = ep.connect(now, &mut rng, &[PEER], PEER_PORT, Transport::Ip).unwrap();
+    let mut buf = [0u8; 1500];
+    let t = ep.poll_transmit(now, &mut buf).unwrap();
+    assert_eq!(t.dst, PEER);
+    let p = Packet::new_checked(&buf[..t.len]).unwrap();
+    let Ok(ChunkRepr::Init(i)) = ChunkRepr::parse(&p.chunks().next().unwrap().unwrap()) else { panic!() };
+    let our_tag = i.initiate_tag;
+    // The INIT lists both local addresses.
+    let addrs: Vec<_> = i
+        .params
+        .iter()
+        .filter_map(|p| if let ParamRepr::Ipv4Address(a) = p { Some(a) } else { None })
+        .collect();
+    assert_eq!(addrs, [US, Ipv4Addr::new(198, 51, 100, 1)]);
+    let other = Ipv4Addr::new(203, 0, 113, 9);
+    let cookie = [1u8; 16];
+    let params = [ParamRepr::StateCookie(&cookie)];
+    let ack = ChunkRepr::InitAck(InitChunk {
+        initiate_tag: PEER_TAG,
+        a_rwnd: 10_000,
+        outbound_streams: 2,
+        inbound_streams: 2,
+        initial_tsn: Tsn(1),
+        params: List::Items(&params),
+    });
+    let bytes = packet(our_tag, &[ack]);
+    ep.handle(now, &mut rng, Received { src: other, dst: US, transport: Transport::Ip, bytes: &bytes });
+    let t = ep.poll_transmit(now, &mut buf).expect("COOKIE ECHO");
+    let p = Packet::new_checked(&buf[..t.len]).unwrap();
+    assert_eq!(p.verification_tag(), PEER_TAG);
+    assert!(matches!(
+        ChunkRepr::parse(&p.chunks().next().unwrap().unwrap()),
+        Ok(ChunkRepr::CookieEcho { .. })
+    ));
+    let addrs: Vec<_> = ep.status(id).unwrap().paths.iter().map(|p| p.addr).collect();
+    assert_eq!(addrs, [PEER, other]);
+}

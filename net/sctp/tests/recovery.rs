@@ -268,3 +268,49 @@ fn udp_encapsulation_port_is_learned_per_path() {
     let (da, db) = shutdown_both(&mut net, a);
     assert_eq!((da, db), (Some(DownReason::Shutdown), Some(DownReason::Shutdown)));
 }
+
+#[test]
+fn init_to_a_silent_peer_gives_up_after_max_init_retransmits() {
+    let mut net = Net::new(8, clean(), (&[A], config(5000)), (&[B], config(5000)));
+    net.down.insert(B);
+    let now = net.now;
+    let a = net.ep(0).connect(now, &mut XorShift::new(1), &[B], 5000, Transport::Ip).unwrap();
+    let mut down = None;
+    for _ in 0..1_000 {
+        net.step(Duration::from_secs(1));
+        if let Some(Event::AssociationDown(id, r)) = net.ep(0).poll_event() {
+            assert_eq!(id, a);
+            down = Some(r);
+            break;
+        }
+    }
+    assert_eq!(down, Some(DownReason::InitTimeout));
+    assert_eq!(net.ep(0).associations().count(), 0);
+}
+
+#[test]
+fn stale_cookies_restart_the_handshake_until_the_retry_budget_runs_out() {
+    // B's cookies live 5 ms; the path takes 10 ms each way: every COOKIE ECHO is stale.
+    let mut b = config(5000);
+    b.cookie_lifetime = Duration::from_millis(5);
+    let mut a = config(5000);
+    a.max_init_retransmits = 3;
+    let mut net = Net::new(9, clean(), (&[A], a), (&[B], b));
+    net.log = Some(Vec::new());
+    let now = net.now;
+    let id = net.ep(0).connect(now, &mut XorShift::new(1), &[B], 5000, Transport::Ip).unwrap();
+    let mut down = None;
+    for _ in 0..1_000 {
+        net.step(Duration::from_secs(1));
+        if let Some(Event::AssociationDown(i, r)) = net.ep(0).poll_event() {
+            assert_eq!(i, id);
+            down = Some(r);
+            break;
+        }
+    }
+    assert_eq!(down, Some(DownReason::CookieTimeout));
+    assert!(net.ep(1).drops().cookie_stale >= 3);
+    let inits = net.log.as_ref().unwrap().iter().filter(|(s, _, p)| *s == A && carries(p, 1)).count();
+    assert!(inits >= 3, "a fresh INIT after each Stale Cookie error: {inits}");
+    assert_eq!(net.ep(1).associations().count(), 0, "no state for stale cookies");
+}

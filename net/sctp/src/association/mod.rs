@@ -182,6 +182,8 @@ pub struct Association {
     // Handshake.
     t1_at: Option<Instant>,
     init_retries: u32,
+    /// Handshakes restarted after a Stale Cookie error.
+    stale_restarts: u32,
     send_init: bool,
     cookie: Vec<u8>,
     send_cookie_echo: bool,
@@ -315,6 +317,7 @@ impl Association {
             sack_path: 0,
             t1_at: None,
             init_retries: 0,
+            stale_restarts: 0,
             send_init: false,
             cookie: Vec::new(),
             send_cookie_echo: false,
@@ -342,6 +345,14 @@ impl Association {
             error_count: 0,
             events: VecDeque::new(),
             counters: AssocCounters::default(),
+        }
+    }
+
+    /// An INIT ACK came from an address we did not send the INIT to (a multi-homed peer
+    /// answering from another address): take it as a path before processing the packet.
+    pub fn add_peer_address(&mut self, now: Instant, addr: Ipv4Addr, local: Ipv4Addr, transport: Transport) {
+        if self.state == State::CookieWait {
+            self.add_path(now, addr, local, transport);
         }
     }
 
@@ -1129,9 +1140,9 @@ impl Association {
             drops.error_chunks_received += 1;
             if let CauseRepr::StaleCookie { .. } = c {
                 if self.state == State::CookieEchoed {
-                    // 5.2.6: start over with a fresh INIT, within the INIT retry budget.
-                    self.init_retries += 1;
-                    if self.init_retries > self.cfg.max_init_retransmits {
+                    // 5.2.6: start over with a fresh INIT, at most Max.Init.Retransmits times.
+                    self.stale_restarts += 1;
+                    if self.stale_restarts > self.cfg.max_init_retransmits {
                         self.close(DownReason::CookieTimeout);
                         return;
                     }
@@ -1320,10 +1331,15 @@ impl Association {
     /// The primary if it is active, else the first active alternate (8.2 failover), else the
     /// primary.
     fn update_current_path(&mut self) {
+        // Prefer a confirmed alternate (5.4: data goes only to confirmed addresses).
         let next = if self.paths.get(self.primary).is_some_and(|p| p.is_active()) {
             self.primary
         } else {
-            self.paths.iter().position(|p| p.is_active()).unwrap_or(self.primary)
+            self.paths
+                .iter()
+                .position(|p| p.is_active() && p.confirmed)
+                .or_else(|| self.paths.iter().position(|p| p.is_active()))
+                .unwrap_or(self.primary)
         };
         self.current = next;
     }
