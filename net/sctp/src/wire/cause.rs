@@ -252,7 +252,7 @@ mod tests {
         both_ways(CauseRepr::StaleCookie { staleness_us: 500_000 }, &[0, 3, 0, 8, 0, 0x07, 0xa1, 0x20]);
         // 4 Out of Resource: Length 4.
         both_ways(CauseRepr::OutOfResource, &[0, 4, 0, 4]);
-        // 5 Unresolvable Address: Length 13, a Host Name Address "a.b\0" (type 11, length 9... 8).
+        // 5 Unresolvable Address: Length 12, a Host Name Address (type 11, len 8) "a.b\0".
         both_ways(
             CauseRepr::UnresolvableAddress { address: RawParam { param_type: 11, value: b"a.b\0" } },
             &[0, 5, 0, 12, 0, 11, 0, 8, b'a', b'.', b'b', 0],

@@ -224,9 +224,7 @@ impl<'b> PacketBuilder<'b> {
     /// of packet in all.
     pub fn new(buf: &'b mut [u8], header: &PacketRepr, limit: usize) -> Result<Self, WireError> {
         let limit = limit.min(buf.len());
-        let Some(buf) = buf.get_mut(..limit) else {
-            return Err(WireError::NoRoom { need: COMMON_HEADER_LEN, room: limit });
-        };
+        let buf = &mut buf[..limit];
         header.emit(buf)?;
         Ok(PacketBuilder { buf, len: COMMON_HEADER_LEN, chunks: 0, alone: false })
     }

@@ -113,6 +113,115 @@ fn scapy_init_checksum() {
     );
 }
 
+/// A COOKIE ACK and a SACK bundled, captured from WebRTC's dcsctp (its sctp_packet_test):
+/// ports 1234 -> 4321, tag 0x697e3a4e, checksum 0x368b6ec0 (c0 6e 8b 36); COOKIE ACK (11,
+/// len 4); SACK (3, len 16) Cumulative TSN Ack 2930332242, a_rwnd 131072, no gaps or dups.
+const DCSCTP_COOKIE_ACK_SACK: [u8; 32] = [
+    0x04, 0xd2, 0x10, 0xe1, 0x69, 0x7e, 0x3a, 0x4e, 0xc0, 0x6e, 0x8b, 0x36, 0x0b, 0x00, 0x00, 0x04, 0x03,
+    0x00, 0x00, 0x10, 0xae, 0xa9, 0x52, 0x52, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+];
+
+/// DATA from a capture (dcsctp's data_chunk_test): flags B|E, Length 20, TSN 1426601532,
+/// stream 2, SSN 1, PPID 53 (WebRTC Binary), user data 00 01 02 03.
+const DCSCTP_DATA: [u8; 20] = [
+    0x00, 0x03, 0x00, 0x14, 0x55, 0x08, 0x36, 0x3c, 0x00, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x35, 0x00,
+    0x01, 0x02, 0x03,
+];
+
+/// SACK from a capture (dcsctp's sack_chunk_test): Length 28, Cumulative TSN Ack 916312075,
+/// a_rwnd 126323, gaps 2-6 and 8-8 (TSNs 916312077..916312081 and 916312083), duplicate
+/// 916312081.
+const DCSCTP_SACK: [u8; 28] = [
+    0x03, 0x00, 0x00, 0x1c, 0x36, 0x9d, 0xd0, 0x0b, 0x00, 0x01, 0xed, 0x73, 0x00, 0x02, 0x00, 0x01, 0x00,
+    0x02, 0x00, 0x06, 0x00, 0x08, 0x00, 0x08, 0x36, 0x9d, 0xd0, 0x11,
+];
+
+/// HEARTBEAT from a capture (dcsctp's heartbeat_request_chunk_test): Length 44, Heartbeat Info
+/// (1, len 40) of 36 bytes.
+const DCSCTP_HEARTBEAT: [u8; 44] = [
+    0x04, 0x00, 0x00, 0x2c, 0x00, 0x01, 0x00, 0x28, 0xad, 0x24, 0x36, 0x60, 0x37, 0x26, 0x07, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x7b, 0x10, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+];
+
+#[test]
+fn dcsctp_captures() {
+    let packet = Packet::new_checked(&DCSCTP_COOKIE_ACK_SACK[..]).unwrap();
+    assert_eq!(
+        PacketRepr::parse(&packet),
+        Ok(PacketRepr { src_port: 1234, dst_port: 4321, verification_tag: 0x697e_3a4e })
+    );
+    let reprs: Vec<_> = packet.chunks().map(|c| ChunkRepr::parse(&c.unwrap()).unwrap()).collect();
+    let sack = SackChunk {
+        cumulative_tsn_ack: Tsn(2_930_332_242),
+        a_rwnd: 131_072,
+        gap_blocks: List::EMPTY,
+        duplicate_tsns: List::EMPTY,
+    };
+    assert_eq!(reprs, [ChunkRepr::CookieAck, ChunkRepr::Sack(sack)]);
+    let mut buf = [0u8; 64];
+    let mut builder = PacketBuilder::new(&mut buf, &PacketRepr::parse(&packet).unwrap(), 1500).unwrap();
+    for repr in &reprs {
+        builder.push(repr).unwrap();
+    }
+    let len = builder.finish();
+    assert_eq!(&buf[..len], &DCSCTP_COOKIE_ACK_SACK[..]);
+
+    // The same capture's SACK with its checksum deliberately one bit off (dcsctp's test).
+    let bad = [
+        0x13, 0x88, 0x13, 0x88, 0x0e, 0xdd, 0xca, 0x08, 0x2a, 0x81, 0xf5, 0x31, 0x03, 0x00, 0x00, 0x10, 0x55,
+        0x08, 0x36, 0x40, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    ];
+    assert_eq!(
+        Packet::new_checked(&bad[..]).unwrap().verify_checksum(),
+        Err(WireError::BadChecksum { stored: 0x31f5_812a, computed: 0x32f5_812a })
+    );
+
+    // A chunk of Length 0 (dcsctp's zero-size chunk test) ends the walk with a typed error.
+    let zero = [
+        0xff, 0xff, 0xff, 0xff, 0xff, 0x0a, 0x0a, 0x0a, 0x5c, 0x0a, 0x0a, 0x0a, 0x0a, 0x0a, 0x00, 0x00, 0x00,
+    ];
+    let packet = Packet::new_checked(&zero[..]).unwrap();
+    assert_eq!(
+        packet.chunks().collect::<Vec<_>>(),
+        [Err(WireError::BadLength { what: Element::Chunk(0x0a), length: 0 })]
+    );
+
+    both_ways(
+        ChunkRepr::Data(DataChunk {
+            unordered: false,
+            beginning: true,
+            ending: true,
+            immediate: false,
+            tsn: Tsn(1_426_601_532),
+            stream_id: 2,
+            ssn: Ssn(1),
+            ppid: 53,
+            user_data: &[0, 1, 2, 3],
+        }),
+        &DCSCTP_DATA,
+    );
+    let gaps = [GapAckBlock { start: 2, end: 6 }, GapAckBlock { start: 8, end: 8 }];
+    let sack = SackChunk {
+        cumulative_tsn_ack: Tsn(916_312_075),
+        a_rwnd: 126_323,
+        gap_blocks: List::Items(&gaps),
+        duplicate_tsns: List::Items(&[Tsn(916_312_081)]),
+    };
+    both_ways(ChunkRepr::Sack(sack), &DCSCTP_SACK);
+    assert_eq!(gaps[0].first_tsn(sack.cumulative_tsn_ack), Tsn(916_312_077));
+    assert_eq!(gaps[1].last_tsn(sack.cumulative_tsn_ack), Tsn(916_312_083));
+    both_ways(ChunkRepr::Heartbeat(HeartbeatChunk { info: &DCSCTP_HEARTBEAT[8..] }), &DCSCTP_HEARTBEAT);
+    // ABORT from a capture: Length 8, one User-Initiated Abort cause with no reason.
+    both_ways(
+        ChunkRepr::Abort {
+            t_bit: false,
+            causes: List::Items(&[CauseRepr::UserInitiatedAbort { reason: b"" }]),
+        },
+        &[0x06, 0x00, 0x00, 0x08, 0x00, 0x0c, 0x00, 0x04],
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Every chunk type both ways. Each vector is the chunk with its padding, fields in the comment.
 
@@ -550,6 +659,10 @@ fn all_vectors() -> Vec<Vec<u8>> {
         std::vec![9, 0, 0, 20, 0, 1, 0, 8, 0, 5, 0, 0, 0, 3, 0, 8, 0, 0, 0x03, 0xe8],
         std::vec![0x40, 3, 0, 5, 9, 0, 0, 0],
         CHROME_INIT[COMMON_HEADER_LEN..].to_vec(),
+        DCSCTP_COOKIE_ACK_SACK[COMMON_HEADER_LEN..].to_vec(),
+        DCSCTP_DATA.to_vec(),
+        DCSCTP_SACK.to_vec(),
+        DCSCTP_HEARTBEAT.to_vec(),
     ];
     // Every cause inside an ABORT.
     let causes = [
