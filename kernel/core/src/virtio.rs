@@ -236,6 +236,8 @@ impl Nic {
             return Some(index);
         }
         if self.tx_buffers.len() < QUEUE_SIZE {
+            // A NIC's buffers are `net`'s by design, whichever subsystem happens to send first.
+            let _net = crate::heap::ALLOCATOR.enter(bulkhead_mem::Domain::Net);
             self.tx_buffers.push(alloc::vec![0u8; BUFFER_SIZE].into_boxed_slice());
             return Some(self.tx_buffers.len() - 1);
         }

@@ -119,6 +119,8 @@ impl QemuSpec {
                 format!("virtio-net-pci,netdev=n{k},disable-legacy=on,mac={}", QemuSpec::mac(k)),
             ]);
         }
+        // The host's entropy for the appliance's random seed (CPUs under TCG have no RDRAND).
+        args.extend(["-device".into(), "virtio-rng-pci,disable-legacy=on".into()]);
         args
     }
 
@@ -173,7 +175,7 @@ mod tests {
         assert!(line.ends_with(
             "-netdev tap,id=n0,fd=7 -device virtio-net-pci,netdev=n0,disable-legacy=on,\
              mac=52:54:00:b0:00:00 -netdev tap,id=n1,fd=9 -device virtio-net-pci,netdev=n1,\
-             disable-legacy=on,mac=52:54:00:b0:00:01"
+             disable-legacy=on,mac=52:54:00:b0:00:01 -device virtio-rng-pci,disable-legacy=on"
         ));
         assert!(!line.contains("disable-modern"));
     }
