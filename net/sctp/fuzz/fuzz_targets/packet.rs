@@ -2,7 +2,9 @@
 //! what parsed and checks that it parses back the same, chunk by chunk and as a rebuilt packet.
 #![no_main]
 
-use bulkhead_sctp::wire::{ChunkRepr, Chunks, Packet, PacketBuilder, PacketRepr, ParamRepr, CauseRepr, WireError};
+use bulkhead_sctp::wire::{
+    CauseRepr, ChunkRepr, Chunks, Packet, PacketBuilder, PacketRepr, ParamRepr, WireError,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -93,6 +93,45 @@ pub enum WireError {
     NotBundleable { chunk_type: u8 },
 }
 
+impl core::fmt::Display for Element {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Element::CommonHeader => write!(f, "common header"),
+            Element::ChunkHeader => write!(f, "chunk header"),
+            Element::Chunk(kind) => write!(f, "chunk type {kind}"),
+            Element::ParamHeader => write!(f, "parameter header"),
+            Element::Param(kind) => write!(f, "parameter type {kind:#06x}"),
+            Element::CauseHeader => write!(f, "error cause header"),
+            Element::Cause(code) => write!(f, "error cause {code}"),
+            Element::ListItem => write!(f, "list item"),
+        }
+    }
+}
+
+impl core::fmt::Display for WireError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            WireError::Truncated { what, need, have } => {
+                write!(f, "{what}: truncated, {need} bytes needed, {have} left")
+            }
+            WireError::BadLength { what, length } => write!(f, "{what}: bad length {length}"),
+            WireError::BadPadding { what } => write!(f, "{what}: packet ends inside its padding"),
+            WireError::BadChecksum { stored, computed } => {
+                write!(f, "bad CRC32c: stored {stored:#010x}, computed {computed:#010x}")
+            }
+            WireError::MissingParam { what, param_type } => {
+                write!(f, "{what}: missing parameter type {param_type}")
+            }
+            WireError::NoRoom { need, room } => write!(f, "no room: {need} bytes needed, {room} free"),
+            WireError::NotBundleable { chunk_type } => {
+                write!(f, "chunk type {chunk_type} cannot be bundled here")
+            }
+        }
+    }
+}
+
+impl core::error::Error for WireError {}
+
 /// What a receiver does with a chunk type or parameter type it does not implement: the two
 /// high bits of the type (RFC 9260 sections 3.2 and 3.2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
