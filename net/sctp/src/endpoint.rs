@@ -403,7 +403,7 @@ impl Endpoint {
     /// association's window closes as its queue fills. `recv` still reads it.
     pub fn set_paused(&mut self, assoc: AssocId, paused: bool) {
         self.paused.retain(|a| *a != assoc);
-        if paused {
+        if paused && self.associations.contains_key(&assoc) {
             self.paused.push(assoc);
         }
     }

@@ -571,3 +571,31 @@ fn an_init_ack_from_another_peer_address_is_accepted() {
     let addrs: Vec<_> = ep.status(id).unwrap().paths.iter().map(|p| p.addr).collect();
     assert_eq!(addrs, [PEER, other]);
 }
+
+#[test]
+fn init_for_an_established_association_gets_new_tags_and_tie_tags_section_5_2_2() {
+    let (mut ep, mut rng) = endpoint(true);
+    let (old_tag, _) = establish(&mut ep, &mut rng, Instant::ZERO);
+    let now = Instant::from_millis(50);
+    const NEW_PEER_TAG: u32 = 0xBEEF_0002;
+    deliver(&mut ep, &mut rng, now, &packet(0, &[init(NEW_PEER_TAG)]));
+    let (new_tag, cookie) = match replies(&mut ep, now).as_slice() {
+        [Reply::InitAck { vtag, tag, cookie, .. }] => {
+            assert_eq!(*vtag, NEW_PEER_TAG);
+            assert_ne!(*tag, old_tag, "a new tag, not the association's");
+            (*tag, cookie.clone())
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(ep.associations().count(), 1);
+    // The old association still answers to its old tag until the COOKIE ECHO arrives.
+    deliver(&mut ep, &mut rng, now, &packet(new_tag, &[ChunkRepr::CookieEcho { cookie: &cookie }]));
+    assert_eq!(replies(&mut ep, now), [Reply::CookieAck { vtag: NEW_PEER_TAG }]);
+    assert!(matches!(ep.poll_event(), Some(Event::AssociationRestarted(_))));
+    // The restarted association uses the new tags: the old one is refused.
+    let data = [5u8];
+    deliver(&mut ep, &mut rng, now, &packet(old_tag, &[data_chunk(1000, 0, &data)]));
+    assert_eq!(ep.poll_event(), None);
+    deliver(&mut ep, &mut rng, now, &packet(new_tag, &[data_chunk(1000, 0, &data)]));
+    assert!(matches!(ep.poll_event(), Some(Event::Message { .. })));
+}

@@ -369,7 +369,7 @@ impl Association {
             transport,
             self.cfg.rto,
             u32::from(self.cfg.mtu),
-            self.cfg.receive_limit as u32,
+            u32::try_from(self.cfg.receive_limit).unwrap_or(u32::MAX),
             now,
             self.cfg.heartbeat_interval,
         );
@@ -487,7 +487,7 @@ impl Association {
         // Window update (6.2): tell the peer when the window opened by a packet's worth from
         // a small value, so a sender stalled on a closed window resumes.
         let now_rwnd = self.advertised_rwnd();
-        let step = u32::from(self.cfg.mtu).min(self.cfg.receive_limit as u32 / 4);
+        let step = u32::from(self.cfg.mtu).min(u32::try_from(self.cfg.receive_limit / 4).unwrap_or(u32::MAX));
         if now_rwnd >= self.last_advertised.saturating_add(step) && self.last_advertised < step * 2 {
             self.sack_now = true;
         }
@@ -808,9 +808,14 @@ impl Association {
             TsnClass::New(t) => t,
         };
         if usize::from(d.stream_id) >= usize::from(self.rx.inbound_streams()) {
-            // 6.5: report and treat the TSN as received.
+            // 6.5: report, and treat the TSN as received when it is the next in order (an
+            // out-of-order one is dropped: the peer sends it again, and the map of TSNs above
+            // the ack point only ever holds chunks that the receive budget paid for).
             self.push_error(PendingError::InvalidStream(d.stream_id));
-            self.tsns.insert(t);
+            if t == self.tsns.cum() + 1 {
+                self.tsns.insert(t);
+            }
+            self.sack_now = true;
             drops.invalid_stream += 1;
             return true;
         }
@@ -1054,6 +1059,8 @@ impl Association {
             drops.unexpected_init_ack += 1;
             return;
         }
+        // An ABORT for a malformed INIT ACK goes to the tag it announced.
+        self.peer_tag = init.initiate_tag;
         let Some(cookie) = init.state_cookie() else {
             drops.malformed += 1;
             self.abort = Some(None);
