@@ -758,3 +758,126 @@ fn no_panic_on_random_mutations() {
     // The mutations must leave many chunks parseable, or this test would only test refusals.
     assert!(parsed > 10_000, "only {parsed} chunks parsed");
 }
+
+/// Random representations, built from items (not bytes), emit and parse back equal; bundled
+/// into packets under a random limit, every chunk pushed comes back in order.
+#[test]
+fn random_reprs_round_trip() {
+    const POOL: [u8; 96] = {
+        let mut pool = [0u8; 96];
+        let mut i = 0;
+        while i < pool.len() {
+            pool[i] = (i as u8).wrapping_mul(37) ^ 0x5a;
+            i += 1;
+        }
+        pool
+    };
+    let mut rng = XorShift(0x0123_4567_89ab_cdef);
+    let slice = |rng: &mut XorShift| -> &'static [u8] {
+        let start = rng.below(POOL.len());
+        &POOL[start..start + rng.below(POOL.len() - start + 1)]
+    };
+    for _ in 0..2_000 {
+        let raw = RawParam { param_type: rng.next() as u16, value: slice(&mut rng) };
+        let params = [
+            ParamRepr::Ipv4Address(Ipv4Addr::from(rng.next() as u32)),
+            ParamRepr::StateCookie(slice(&mut rng)),
+            ParamRepr::HeartbeatInfo(slice(&mut rng)),
+            ParamRepr::UnrecognizedParameter(raw),
+            ParamRepr::SupportedAddressTypes(List::Items(&[5, 6, 11][..rng.below(4)])),
+            ParamRepr::CookiePreservative(rng.next() as u32),
+            ParamRepr::HostNameAddress(slice(&mut rng)),
+            // Types 1..=12 would parse as known parameters, so unknown ones start at 13.
+            ParamRepr::Unknown(RawParam {
+                param_type: 13 + rng.below(0xfff0) as u16,
+                value: slice(&mut rng),
+            }),
+        ];
+        let causes = [
+            CauseRepr::InvalidStreamIdentifier { stream_id: rng.next() as u16 },
+            CauseRepr::MissingMandatoryParameter { param_types: List::Items(&[7, 9, 5][..rng.below(4)]) },
+            CauseRepr::UnrecognizedChunkType {
+                chunk: RawChunk {
+                    chunk_type: rng.next() as u8,
+                    flags: rng.next() as u8,
+                    value: slice(&mut rng),
+                },
+            },
+            CauseRepr::UnrecognizedParameters { params: List::Items(core::slice::from_ref(&raw)) },
+            CauseRepr::UserInitiatedAbort { reason: slice(&mut rng) },
+            CauseRepr::Unknown { code: 14 + rng.below(0xfff0) as u16, info: slice(&mut rng) },
+        ];
+        let gaps: Vec<GapAckBlock> = (0..rng.below(5))
+            .map(|_| GapAckBlock { start: rng.next() as u16, end: rng.next() as u16 })
+            .collect();
+        let dups: Vec<Tsn> = (0..rng.below(5)).map(|_| Tsn(rng.next() as u32)).collect();
+        let some_params = &params[rng.below(params.len())..];
+        let some_causes = &causes[rng.below(causes.len())..];
+        let init = InitChunk {
+            initiate_tag: rng.next() as u32,
+            a_rwnd: rng.next() as u32,
+            outbound_streams: rng.next() as u16,
+            inbound_streams: rng.next() as u16,
+            initial_tsn: Tsn(rng.next() as u32),
+            params: List::Items(some_params),
+        };
+        let bits = rng.next();
+        let reprs = [
+            ChunkRepr::Data(DataChunk {
+                unordered: bits & 1 != 0,
+                beginning: bits & 2 != 0,
+                ending: bits & 4 != 0,
+                immediate: bits & 8 != 0,
+                tsn: Tsn(rng.next() as u32),
+                stream_id: rng.next() as u16,
+                ssn: Ssn(rng.next() as u16),
+                ppid: rng.next() as u32,
+                user_data: slice(&mut rng),
+            }),
+            ChunkRepr::Init(init),
+            ChunkRepr::InitAck(init),
+            ChunkRepr::Sack(SackChunk {
+                cumulative_tsn_ack: Tsn(rng.next() as u32),
+                a_rwnd: rng.next() as u32,
+                gap_blocks: List::Items(&gaps),
+                duplicate_tsns: List::Items(&dups),
+            }),
+            ChunkRepr::HeartbeatAck(HeartbeatChunk { info: slice(&mut rng) }),
+            ChunkRepr::Abort { t_bit: bits & 16 != 0, causes: List::Items(some_causes) },
+            ChunkRepr::Error { causes: List::Items(some_causes) },
+            ChunkRepr::CookieEcho { cookie: slice(&mut rng) },
+            ChunkRepr::Unknown(RawChunk {
+                chunk_type: 15 + rng.below(240) as u8,
+                flags: 0,
+                value: slice(&mut rng),
+            }),
+        ];
+        for repr in &reprs {
+            let mut out = std::vec![0u8; repr.buffer_len()];
+            assert_eq!(repr.emit(&mut out), Ok(out.len()));
+            let chunk = Chunks::new(&out).next().unwrap().unwrap();
+            assert_eq!(ChunkRepr::parse(&chunk).as_ref(), Ok(repr));
+        }
+        // Bundle what fits under a random limit, in order, skipping what may not bundle.
+        let limit = 12 + rng.below(600);
+        let mut buf = std::vec![0u8; 2048];
+        let mut builder = PacketBuilder::new(&mut buf, &HEADER, limit).unwrap();
+        let mut pushed = Vec::new();
+        for repr in reprs.iter().filter(|repr| repr.is_bundleable()) {
+            match builder.push(repr) {
+                Ok(taken) => {
+                    assert_eq!(taken, repr.buffer_len());
+                    pushed.push(*repr);
+                }
+                Err(WireError::NoRoom { need, room }) => assert!(need > room && room == builder.room()),
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        let len = builder.finish();
+        assert!(len <= limit);
+        let packet = Packet::new_checked(&buf[..len]).unwrap();
+        assert_eq!(PacketRepr::parse(&packet), Ok(HEADER));
+        let back: Vec<_> = packet.chunks().map(|c| ChunkRepr::parse(&c.unwrap()).unwrap()).collect();
+        assert_eq!(back, pushed);
+    }
+}
