@@ -68,6 +68,8 @@ mod chunk;
 mod class;
 mod domain;
 mod engine;
+#[cfg(feature = "host-heap")]
+mod host;
 mod large;
 mod stats;
 
@@ -76,5 +78,7 @@ pub use books::Generation;
 pub use chunk::CHUNK_SIZE;
 pub use class::{block_footprint, CLASS_COUNT, CLASS_SIZES, SMALL_ALIGN_MAX, SMALL_MAX};
 pub use domain::{Domain, OverQuota, PlanError, Quota};
+#[cfg(feature = "host-heap")]
+pub use host::{HostHeap, HOST_HEAP_SIZE};
 pub use large::LARGE_TRAILER;
 pub use stats::{DomainStats, HeapStats, LeakReport};

@@ -1,0 +1,576 @@
+//! The loop simulated on the host: the platform with fake NICs, the real subsystems and the real
+//! allocator (every byte booked as in the image), and a smoltcp host on the far side of nic0.
+//! Delivery, registration, backpressure, shedding, route sources and the random source, without
+//! QEMU. Cases run one after another on the main thread (the current domain is per process).
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::rc::Rc;
+
+use bulkhead_apps::books::AllocatorBooks;
+use bulkhead_apps::config::ForwarderConfig;
+use bulkhead_apps::context::{Context, RouteChange, SocketId, TcpBuffers};
+use bulkhead_apps::diag::Diag;
+use bulkhead_apps::domain::{Domain, Quota};
+use bulkhead_apps::forwarder::{ForwarderPlan, ForwarderSubsystem};
+use bulkhead_apps::link::{Link, LinkCounters, RxFrame, TxError};
+use bulkhead_apps::platform::{Platform, Port};
+use bulkhead_apps::supervisor::{Budget, PollOutcome, RestartPolicy, StartError, Subsystem};
+use bulkhead_apps::time::{Duration, Instant};
+use bulkhead_base::addr::Ipv4Cidr;
+use bulkhead_base::rand_core::SeedableRng;
+use bulkhead_base::rng::Csprng;
+use bulkhead_mem::HostHeap;
+use bulkhead_net::fib::Prefix;
+use bulkhead_net::router;
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use smoltcp::socket::{tcp, udp};
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, Icmpv4Packet, IpAddress, IpCidr,
+    IpEndpoint, IpProtocol, Ipv4Address, Ipv4Packet,
+};
+
+#[global_allocator]
+static HEAP: HostHeap = HostHeap::new();
+
+const NIC0_MAC: [u8; 6] = [0x52, 0x54, 0, 0xb0, 0, 0];
+const NIC1_MAC: [u8; 6] = [0x52, 0x54, 0, 0xb0, 0, 1];
+const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x22];
+const NIC_NAMES: [&str; 2] = ["nic0", "nic1"];
+const QUOTA: usize = 16 << 20;
+
+type Wire = Rc<RefCell<VecDeque<Vec<u8>>>>;
+
+/// A NIC whose other end is two queues. Its own allocations are the wire's, outside the
+/// appliance: booked to `kernel`.
+struct FakeLink {
+    mac: [u8; 6],
+    to_appliance: Wire,
+    from_appliance: Wire,
+    counters: LinkCounters,
+}
+
+impl Link for FakeLink {
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+    fn pci(&self) -> (u8, u8, u8) {
+        (0, 3, 0)
+    }
+    fn receive(&mut self) -> Option<RxFrame> {
+        let _wire = HEAP.allocator().enter(Domain::Kernel);
+        let frame = self.to_appliance.borrow_mut().pop_front()?;
+        self.counters.rx_packets += 1;
+        let len = frame.len();
+        Some(RxFrame { buffer: frame.into_boxed_slice(), start: 0, len, slot: 0 })
+    }
+    fn recycle(&mut self, frame: RxFrame) {
+        let _wire = HEAP.allocator().enter(Domain::Kernel);
+        drop(frame);
+    }
+    fn transmit(&mut self, frame: &[u8]) -> Result<(), TxError> {
+        let _wire = HEAP.allocator().enter(Domain::Kernel);
+        if frame.len() > 1514 {
+            return Err(TxError::Oversize);
+        }
+        self.counters.tx_packets += 1;
+        self.from_appliance.borrow_mut().push_back(frame.to_vec());
+        Ok(())
+    }
+    fn can_transmit(&mut self) -> bool {
+        true
+    }
+    fn rx_pending(&self) -> bool {
+        !self.to_appliance.borrow().is_empty()
+    }
+    fn counters(&self) -> LinkCounters {
+        self.counters
+    }
+}
+
+/// The host on nic0's wire: 192.0.2.2/24, its default route through the appliance. Every
+/// frame the appliance sent it is kept in `seen` for inspection.
+struct Peer {
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    to_appliance: Wire,
+    from_appliance: Wire,
+    seen: Vec<Vec<u8>>,
+}
+
+struct PeerDevice<'a> {
+    rx: &'a Wire,
+    tx: &'a Wire,
+    seen: &'a mut Vec<Vec<u8>>,
+}
+
+struct PeerRx(Vec<u8>);
+struct PeerTx<'a>(&'a Wire);
+
+impl RxToken for PeerRx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl TxToken for PeerTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut frame = vec![0u8; len];
+        let r = f(&mut frame);
+        self.0.borrow_mut().push_back(frame);
+        r
+    }
+}
+
+impl Device for PeerDevice<'_> {
+    type RxToken<'b>
+        = PeerRx
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = PeerTx<'b>
+    where
+        Self: 'b;
+    fn receive(&mut self, _now: smoltcp::time::Instant) -> Option<(PeerRx, PeerTx<'_>)> {
+        let frame = self.rx.borrow_mut().pop_front()?;
+        self.seen.push(frame.clone());
+        Some((PeerRx(frame), PeerTx(self.tx)))
+    }
+    fn transmit(&mut self, _now: smoltcp::time::Instant) -> Option<PeerTx<'_>> {
+        Some(PeerTx(self.tx))
+    }
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = 1514;
+        caps
+    }
+}
+
+impl Peer {
+    fn new(to_appliance: Wire, from_appliance: Wire) -> Peer {
+        let mut seen = Vec::new();
+        let mut device = PeerDevice { rx: &from_appliance, tx: &to_appliance, seen: &mut seen };
+        let config = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(PEER_MAC)));
+        let mut iface = Interface::new(config, &mut device, smoltcp::time::Instant::ZERO);
+        iface.update_ip_addrs(|a| {
+            a.push(IpCidr::new(IpAddress::v4(192, 0, 2, 2), 24)).unwrap();
+        });
+        iface.routes_mut().add_default_ipv4_route(Ipv4Address::new(192, 0, 2, 1)).unwrap();
+        Peer { iface, sockets: SocketSet::new(Vec::new()), to_appliance, from_appliance, seen }
+    }
+
+    fn poll(&mut self, now: Instant) {
+        let mut device =
+            PeerDevice { rx: &self.from_appliance, tx: &self.to_appliance, seen: &mut self.seen };
+        let t = smoltcp::time::Instant::from_micros(now.total_micros() as i64);
+        self.iface.poll(t, &mut device, &mut self.sockets);
+    }
+
+    fn tcp(&mut self, remote: (Ipv4Address, u16), local_port: u16, buffer: usize) -> SocketHandle {
+        let rx = tcp::SocketBuffer::new(vec![0; buffer]);
+        let tx = tcp::SocketBuffer::new(vec![0; buffer]);
+        let mut socket = tcp::Socket::new(rx, tx);
+        socket
+            .connect(self.iface.context(), IpEndpoint::new(IpAddress::Ipv4(remote.0), remote.1), local_port)
+            .unwrap();
+        self.sockets.add(socket)
+    }
+
+    fn udp(&mut self, port: u16) -> SocketHandle {
+        let rx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 16384]);
+        let tx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 16384]);
+        let mut socket = udp::Socket::new(rx, tx);
+        socket.bind(port).unwrap();
+        self.sockets.add(socket)
+    }
+}
+
+/// A subsystem in the `sctp` domain that listens on TCP 5001 with small buffers and reads only
+/// while `reading` is set: the seed's suspended receiver, over TCP.
+struct Sink {
+    reading: Rc<Cell<bool>>,
+    received: Rc<Cell<usize>>,
+    socket: Option<SocketId>,
+}
+
+impl Subsystem for Sink {
+    fn name(&self) -> &'static str {
+        "sink"
+    }
+    fn domain(&self) -> Domain {
+        Domain::Sctp
+    }
+    fn start(&mut self, cx: &mut Context<'_>) -> Result<(), StartError> {
+        self.socket =
+            Some(cx.tcp_listen(5001, TcpBuffers { rx: 4096, tx: 512 }).map_err(|_| StartError::Failed)?);
+        Ok(())
+    }
+    fn poll(&mut self, cx: &mut Context<'_>, _budget: Budget) -> PollOutcome {
+        if let (true, Some(id)) = (self.reading.get(), self.socket) {
+            if let Ok(socket) = cx.tcp(id) {
+                let mut buf = [0u8; 1024];
+                while let Ok(n @ 1..) = socket.recv_slice(&mut buf) {
+                    self.received.set(self.received.get() + n);
+                }
+            }
+        }
+        PollOutcome::Idle
+    }
+    fn poll_at(&self, _now: Instant) -> Option<Instant> {
+        None
+    }
+    fn pressure(&mut self, _cx: &mut Context<'_>, _on: bool) {}
+    fn shed(&mut self) {
+        self.socket = None;
+    }
+    fn status(&self, out: &mut dyn std::fmt::Write) -> std::fmt::Result {
+        write!(out, "sink")
+    }
+}
+
+/// A route source in the `bgp` domain: announces `routes` at start and after every forwarder
+/// restart; records what its context's random source gave it at start.
+struct FakeSource {
+    routes: Vec<(Prefix, Ipv4Address)>,
+    pending: usize,
+    first_random: Rc<Cell<u64>>,
+}
+
+impl Subsystem for FakeSource {
+    fn name(&self) -> &'static str {
+        "fake-bgp"
+    }
+    fn domain(&self) -> Domain {
+        Domain::Bgp
+    }
+    fn start(&mut self, cx: &mut Context<'_>) -> Result<(), StartError> {
+        self.first_random.set(cx.rng.next_u64());
+        self.pending = 0;
+        Ok(())
+    }
+    fn poll(&mut self, cx: &mut Context<'_>, _budget: Budget) -> PollOutcome {
+        if cx.take_route_resync() {
+            self.pending = 0;
+        }
+        while let Some(&(prefix, via)) = self.routes.get(self.pending) {
+            if cx.route(RouteChange::Add { prefix, via }).is_err() {
+                return PollOutcome::Pending;
+            }
+            self.pending += 1;
+        }
+        PollOutcome::Idle
+    }
+    fn poll_at(&self, _now: Instant) -> Option<Instant> {
+        None
+    }
+    fn pressure(&mut self, _cx: &mut Context<'_>, _on: bool) {}
+    fn shed(&mut self) {
+        // Like a BGP speaker whose sessions are gone: nothing to announce after the restart.
+        self.routes = Vec::new();
+        self.pending = 0;
+    }
+    fn status(&self, out: &mut dyn std::fmt::Write) -> std::fmt::Result {
+        write!(out, "{} routes announced", self.pending)
+    }
+}
+
+struct Sim {
+    platform: Platform<AllocatorBooks>,
+    peer: Peer,
+    nic1_out: Wire,
+    now: Instant,
+    reading: Rc<Cell<bool>>,
+    received: Rc<Cell<usize>>,
+    first_random: Rc<Cell<u64>>,
+}
+
+fn cidr(text: &str) -> Ipv4Cidr {
+    Ipv4Cidr::parse(text).unwrap()
+}
+
+impl Sim {
+    fn new(seed: u64, bgp_route_limit: u32) -> Sim {
+        let allocator = HEAP.allocator();
+        let quotas = std::array::from_fn(|_| Quota { hard: QUOTA, soft: QUOTA * 3 / 4 });
+        allocator.set_quotas(quotas, 8 << 20).unwrap();
+        let (to0, from0, to1, from1): (Wire, Wire, Wire, Wire) = Default::default();
+        let link0 = FakeLink {
+            mac: NIC0_MAC,
+            to_appliance: to0.clone(),
+            from_appliance: from0.clone(),
+            counters: LinkCounters::default(),
+        };
+        let link1 = FakeLink {
+            mac: NIC1_MAC,
+            to_appliance: to1,
+            from_appliance: from1.clone(),
+            counters: LinkCounters::default(),
+        };
+        let (a0, a1) = (cidr("192.0.2.1/24"), cidr("198.51.100.1/24"));
+        let ports = {
+            let _net = allocator.enter(Domain::Net);
+            vec![
+                Port::new("nic0", Box::new(link0), Some(a0), 1500),
+                Port::new("nic1", Box::new(link1), Some(a1), 1500),
+            ]
+        };
+        let forwarder_config =
+            ForwarderConfig { max_routes_bgp: bgp_route_limit, ..ForwarderConfig::default() };
+        let plan = ForwarderPlan {
+            interfaces: vec![
+                (0, router::Interface { mac: NIC0_MAC, address: Some((a0.addr.to_bits(), 24)), mtu: 1500 }),
+                (1, router::Interface { mac: NIC1_MAC, address: Some((a1.addr.to_bits(), 24)), mtu: 1500 }),
+            ],
+            routes: vec![],
+            settings: ForwarderPlan::settings(&forwarder_config, 1 << 20),
+        };
+        let rng = Box::new(Csprng::seed_from_u64(seed));
+        let mut platform = Platform::new(AllocatorBooks(allocator), ports, rng, true, Instant::ZERO);
+        let reading = Rc::new(Cell::new(false));
+        let received = Rc::new(Cell::new(0));
+        let first_random = Rc::new(Cell::new(0));
+        let via = Ipv4Address::new(198, 51, 100, 7);
+        let routes =
+            (0..3u8).map(|i| (Prefix::new(u32::from_be_bytes([10, i, 0, 0]), 16).unwrap(), via)).collect();
+        let subsystems: Vec<Box<dyn Subsystem>> = vec![
+            Box::new(ForwarderSubsystem::new(plan, &NIC_NAMES)),
+            Box::new(Sink { reading: reading.clone(), received: received.clone(), socket: None }),
+            Box::new(FakeSource { routes, pending: 0, first_random: first_random.clone() }),
+            Box::new(Diag::new(true)),
+        ];
+        for s in subsystems {
+            let policy =
+                RestartPolicy { initial_backoff: Duration::from_millis(1), ..RestartPolicy::default() };
+            platform.add(s, policy).unwrap();
+        }
+        platform.start(Instant::ZERO);
+        let peer = Peer::new(to0, from0);
+        Sim { platform, peer, nic1_out: from1, now: Instant::ZERO, reading, received, first_random }
+    }
+
+    /// One millisecond: the appliance's turn, then the peer's.
+    fn step(&mut self) {
+        self.now = self.now + Duration::from_millis(1);
+        let now = self.now;
+        self.platform.turn(now, || now);
+        self.peer.poll(now);
+        self.nic1_out.borrow_mut().clear();
+    }
+
+    fn run_until(&mut self, limit_ms: u64, mut done: impl FnMut(&mut Sim) -> bool) -> bool {
+        for _ in 0..limit_ms {
+            if done(self) {
+                return true;
+            }
+            self.step();
+        }
+        done(self)
+    }
+
+    fn console(&mut self, line: &str) -> String {
+        let mut out = String::new();
+        let now = self.now;
+        self.platform.execute(line, now, &mut out);
+        out
+    }
+
+    fn used(&self, d: Domain) -> (usize, usize) {
+        let s = HEAP.allocator().stats(d);
+        (s.used, s.blocks)
+    }
+}
+
+// ---- the cases ----------------------------------------------------------------------------------
+
+/// TCP echo to nic1's address, arriving on nic0; the connection's buffers are diag's, and diag
+/// is back to its baseline when the connection is gone.
+fn tcp_echo_to_another_nics_address() {
+    let mut sim = Sim::new(1, 100);
+    let baseline = sim.used(Domain::Diag);
+    let h = sim.peer.tcp((Ipv4Address::new(198, 51, 100, 1), 7), 40000, 65536);
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let (mut sent, mut back) = (0usize, Vec::new());
+    let ok = sim.run_until(20_000, |s| {
+        let socket = s.peer.sockets.get_mut::<tcp::Socket>(h);
+        if socket.may_send() && sent < data.len() {
+            sent += socket.send_slice(&data[sent..]).unwrap_or(0);
+        }
+        if socket.can_recv() {
+            socket
+                .recv(|b| {
+                    back.extend_from_slice(b);
+                    (b.len(), ())
+                })
+                .unwrap();
+        }
+        back.len() == data.len()
+    });
+    assert!(ok, "echoed {} of {} bytes", back.len(), data.len());
+    assert_eq!(back, data);
+    assert!(sim.used(Domain::Diag).0 > baseline.0, "the connection's buffers are diag's");
+    sim.peer.sockets.get_mut::<tcp::Socket>(h).close();
+    let closed = sim.run_until(5_000, |s| s.used(Domain::Diag) == baseline);
+    assert!(closed, "diag {:?} never back to {:?}", sim.used(Domain::Diag), baseline);
+}
+
+/// UDP echo is a binding of diag's; a UDP port and a TCP port nobody owns get the answers a
+/// host gives (ICMP port unreachable, RST).
+fn bindings_and_host_answers() {
+    let mut sim = Sim::new(2, 100);
+    let u = sim.peer.udp(50000);
+    let to = IpEndpoint::new(IpAddress::v4(192, 0, 2, 1), 7);
+    sim.peer.sockets.get_mut::<udp::Socket>(u).send_slice(b"ping?", to).unwrap();
+    let echoed = sim.run_until(2_000, |s| {
+        let socket = s.peer.sockets.get_mut::<udp::Socket>(u);
+        matches!(socket.recv(), Ok((b"ping?", _)))
+    });
+    assert!(echoed, "no UDP echo");
+    let to9 = IpEndpoint::new(IpAddress::v4(198, 51, 100, 1), 9);
+    sim.peer.sockets.get_mut::<udp::Socket>(u).send_slice(b"anyone?", to9).unwrap();
+    let unreachable = sim.run_until(2_000, |s| s.peer.seen.iter().any(|f| icmp_type(f) == Some((3, 3))));
+    assert!(unreachable, "no ICMP port unreachable");
+    let h = sim.peer.tcp((Ipv4Address::new(192, 0, 2, 1), 9), 40001, 4096);
+    let reset = sim.run_until(2_000, |s| s.peer.sockets.get::<tcp::Socket>(h).state() == tcp::State::Closed);
+    assert!(reset, "no RST for a closed port");
+    assert!(sim.platform.host().counters.tcp_resets_sent >= 1);
+    assert!(sim.platform.host().counters.icmp_unreachable_sent >= 1);
+}
+
+/// A subsystem that stops reading closes its TCP window: the sender stalls, nothing grows;
+/// once it reads again every byte arrives.
+fn a_subsystem_that_stops_reading_closes_its_window() {
+    let mut sim = Sim::new(3, 100);
+    let h = sim.peer.tcp((Ipv4Address::new(192, 0, 2, 1), 5001), 40002, 65536);
+    let data = vec![0x5a_u8; 200_000];
+    let mut sent = 0usize;
+    let mut feed = |s: &mut Sim| {
+        let socket = s.peer.sockets.get_mut::<tcp::Socket>(h);
+        if socket.may_send() && sent < data.len() {
+            sent += socket.send_slice(&data[sent..]).unwrap_or(0);
+        }
+        sent
+    };
+    sim.run_until(3_000, |s| {
+        feed(s);
+        false
+    });
+    let stalled = sim.used(Domain::Sctp);
+    let queued = sim.peer.sockets.get::<tcp::Socket>(h).send_queue();
+    assert!(queued > 32_000, "the sender must be stalled with data queued, has {queued}");
+    assert_eq!(sim.received.get(), 0);
+    sim.run_until(2_000, |s| {
+        feed(s);
+        false
+    });
+    assert_eq!(sim.used(Domain::Sctp), stalled, "a stalled receiver's domain must not grow");
+    sim.reading.set(true);
+    let all = sim.run_until(60_000, |s| {
+        feed(s);
+        s.received.get() == data.len()
+    });
+    assert!(all, "received {} of {}", sim.received.get(), data.len());
+}
+
+/// A shed resets the subsystem's connections (the peer sees an RST), and nothing of its
+/// sockets stays in `net` or in its own domain.
+fn a_shed_resets_connections_and_leaves_nothing() {
+    let mut sim = Sim::new(4, 100);
+    sim.step();
+    let net = sim.used(Domain::Net);
+    let diag = sim.used(Domain::Diag);
+    let h = sim.peer.tcp((Ipv4Address::new(192, 0, 2, 1), 7), 40003, 4096);
+    let open =
+        sim.run_until(2_000, |s| s.peer.sockets.get::<tcp::Socket>(h).state() == tcp::State::Established);
+    assert!(open);
+    sim.run_until(50, |_| false);
+    let answer = sim.console("debug shed diag");
+    assert!(answer.contains("ok (diag)"), "{answer}");
+    let reset = sim.run_until(2_000, |s| s.peer.sockets.get::<tcp::Socket>(h).state() == tcp::State::Closed);
+    assert!(reset, "the peer never saw the RST");
+    let restarted = sim.run_until(2_000, |s| s.platform.supervisor().is_up(Domain::Diag));
+    assert!(restarted);
+    assert_eq!(sim.used(Domain::Net), net, "net keeps nothing of a shed subsystem");
+    assert_eq!(sim.used(Domain::Diag), diag, "diag back to its baseline after the restart");
+    let report = sim.platform.supervisor().report(Domain::Diag).unwrap();
+    assert_eq!(report.leaks, 0, "{report:?}");
+}
+
+/// Routes from a source: installed with the source's name and limit, withdrawn when the source
+/// is shed, announced again after the forwarder restarts.
+fn route_sources_reach_the_fib() {
+    let mut sim = Sim::new(5, 2);
+    // The gateway must resolve: 198.51.100.7 is on nic1's subnet.
+    let installed = sim.run_until(100, |s| s.console("show route json").matches("\"bgp\"").count() == 2);
+    assert!(installed, "{}", sim.console("show route"));
+    assert!(sim.console("show route 10.0.0.0/16").contains("bgp"));
+    // The third route is over the limit of 2.
+    assert!(!sim.console("show route 10.2.0.0/16 json").contains("\"bgp\""));
+    sim.console("debug shed forwarder");
+    let back = sim.run_until(1_000, |s| s.console("show route json").matches("\"bgp\"").count() == 2);
+    assert!(back, "routes not announced again after the forwarder restarted");
+    sim.console("debug shed bgp");
+    sim.step();
+    sim.step();
+    assert_eq!(sim.console("show route json").matches("\"bgp\"").count(), 0, "a shed source's routes go");
+}
+
+/// The platform's random source reaches subsystems: repeatable for a seed, different across seeds.
+fn the_random_source_reaches_subsystems() {
+    let values: Vec<u64> = [7, 7, 8].iter().map(|&seed| Sim::new(seed, 10).first_random.get()).collect();
+    assert_eq!(values[0], values[1]);
+    assert_ne!(values[0], values[2]);
+    assert_ne!(values[0], 0);
+}
+
+fn icmp_type(frame: &[u8]) -> Option<(u8, u8)> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.next_header() != IpProtocol::Icmp {
+        return None;
+    }
+    let icmp = Icmpv4Packet::new_checked(ip.payload()).ok()?;
+    Some((u8::from(icmp.msg_type()), icmp.msg_code()))
+}
+
+fn main() {
+    let cases: [(&str, fn()); 6] = [
+        ("tcp_echo_to_another_nics_address", tcp_echo_to_another_nics_address),
+        ("bindings_and_host_answers", bindings_and_host_answers),
+        (
+            "a_subsystem_that_stops_reading_closes_its_window",
+            a_subsystem_that_stops_reading_closes_its_window,
+        ),
+        ("a_shed_resets_connections_and_leaves_nothing", a_shed_resets_connections_and_leaves_nothing),
+        ("route_sources_reach_the_fib", route_sources_reach_the_fib),
+        ("the_random_source_reaches_subsystems", the_random_source_reaches_subsystems),
+    ];
+    let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    let (mut passed, mut failed) = (0, 0);
+    for (name, case) in cases {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        let mut line = String::new();
+        match std::panic::catch_unwind(case) {
+            Ok(()) => {
+                passed += 1;
+                let _ = write!(line, "test {name} ... ok");
+            }
+            Err(_) => {
+                failed += 1;
+                let _ = write!(line, "test {name} ... FAILED");
+            }
+        }
+        println!("{line}");
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
