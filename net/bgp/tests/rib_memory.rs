@@ -7,13 +7,12 @@
 //! allocator's own overhead (a glibc-like chunk: size + 8 rounded up to 16, at least 32). The
 //! assertion holds for both. Then the peer goes down and every byte must come back.
 //!
-//! Only the test's own thread is counted (the harness allocates on other threads, and for the
-//! output it captures), and the figure is printed after the last measurement.
+//! Each test counts only its own thread (the harness allocates on other threads, and for the
+//! output it captures), and prints its figure after its last measurement.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bulkhead_bgp::packet::attribute::{AsPath, Community, NextHop, PathAttributes};
 use bulkhead_bgp::packet::nlri::Ipv4Prefix;
@@ -22,18 +21,25 @@ use bulkhead_bgp::rib::{PeerConfig, Rib, RibConfig};
 
 struct Counting;
 
-static BYTES: AtomicUsize = AtomicUsize::new(0);
-static FOOTPRINT: AtomicUsize = AtomicUsize::new(0);
-static BLOCKS: AtomicUsize = AtomicUsize::new(0);
-
 thread_local! {
-    /// Whether this thread's allocations are counted. Const-initialised without a destructor,
-    /// so reading it never allocates.
+    /// Whether this thread's allocations are counted, and its counts: bytes requested, bytes
+    /// with the allocator's overhead, blocks. Const-initialised without a destructor, so
+    /// touching them never allocates; per thread, so tests running side by side do not mix.
     static COUNTED: Cell<bool> = const { Cell::new(false) };
+    static COUNTS: Cell<(usize, usize, usize)> = const { Cell::new((0, 0, 0)) };
 }
 
-fn counted() -> bool {
-    COUNTED.with(Cell::get)
+fn count(size: usize, sign: isize) {
+    if COUNTED.with(Cell::get) {
+        COUNTS.with(|c| {
+            let (bytes, footprint_bytes, blocks) = c.get();
+            c.set((
+                bytes.wrapping_add_signed(sign * size as isize),
+                footprint_bytes.wrapping_add_signed(sign * footprint(size) as isize),
+                blocks.wrapping_add_signed(sign),
+            ));
+        });
+    }
 }
 
 fn footprint(size: usize) -> usize {
@@ -42,21 +48,13 @@ fn footprint(size: usize) -> usize {
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if counted() {
-            BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-            FOOTPRINT.fetch_add(footprint(layout.size()), Ordering::Relaxed);
-            BLOCKS.fetch_add(1, Ordering::Relaxed);
-        }
+        count(layout.size(), 1);
         // SAFETY: the layout is the caller's, passed on unchanged.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if counted() {
-            BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-            FOOTPRINT.fetch_sub(footprint(layout.size()), Ordering::Relaxed);
-            BLOCKS.fetch_sub(1, Ordering::Relaxed);
-        }
+        count(layout.size(), -1);
         // SAFETY: `ptr` came from `alloc` above with this layout.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -66,7 +64,7 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn snapshot() -> (usize, usize, usize) {
-    (BYTES.load(Ordering::Relaxed), FOOTPRINT.load(Ordering::Relaxed), BLOCKS.load(Ordering::Relaxed))
+    COUNTS.with(Cell::get)
 }
 
 fn reachable(_: &NextHop) -> Option<u32> {
@@ -140,5 +138,62 @@ fn bytes_per_prefix_adj_rib_in_and_loc_rib() {
          {requested:.1} bytes/prefix requested, {with_overhead:.1} with allocator overhead \
          ({} blocks; target < 80, BIRD ~176)",
         blocks
+    );
+}
+
+/// What one more established peer costs: its Adj-RIB-Out (the advertised attribute set per
+/// prefix) after the whole table was exported to it. The export sets are interned too, so 16
+/// received sets become 16 exported ones.
+#[test]
+fn bytes_per_prefix_adj_rib_out_per_peer() {
+    const PREFIXES: u32 = 50_000;
+    COUNTED.with(|c| c.set(true));
+    let mut rib: Rib<Ipv4Prefix> = Rib::new(RibConfig::new(65000, Ipv4Addr::new(10, 255, 0, 1)));
+    let config = |last: u8, remote_as: u32| PeerConfig {
+        addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, last)),
+        remote_as,
+        next_hop_self: NextHop::V4(Ipv4Addr::new(192, 0, 2, 254)),
+        rr_client: false,
+        import: Some(Policy::accept_all()),
+        export: Some(Policy::accept_all()),
+        prefix_limit: None,
+    };
+    let from = rib.add_peer(config(1, 65001)).unwrap();
+    let to = rib.add_peer(config(2, 65002)).unwrap();
+    rib.peer_up(from, Ipv4Addr::new(10, 0, 0, 1)).unwrap();
+    let batch: Vec<Ipv4Prefix> = (0..PREFIXES)
+        .map(|n| Ipv4Prefix::new(Ipv4Addr::from_bits((1 << 24) + (n << 8)), 24).unwrap())
+        .collect();
+    for (n, chunk) in batch.chunks(500).enumerate() {
+        let attrs = PathAttributes {
+            as_path: AsPath::from_sequence(&[65001, 64500 + (n % 16) as u32]),
+            next_hop: Some(NextHop::V4(Ipv4Addr::new(192, 0, 2, 1))),
+            ..PathAttributes::default()
+        };
+        rib.update(from, &[], chunk, &attrs, &reachable).unwrap();
+    }
+    rib.peer_up(to, Ipv4Addr::new(10, 0, 0, 2)).unwrap();
+    let before = snapshot();
+    let mut sent = 0;
+    loop {
+        let changes = rib.drain_adj_rib_out(to, 1024).unwrap();
+        if changes.is_empty() {
+            break;
+        }
+        sent += changes.len();
+    }
+    let after = snapshot();
+    assert_eq!(sent, PREFIXES as usize + 1, "every prefix and End-of-RIB");
+    assert_eq!(rib.adj_rib_out(to).unwrap().len(), PREFIXES as usize);
+    let per_prefix = (after.0 - before.0) as f64 / f64::from(PREFIXES);
+    let with_overhead = (after.1 - before.1) as f64 / f64::from(PREFIXES);
+    assert!(per_prefix < 40.0, "{per_prefix:.1} bytes per prefix");
+    rib.session_down(to).unwrap();
+    assert_eq!(snapshot(), before, "the peer's Adj-RIB-Out freed with its session");
+    drop(rib);
+    COUNTED.with(|c| c.set(false));
+    println!(
+        "RIB memory, Adj-RIB-Out of one more peer, {PREFIXES} IPv4 prefixes: {per_prefix:.1} bytes/prefix \
+         requested, {with_overhead:.1} with allocator overhead"
     );
 }

@@ -144,6 +144,8 @@ impl<A: Hash + Eq> AttrStore<A> {
             self.slots = Vec::new();
             self.free = Vec::new();
             self.index = BTreeMap::new(); // an emptied B-tree keeps its root leaf
+        } else if id.slot() + 1 == self.slots.len() {
+            self.trim();
         }
     }
 
@@ -164,6 +166,23 @@ impl<A: Hash + Eq> AttrStore<A> {
 
     pub fn is_empty(&self) -> bool {
         self.live == 0
+    }
+
+    /// Drops the free slots at the end of the slot vector, and halves its capacity when it is
+    /// twice what is used: the sets a session added and took away again (its export sets) give
+    /// their memory back, not only their attributes.
+    fn trim(&mut self) {
+        while self.slots.last().is_some_and(|slot| slot.attrs.is_none()) {
+            self.slots.pop();
+        }
+        let len = self.slots.len();
+        self.free.retain(|&slot| (slot as usize) < len);
+        if self.slots.capacity() >= 2 * len {
+            self.slots.shrink_to_fit();
+        }
+        if self.free.capacity() >= 2 * self.free.len() {
+            self.free.shrink_to_fit();
+        }
     }
 
     fn live_slot_mut(&mut self, id: AttrId) -> Option<&mut Slot<A>> {
@@ -298,6 +317,27 @@ mod tests {
         assert!(store.is_empty());
         assert_eq!(store.slots.capacity(), 0);
         assert!(store.index.is_empty());
+    }
+
+    #[test]
+    fn sets_freed_at_the_end_give_their_slots_back() {
+        let mut store = AttrStore::new();
+        let kept: Vec<AttrId> = (0..16u32).map(|n| store.intern(n)).collect();
+        store.slots.shrink_to_fit();
+        let capacity = store.slots.capacity();
+        let added: Vec<AttrId> = (100..116u32).map(|n| store.intern(n)).collect();
+        assert!(store.slots.capacity() > capacity);
+        // Freed in any order: the trailing run goes once its last member is free.
+        for id in added.iter().rev().skip(1).chain(added.last()) {
+            store.release(*id);
+        }
+        assert_eq!(store.slots.len(), 16);
+        assert_eq!(store.slots.capacity(), capacity);
+        assert!(store.free.is_empty());
+        // A hole in the middle stays a free slot and is reused.
+        store.release(kept[3]);
+        assert_eq!(store.intern(500), kept[3]);
+        assert_eq!(store.get(kept[15]), Some(&15));
     }
 
     #[test]
