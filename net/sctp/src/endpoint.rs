@@ -19,6 +19,61 @@
 //!
 //! Association lookup is a linear scan by peer address and port, fine for the hundreds of
 //! associations an appliance serves.
+//!
+//! Memory: every chunk queued for sending, retransmission, reassembly or delivery is charged
+//! `footprint(size_of::<its struct>()) + footprint(payload)` with the [`Footprint`] function
+//! of the [`Config`] (the integrator passes the allocator's size-class rounding). The window
+//! advertised to a peer is the receive budget left in those true bytes, bounded by the share
+//! of [`Endpoint::set_memory_room`]; a receiver that is not read fills, closes its window and
+//! stalls its peer; a sender past its limit gets [`SendError::Full`] and later
+//! [`Event::SendReady`].
+//!
+//! One loop turn of the integrator, with two endpoints wired back to back:
+//!
+//! ```
+//! use core::net::Ipv4Addr;
+//! use bulkhead_base::rand_core::{impls, RngCore};
+//! use bulkhead_base::time::{Duration, Instant};
+//! use bulkhead_sctp::endpoint::{Config, Endpoint, Event, Received, Transport};
+//!
+//! struct Rng(u64);
+//! impl RngCore for Rng {
+//!     fn next_u32(&mut self) -> u32 { self.next_u64() as u32 }
+//!     fn next_u64(&mut self) -> u64 { self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1); self.0 >> 16 }
+//!     fn fill_bytes(&mut self, d: &mut [u8]) { impls::fill_bytes_via_next(self, d) }
+//! }
+//! let (a_addr, b_addr) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+//! let fp = |n: usize| n.next_multiple_of(16) + 16;
+//! let (mut rng, mut now) = (Rng(1), Instant::ZERO);
+//! let mut a = Endpoint::new(Config::new(5000, fp), &[a_addr], now, &mut rng);
+//! let mut b = Endpoint::new(Config::new(5000, fp), &[b_addr], now, &mut rng);
+//! let assoc = a.connect(now, &mut rng, &[b_addr], 5000, Transport::Ip).unwrap();
+//! // Hand every packet `from` has to send to `to`.
+//! fn exchange(from: &mut Endpoint, to: &mut Endpoint, now: Instant, rng: &mut Rng) {
+//!     let mut buf = [0u8; 1500];
+//!     while let Some(t) = from.poll_transmit(now, &mut buf) {
+//!         let rx = Received { src: t.src, dst: t.dst, transport: t.transport, bytes: &buf[..t.len] };
+//!         to.handle(now, rng, rx);
+//!     }
+//! }
+//! let mut got = None;
+//! for _ in 0..10 {
+//!     exchange(&mut a, &mut b, now, &mut rng);
+//!     exchange(&mut b, &mut a, now, &mut rng);
+//!     while let Some(e) = a.poll_event() {
+//!         if e == Event::AssociationUp(assoc) {
+//!             a.send(assoc, 0, 51, false, b"hello").unwrap();
+//!         }
+//!     }
+//!     while let Some(e) = b.poll_event() {
+//!         if let Event::Message { data, .. } = e { got = Some(data); }
+//!     }
+//!     now = now + Duration::from_millis(10);
+//!     if a.poll_at().is_some_and(|t| t <= now) { a.handle_timeout(now, &mut rng); }
+//!     if b.poll_at().is_some_and(|t| t <= now) { b.handle_timeout(now, &mut rng); }
+//! }
+//! assert_eq!(got.as_deref(), Some(&b"hello"[..]));
+//! ```
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec;

@@ -465,7 +465,9 @@ impl Association {
                 self.state = State::ShutdownPending;
                 self.maybe_send_shutdown(now);
             }
-            State::CookieWait | State::CookieEchoed => self.close(DownReason::LocalAbort),
+            State::CookieWait => self.close(DownReason::LocalAbort),
+            // The peer may already hold the association: tell it.
+            State::CookieEchoed => self.abort(b"shutdown before established"),
             _ => {}
         }
     }
@@ -1048,7 +1050,6 @@ impl Association {
         p.heartbeat_outstanding = None;
         p.rto.measure(now.saturating_since(sent));
         p.on_reachable();
-        p.heartbeat_at = now + self.cfg.heartbeat_interval + p.rto.rto();
         self.error_count = 0;
         self.update_current_path();
     }
@@ -1330,7 +1331,10 @@ impl Association {
         if let Some(p) = self.paths.get_mut(i) {
             p.heartbeat_outstanding = Some((nonce, now));
             p.heartbeat_to_send = true;
-            p.heartbeat_at = now + self.cfg.heartbeat_interval + p.rto.rto();
+            // 8.3: the next one after HB.interval + RTO, jittered by up to +-RTO/2.
+            let rto = p.rto.rto().total_micros();
+            let jitter = rng.next_u64() % (rto + 1);
+            p.heartbeat_at = now + self.cfg.heartbeat_interval + Duration::from_micros(rto / 2 + jitter);
         }
         self.counters.heartbeats_sent += 1;
     }
