@@ -45,8 +45,10 @@ qemu-test: image
 scenario: image
 	BULKHEAD_SEED_SECONDS=60 $(CARGO) test -p bulkhead-testbed --test seeds -- --nocapture
 
+# Everything the benches run is built here first (the traffic generator, the run helper).
 bench: image
 	@mkdir -p bench/out
+	$(CARGO) build --release -p bulkhead-testbed --bins
 	$(CARGO) run --release -p bulkhead-bench -- all --out bench/out
 
 clean:

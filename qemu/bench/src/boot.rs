@@ -21,15 +21,14 @@ const IDLE_CPU_MAX_PERCENT: f64 = 2.0;
 const PING_RTT_MAX_MS: f64 = 1.0;
 
 /// Runs the boot bench, prints its table, and writes the figures as JSON to `json` if given.
-pub fn run(json: Option<&Path>) {
+/// Runs the bench; `Err` names what could not be measured.
+pub fn run(json: Option<&Path>) -> Result<(), String> {
     if !bulkhead_testbed::is_root() {
-        eprintln!("boot bench: skipped: needs root (network namespaces and TAP devices)");
-        return;
+        return Err("needs root (network namespaces and TAP devices)".into());
     }
     let image = bulkhead_testbed::image_path();
     let Ok(meta) = std::fs::metadata(&image) else {
-        eprintln!("boot bench: {} not found: run make image", image.display());
-        return;
+        return Err(format!("{} not found: run make image", image.display()));
     };
     let mut figures = vec![Figure::new(
         "image size",
@@ -67,8 +66,13 @@ pub fn run(json: Option<&Path>) {
         });
         match std::fs::write(path, format!("{doc:#}\n")) {
             Ok(()) => println!("boot bench: JSON in {}", path.display()),
-            Err(e) => eprintln!("boot bench: writing {}: {e}", path.display()),
+            Err(e) => errors.push(format!("writing {}: {e}", path.display())),
         }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
     }
 }
 

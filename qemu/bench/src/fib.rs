@@ -253,7 +253,8 @@ fn measure(mut table: Box<dyn Table>, prefixes: &[(u32, u8)], addrs: &[u32]) -> 
     }
 }
 
-pub fn run(json: Option<&Path>) {
+/// Runs the bench; `Err` when a table answered differently or the JSON could not be written.
+pub fn run(json: Option<&Path>) -> Result<(), String> {
     let mut rng = Rng(0x5eed_f1b0_0000_0001);
     let size = table_size();
     let prefixes = table(&mut rng, size);
@@ -275,9 +276,10 @@ pub fn run(json: Option<&Path>) {
     }
     let results: Vec<Measured> = tables.into_iter().map(|t| measure(t, &prefixes, &addrs)).collect();
     let reference = results[0].checksum;
+    let mut errors: Vec<String> = Vec::new();
     for r in &results {
         if r.checksum != reference {
-            eprintln!("fib bench: {} answered differently from Bulkhead's Fib (checksum)", r.name);
+            errors.push(format!("{} answered differently from Bulkhead's Fib (checksum)", r.name));
         }
     }
     let crates = &results[2..];
@@ -346,7 +348,12 @@ pub fn run(json: Option<&Path>) {
             "figures": figures.iter().map(Figure::to_json).collect::<Vec<_>>(),
         });
         if let Err(e) = std::fs::write(path, format!("{doc:#}\n")) {
-            eprintln!("fib bench: writing {}: {e}", path.display());
+            errors.push(format!("writing {}: {e}", path.display()));
         }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
     }
 }

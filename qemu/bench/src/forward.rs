@@ -29,14 +29,15 @@ const LINUX_DIR: &str = "bench/out/linux-router";
 const RATIO_TARGET: f64 = 3.0;
 const CEILING_SHARE_TARGET: f64 = 0.8;
 
-pub fn run(json_path: Option<&Path>) {
+/// Runs the bench; `Err` names every part that could not be measured.
+pub fn run(json_path: Option<&Path>) -> Result<(), String> {
     if !bulkhead_testbed::is_root() {
-        eprintln!("forward bench: skipped: needs root");
-        return;
+        return Err("needs root (network namespaces and TAP devices)".into());
     }
+    let mut errors: Vec<String> = Vec::new();
     let linux = build_linux();
     if let Err(e) = &linux {
-        eprintln!("forward bench: no Linux router VM: {e}");
+        errors.push(format!("no Linux router VM: {e}"));
     }
     let mut figures = Vec::new();
     for (label, payload) in SIZES {
@@ -73,11 +74,11 @@ pub fn run(json_path: Option<&Path>) {
                             None,
                         ));
                     }
-                    Some(Err(e)) => eprintln!("forward bench: Linux VM, {label}: {e}"),
+                    Some(Err(e)) => errors.push(format!("Linux VM, {label}: {e}")),
                     None => {}
                 }
             }
-            Err(e) => eprintln!("forward bench: {label}: {e}"),
+            Err(e) => errors.push(format!("{label}: {e}")),
         }
     }
     // The image alone under KVM (where it works: here a software hypervisor, see the README).
@@ -101,7 +102,7 @@ pub fn run(json_path: Option<&Path>) {
                         None,
                     ));
                 }
-                Err(e) => eprintln!("forward bench: {kvm}, {label}: {e}"),
+                Err(e) => errors.push(format!("{kvm}, {label}: {e}")),
             }
         }
     }
@@ -112,8 +113,13 @@ pub fn run(json_path: Option<&Path>) {
     if let Some(path) = json_path {
         let doc = json!({ "bench": "forward", "figures": figures.iter().map(Figure::to_json).collect::<Vec<Value>>() });
         if let Err(e) = std::fs::write(path, format!("{doc:#}\n")) {
-            eprintln!("forward bench: writing {}: {e}", path.display());
+            errors.push(format!("writing {}: {e}", path.display()));
         }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
     }
 }
 

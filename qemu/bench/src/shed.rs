@@ -27,25 +27,13 @@ restart_limit = 1000
 enabled = true
 "#;
 
-pub fn run(json: Option<&Path>) {
+/// Runs the bench; `Err` names what could not be measured.
+pub fn run(json: Option<&Path>) -> Result<(), String> {
     if !bulkhead_testbed::is_root() {
-        eprintln!("shed bench: skipped: needs root (network namespaces and TAP devices)");
-        return;
+        return Err("needs root (network namespaces and TAP devices)".into());
     }
-    let config = match TempFile::new("bench-shed", CONFIG) {
-        Ok(file) => file,
-        Err(e) => {
-            eprintln!("shed bench: writing its configuration: {e}");
-            return;
-        }
-    };
-    let (accel, mut recoveries) = match measure(&config.0) {
-        Ok(measured) => measured,
-        Err(e) => {
-            eprintln!("shed bench: {e}");
-            return;
-        }
-    };
+    let config = TempFile::new("bench-shed", CONFIG).map_err(|e| format!("writing its configuration: {e}"))?;
+    let (accel, mut recoveries) = measure(&config.0)?;
     println!("recoveries (ms): {recoveries:.3?}");
     let max = recoveries.iter().copied().fold(0.0, f64::max);
     let setup = format!("{accel}, bmp hogged past 2 MiB, first shed, {ROUNDS} boots");
@@ -62,10 +50,9 @@ pub fn run(json: Option<&Path>) {
     print_table(&figures);
     if let Some(path) = json {
         let doc = json!({ "bench": "shed", "figures": figures.iter().map(Figure::to_json).collect::<Vec<Value>>() });
-        if let Err(e) = std::fs::write(path, format!("{doc:#}\n")) {
-            eprintln!("shed bench: writing {}: {e}", path.display());
-        }
+        std::fs::write(path, format!("{doc:#}\n")).map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
+    Ok(())
 }
 
 fn measure(config: &Path) -> Result<(Accel, Vec<f64>), String> {
