@@ -599,3 +599,30 @@ fn init_for_an_established_association_gets_new_tags_and_tie_tags_section_5_2_2(
     deliver(&mut ep, &mut rng, now, &packet(new_tag, &[data_chunk(1000, 0, &data)]));
     assert!(matches!(ep.poll_event(), Some(Event::Message { .. })));
 }
+
+#[test]
+fn init_in_cookie_wait_then_cookie_echo_case_b() {
+    let (mut ep, mut rng) = endpoint(true);
+    let now = Instant::ZERO;
+    let id = ep.connect(now, &mut rng, &[PEER], PEER_PORT, Transport::Ip).unwrap();
+    let mut buf = [0u8; 1500];
+    let t = ep.poll_transmit(now, &mut buf).unwrap();
+    let p = Packet::new_checked(&buf[..t.len]).unwrap();
+    let Ok(ChunkRepr::Init(i)) = ChunkRepr::parse(&p.chunks().next().unwrap().unwrap()) else { panic!() };
+    let (our_tag, our_tsn) = (i.initiate_tag, i.initial_tsn.0);
+    // Our INIT is lost; the peer's INIT arrives (5.2.1): the INIT ACK repeats our tag and TSN.
+    deliver(&mut ep, &mut rng, now, &packet(0, &[init(PEER_TAG)]));
+    let cookie = match replies(&mut ep, now).as_slice() {
+        [Reply::InitAck { vtag: PEER_TAG, tag, tsn, cookie, .. }] => {
+            assert_eq!((*tag, *tsn), (our_tag, our_tsn));
+            cookie.clone()
+        }
+        other => panic!("{other:?}"),
+    };
+    // Its COOKIE ECHO matches our tag but not the (unknown) peer tag: case B, established.
+    deliver(&mut ep, &mut rng, now, &packet(our_tag, &[ChunkRepr::CookieEcho { cookie: &cookie }]));
+    assert_eq!(replies(&mut ep, now), [Reply::CookieAck { vtag: PEER_TAG }]);
+    assert_eq!(ep.poll_event(), Some(Event::AssociationUp(id)));
+    assert_eq!(ep.associations().count(), 1);
+    assert_eq!(ep.status(id).unwrap().state, bulkhead_sctp::association::State::Established);
+}
