@@ -194,6 +194,8 @@ pub struct Association {
     sack_since_t3: bool,
     fast_recovery_exit: Option<u64>,
     fast_rtx_pending: bool,
+    /// Where retransmissions go after a T3-rtx expiry (an alternate path), until sent.
+    rtx_path: Option<usize>,
     want_send_ready: bool,
     // Receiving.
     tsns: TsnMap,
@@ -326,6 +328,7 @@ impl Association {
             sack_since_t3: false,
             fast_recovery_exit: None,
             fast_rtx_pending: false,
+            rtx_path: None,
             want_send_ready: false,
             tsns: TsnMap::new(0),
             rx: Reassembly::new(cfg.footprint, cfg.inbound_streams),
@@ -1311,6 +1314,13 @@ impl Association {
         }
         self.fast_recovery_exit = None;
         self.update_current_path();
+        // 6.4.1: retransmit to an alternate active address when there is one.
+        self.rtx_path = self
+            .paths
+            .iter()
+            .enumerate()
+            .find(|(j, p)| *j != i && p.is_active() && p.confirmed)
+            .map(|(j, _)| j);
         let _ = now;
     }
 
@@ -1459,7 +1469,14 @@ impl Association {
 
     /// The bundle to the current path: control chunks, retransmissions, then new DATA.
     fn build_main(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
-        let path = self.current;
+        let pending_rtx = self.sendq.inflight.iter().any(|c| c.retransmit);
+        if !pending_rtx {
+            self.rtx_path = None;
+        }
+        // Retransmissions after a T3-rtx go to the alternate chosen then, new data stays on
+        // the current path.
+        let rtx_elsewhere = self.rtx_path.filter(|&j| j != self.current);
+        let path = rtx_elsewhere.unwrap_or(self.current);
         let limit = self.packet_limit(path);
         let header = self.header(self.peer_tag);
         let mut b = PacketBuilder::new(buf, &header, limit).ok()?;
@@ -1501,7 +1518,7 @@ impl Association {
             }
         }
         if matches!(self.state, State::Established | State::ShutdownPending | State::ShutdownReceived) {
-            self.push_data(now, path, &mut b);
+            self.push_data(now, path, &mut b, rtx_elsewhere.is_none());
         }
         if b.is_empty() {
             return None;
@@ -1537,7 +1554,7 @@ impl Association {
         }
     }
 
-    fn push_data(&mut self, now: Instant, path: usize, b: &mut PacketBuilder<'_>) {
+    fn push_data(&mut self, now: Instant, path: usize, b: &mut PacketBuilder<'_>, new_data: bool) {
         let fast = core::mem::take(&mut self.fast_rtx_pending);
         // Retransmissions first (6.3.3 E3, 7.2.4).
         let mut i = 0;
@@ -1577,6 +1594,9 @@ impl Association {
             i += 1;
         }
         // New data (6.1 A and B).
+        if !new_data {
+            return;
+        }
         loop {
             let Some(head) = self.sendq.queue.front() else { return };
             let len = head.data.len();
