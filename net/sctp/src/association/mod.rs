@@ -935,8 +935,14 @@ impl Association {
                 }
                 highest_newly_acked = Some(highest_newly_acked.map_or(c.tsn, |h: u64| h.max(c.tsn)));
             } else if !in_block && c.acked {
-                // Reneged (6.2.1): the peer dropped it after reporting it.
+                // Reneged (6.2.1), or an older SACK overtaken by a newer one: outstanding
+                // again, so a T3-rtx must run on its path to recover it.
                 c.acked = false;
+                if let Some(p) = self.paths.get_mut(c.path) {
+                    if p.t3_at.is_none() {
+                        p.t3_at = Some(now + p.rto.rto());
+                    }
+                }
             }
         }
         // Miss indications and fast retransmit (7.2.4).
