@@ -62,6 +62,7 @@ use toml::Spanned;
 
 use crate::addr::{parse_ipv4, Ipv4Addr, Ipv4Cidr};
 use crate::domain::{Domain, Quota};
+pub use crate::forwarder::ForwarderConfig;
 use crate::time::Duration;
 use crate::units::{parse_duration, parse_size, ExactSize};
 
@@ -125,18 +126,6 @@ pub struct DomainMemoryConfig {
     pub quota: Option<usize>,
     pub soft: Option<usize>,
     pub restart_limit: Option<u32>,
-}
-
-/// `[forwarder]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ForwarderConfig {
-    pub flow_idle_tcp: Duration,
-    pub flow_idle_udp: Duration,
-    pub flow_idle_icmp: Duration,
-    pub flow_lifetime: Duration,
-    pub icmp_rate: u32,
-    pub max_routes_static: u32,
-    pub max_routes_bgp: u32,
 }
 
 /// `[diagnostics]`.
@@ -235,7 +224,7 @@ impl Config {
             None => MemoryConfig::default(),
         };
         let forwarder = match root.table_opt("forwarder")? {
-            Some(t) => parse_forwarder(&t)?,
+            Some(t) => ForwarderConfig::parse(&t)?,
             None => ForwarderConfig::default(),
         };
         let diagnostics = match root.table_opt("diagnostics")? {
@@ -321,20 +310,6 @@ impl Config {
             memory: MemoryConfig::default(),
             forwarder: ForwarderConfig::default(),
             diagnostics: DiagnosticsConfig::default(),
-        }
-    }
-}
-
-impl Default for ForwarderConfig {
-    fn default() -> Self {
-        ForwarderConfig {
-            flow_idle_tcp: Duration::from_secs(300),
-            flow_idle_udp: Duration::from_secs(60),
-            flow_idle_icmp: Duration::from_secs(10),
-            flow_lifetime: Duration::from_secs(3600),
-            icmp_rate: 100,
-            max_routes_static: 4096,
-            max_routes_bgp: 2_000_000,
         }
     }
 }
@@ -659,58 +634,6 @@ fn parse_memory(t: &Table<'_, '_>) -> Result<MemoryConfig, ConfigError> {
     Ok(memory)
 }
 
-fn parse_forwarder(t: &Table<'_, '_>) -> Result<ForwarderConfig, ConfigError> {
-    t.check_keys(&[
-        "flow_idle_tcp",
-        "flow_idle_udp",
-        "flow_idle_icmp",
-        "flow_lifetime",
-        "icmp_rate",
-        "max_routes_static",
-        "max_routes_bgp",
-    ])?;
-    let mut f = ForwarderConfig::default();
-    for (key, slot) in [
-        ("flow_idle_tcp", &mut f.flow_idle_tcp),
-        ("flow_idle_udp", &mut f.flow_idle_udp),
-        ("flow_idle_icmp", &mut f.flow_idle_icmp),
-        ("flow_lifetime", &mut f.flow_lifetime),
-    ] {
-        if let Some(d) = t.duration_opt(key)? {
-            *slot = d;
-        }
-    }
-    if let Some((v, span)) = t.int_opt("icmp_rate")? {
-        f.icmp_rate = match u32::try_from(v) {
-            Ok(r) if r <= 1_000_000 => r,
-            _ => {
-                return Err(t.err_at(
-                    span.clone(),
-                    "icmp_rate",
-                    ConfigErrorKind::OutOfRange { value: t.quote(&span), allowed: "0..=1000000" },
-                ))
-            }
-        };
-    }
-    for (key, slot) in
-        [("max_routes_static", &mut f.max_routes_static), ("max_routes_bgp", &mut f.max_routes_bgp)]
-    {
-        if let Some((v, span)) = t.int_opt(key)? {
-            *slot = match u32::try_from(v) {
-                Ok(n) if n <= 4_000_000 => n,
-                _ => {
-                    return Err(t.err_at(
-                        span.clone(),
-                        key,
-                        ConfigErrorKind::OutOfRange { value: t.quote(&span), allowed: "0..=4000000" },
-                    ))
-                }
-            };
-        }
-    }
-    Ok(f)
-}
-
 fn default_quota(d: Domain, heap: usize) -> usize {
     match d {
         Domain::Kernel => MIN_KERNEL_RESERVE.max(heap / 16),
@@ -726,8 +649,9 @@ fn default_quota(d: Domain, heap: usize) -> usize {
 
 // ---- the spanned-table reader -----------------------------------------------------------
 
-/// A table of the parsed document, with its dotted path, for typed look-ups with errors.
-struct Table<'a, 'i> {
+/// A table of the parsed document, with its dotted path, for typed look-ups with errors. Each
+/// subsystem's module parses its own section with it (`forwarder::ForwarderConfig::parse`).
+pub(crate) struct Table<'a, 'i> {
     text: &'a str,
     path: String,
     table: &'a DeTable<'i>,
@@ -736,18 +660,18 @@ struct Table<'a, 'i> {
 
 impl<'a, 'i> Table<'a, 'i> {
     /// Refuses any key not in `allowed`.
-    fn check_keys(&self, allowed: &[&str]) -> Result<(), ConfigError> {
+    pub(crate) fn check_keys(&self, allowed: &[&str]) -> Result<(), ConfigError> {
         match self.table.iter().find(|(k, _)| !allowed.contains(&k.get_ref().as_ref())) {
             Some((k, _)) => Err(self.err_at(k.span(), k.get_ref(), ConfigErrorKind::UnknownKey)),
             None => Ok(()),
         }
     }
 
-    fn get(&self, key: &str) -> Option<&'a Spanned<DeValue<'i>>> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'a Spanned<DeValue<'i>>> {
         self.table.get(key)
     }
 
-    fn table_opt(&self, key: &str) -> Result<Option<Table<'a, 'i>>, ConfigError> {
+    pub(crate) fn table_opt(&self, key: &str) -> Result<Option<Table<'a, 'i>>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => match v.get_ref() {
@@ -760,7 +684,7 @@ impl<'a, 'i> Table<'a, 'i> {
     }
 
     /// `[[key]]`: absent is empty.
-    fn array_of_tables(&self, key: &str) -> Result<Vec<Table<'a, 'i>>, ConfigError> {
+    pub(crate) fn array_of_tables(&self, key: &str) -> Result<Vec<Table<'a, 'i>>, ConfigError> {
         let Some(v) = self.get(key) else { return Ok(Vec::new()) };
         let DeValue::Array(items) = v.get_ref() else {
             return Err(self.wrong_type(v, key, "array of tables", v.get_ref()));
@@ -782,7 +706,7 @@ impl<'a, 'i> Table<'a, 'i> {
         Ok(out)
     }
 
-    fn str_opt(&self, key: &str) -> Result<Option<(&'a str, Range<usize>)>, ConfigError> {
+    pub(crate) fn str_opt(&self, key: &str) -> Result<Option<(&'a str, Range<usize>)>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => match v.get_ref() {
@@ -792,11 +716,11 @@ impl<'a, 'i> Table<'a, 'i> {
         }
     }
 
-    fn str_req(&self, key: &str) -> Result<(&'a str, Range<usize>), ConfigError> {
+    pub(crate) fn str_req(&self, key: &str) -> Result<(&'a str, Range<usize>), ConfigError> {
         self.str_opt(key)?.ok_or_else(|| self.err_at(self.span.clone(), key, ConfigErrorKind::MissingKey))
     }
 
-    fn bool_opt(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+    pub(crate) fn bool_opt(&self, key: &str) -> Result<Option<bool>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => match v.get_ref() {
@@ -807,7 +731,7 @@ impl<'a, 'i> Table<'a, 'i> {
     }
 
     /// An integer; one that does not fit `i64` is reported as out of range.
-    fn int_opt(&self, key: &str) -> Result<Option<(i64, Range<usize>)>, ConfigError> {
+    pub(crate) fn int_opt(&self, key: &str) -> Result<Option<(i64, Range<usize>)>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => match v.get_ref() {
@@ -828,7 +752,7 @@ impl<'a, 'i> Table<'a, 'i> {
     }
 
     /// A size: integer bytes or a string with a unit.
-    fn size_opt(&self, key: &str) -> Result<Option<(usize, Range<usize>)>, ConfigError> {
+    pub(crate) fn size_opt(&self, key: &str) -> Result<Option<(usize, Range<usize>)>, ConfigError> {
         let Some(v) = self.get(key) else { return Ok(None) };
         let bytes = match v.get_ref() {
             DeValue::Integer(i) => {
@@ -846,7 +770,7 @@ impl<'a, 'i> Table<'a, 'i> {
     }
 
     /// A duration > 0: integer seconds or a string with a unit.
-    fn duration_opt(&self, key: &str) -> Result<Option<Duration>, ConfigError> {
+    pub(crate) fn duration_opt(&self, key: &str) -> Result<Option<Duration>, ConfigError> {
         let Some(v) = self.get(key) else { return Ok(None) };
         let duration = match v.get_ref() {
             DeValue::Integer(i) => u64::from_str_radix(i.as_str(), i.radix())
@@ -869,7 +793,7 @@ impl<'a, 'i> Table<'a, 'i> {
         }
     }
 
-    fn child(&self, key: &str) -> String {
+    pub(crate) fn child(&self, key: &str) -> String {
         if self.path.is_empty() {
             key.to_owned()
         } else {
@@ -877,12 +801,12 @@ impl<'a, 'i> Table<'a, 'i> {
         }
     }
 
-    fn err_at(&self, span: Range<usize>, key: &str, kind: ConfigErrorKind) -> ConfigError {
+    pub(crate) fn err_at(&self, span: Range<usize>, key: &str, kind: ConfigErrorKind) -> ConfigError {
         let key = if key.is_empty() { self.path.clone() } else { self.child(key) };
         ConfigError { line: line_of(self.text, span.start), key, kind }
     }
 
-    fn wrong_type(
+    pub(crate) fn wrong_type(
         &self,
         v: &Spanned<DeValue<'_>>,
         key: &str,
@@ -892,7 +816,7 @@ impl<'a, 'i> Table<'a, 'i> {
         self.err_at(v.span(), key, ConfigErrorKind::WrongType { expected, found: found.type_str() })
     }
 
-    fn quote(&self, span: &Range<usize>) -> String {
+    pub(crate) fn quote(&self, span: &Range<usize>) -> String {
         quote(self.text, span)
     }
 }

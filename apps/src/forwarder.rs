@@ -15,13 +15,105 @@ use bulkhead_net::flows::{Flow, FlowTable, FlowTimeouts};
 use bulkhead_net::router::{DropReason, Forwarder, Interface, NextHop, RouteSource, Settings, Sink, TxError};
 
 use crate::addr::{Ipv4Addr, Ipv4Cidr};
-use crate::config::ForwarderConfig;
+use crate::config::{ConfigError, ConfigErrorKind, Table};
 use crate::console::{ForwardingCounters, InterfaceCounters};
 use crate::context::{Context, Delivery, Inbound, RouteChange};
 use crate::domain::Domain;
 use crate::routing::{self, FlowRow, FlowTable as FlowTableStatus, RouteRow};
 use crate::supervisor::{Budget, PollOutcome, StartError, Subsystem};
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
+
+/// `[forwarder]`:
+///
+/// ```toml
+/// [forwarder]
+/// flow_idle_tcp = "300s"      # idle timeouts and maximum flow lifetime, all > 0
+/// flow_idle_udp = "60s"
+/// flow_idle_icmp = "10s"
+/// flow_lifetime = "3600s"
+/// icmp_rate = 100             # ICMP errors per second (token bucket), 0..=1000000; 0 = none
+/// max_routes_static = 4096    # route limits per source in the FIB, 0..=4000000
+/// max_routes_bgp = 2000000
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForwarderConfig {
+    pub flow_idle_tcp: Duration,
+    pub flow_idle_udp: Duration,
+    pub flow_idle_icmp: Duration,
+    pub flow_lifetime: Duration,
+    pub icmp_rate: u32,
+    pub max_routes_static: u32,
+    pub max_routes_bgp: u32,
+}
+
+impl Default for ForwarderConfig {
+    fn default() -> Self {
+        ForwarderConfig {
+            flow_idle_tcp: Duration::from_secs(300),
+            flow_idle_udp: Duration::from_secs(60),
+            flow_idle_icmp: Duration::from_secs(10),
+            flow_lifetime: Duration::from_secs(3600),
+            icmp_rate: 100,
+            max_routes_static: 4096,
+            max_routes_bgp: 2_000_000,
+        }
+    }
+}
+
+impl ForwarderConfig {
+    /// Reads `[forwarder]`.
+    pub(crate) fn parse(t: &Table<'_, '_>) -> Result<ForwarderConfig, ConfigError> {
+        t.check_keys(&[
+            "flow_idle_tcp",
+            "flow_idle_udp",
+            "flow_idle_icmp",
+            "flow_lifetime",
+            "icmp_rate",
+            "max_routes_static",
+            "max_routes_bgp",
+        ])?;
+        let mut f = ForwarderConfig::default();
+        for (key, slot) in [
+            ("flow_idle_tcp", &mut f.flow_idle_tcp),
+            ("flow_idle_udp", &mut f.flow_idle_udp),
+            ("flow_idle_icmp", &mut f.flow_idle_icmp),
+            ("flow_lifetime", &mut f.flow_lifetime),
+        ] {
+            if let Some(d) = t.duration_opt(key)? {
+                *slot = d;
+            }
+        }
+        if let Some((v, span)) = t.int_opt("icmp_rate")? {
+            f.icmp_rate = match u32::try_from(v) {
+                Ok(r) if r <= 1_000_000 => r,
+                _ => {
+                    return Err(t.err_at(
+                        span.clone(),
+                        "icmp_rate",
+                        ConfigErrorKind::OutOfRange { value: t.quote(&span), allowed: "0..=1000000" },
+                    ))
+                }
+            };
+        }
+        for (key, slot) in
+            [("max_routes_static", &mut f.max_routes_static), ("max_routes_bgp", &mut f.max_routes_bgp)]
+        {
+            if let Some((v, span)) = t.int_opt(key)? {
+                *slot = match u32::try_from(v) {
+                    Ok(n) if n <= 4_000_000 => n,
+                    _ => {
+                        return Err(t.err_at(
+                            span.clone(),
+                            key,
+                            ConfigErrorKind::OutOfRange { value: t.quote(&span), allowed: "0..=4000000" },
+                        ))
+                    }
+                };
+            }
+        }
+        Ok(f)
+    }
+}
 
 /// Flows listed by `show flows`.
 const TOP_FLOWS: usize = 10;

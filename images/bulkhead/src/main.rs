@@ -131,6 +131,7 @@ fn main(boot: BootInfo) -> ! {
             panic!("subsystem table: {}", e);
         }
     }
+    check_net_bound(&plan, platform.ports().len());
     platform.start(now());
     println!("bulkhead: ready in {} ms", time::micros_since_boot() / 1000);
     // Not an error (a VM may be started with fewer NICs than configured), and said after the
@@ -146,6 +147,28 @@ fn main(boot: BootInfo) -> ! {
     print!("{}", PROMPT);
     serial::set_input_line(&[PROMPT]);
     run(platform)
+}
+
+/// `net` is never shed: it holds only what the platform reserved at boot (receive rings, the
+/// host stack, its socket table and local-out queue, the route queue) and the transmit buffers
+/// each NIC allocates on first use, at most `QUEUE_SIZE` of them. So its bound is checked once,
+/// here: a configuration whose `net` quota cannot hold that worst case is refused.
+fn check_net_bound(plan: &MemoryPlan, nics: usize) {
+    let reserved = ALLOCATOR.stats(Domain::Net).used;
+    let tx = virtio::QUEUE_SIZE * bulkhead_mem::block_footprint(virtio::BUFFER_SIZE, 1);
+    let worst = reserved + nics * tx;
+    let quota = plan.quota(Domain::Net).hard;
+    if worst > quota {
+        refuse(format_args!(
+            "config: memory: net quota {} is below what the NICs and the host stack can hold, {} \
+             ({} reserved at boot, {} NICs x {} of transmit buffers)",
+            ExactSize(quota as u64),
+            ExactSize(worst as u64),
+            ExactSize(reserved as u64),
+            nics,
+            ExactSize(tx as u64)
+        ));
+    }
 }
 
 /// The loop: console input, one platform turn, sleep until the next deadline or interrupt.
