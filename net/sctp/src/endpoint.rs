@@ -152,7 +152,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// RFC 9260 defaults for `local_port`, with 256 KiB limits each way.
+    /// RFC 9260 defaults for `local_port`, with 256 KiB limits each way (RTO.Min 1 s, so a
+    /// delayed SACK is never taken for a loss).
     pub fn new(local_port: u16, footprint: Footprint) -> Self {
         Config {
             local_port,
@@ -174,6 +175,47 @@ impl Config {
             max_associations: 256,
             ootb_replies_per_sec: 100,
         }
+    }
+}
+
+/// Why a [`Config`] is refused by [`Config::validate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `outbound_streams` or `inbound_streams` is 0 (an INIT must ask for at least one).
+    ZeroStreams,
+    /// The MTU leaves no room for a DATA chunk with UDP encapsulation (at least 576).
+    MtuTooSmall(u16),
+    /// A send or receive limit below what one full-sized chunk costs.
+    LimitTooSmall { limit: usize, need: usize },
+    /// RTO.Min above RTO.Max, or RTO.Initial outside them.
+    RtoOrder,
+    /// No association may ever be created.
+    ZeroAssociations,
+}
+
+impl Config {
+    /// Check the values that the protocol or the true-byte accounting depend on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.outbound_streams == 0 || self.inbound_streams == 0 {
+            return Err(ConfigError::ZeroStreams);
+        }
+        if self.mtu < 576 {
+            return Err(ConfigError::MtuTooSmall(self.mtu));
+        }
+        let need = 2 * ((self.footprint)(256) + (self.footprint)(usize::from(self.mtu)));
+        for limit in [self.send_limit, self.receive_limit] {
+            if limit < need {
+                return Err(ConfigError::LimitTooSmall { limit, need });
+            }
+        }
+        let r = &self.rto;
+        if r.min > r.max || r.initial < r.min || r.initial > r.max {
+            return Err(ConfigError::RtoOrder);
+        }
+        if self.max_associations == 0 {
+            return Err(ConfigError::ZeroAssociations);
+        }
+        Ok(())
     }
 }
 
@@ -264,6 +306,8 @@ pub struct Transmit {
 /// Packets and chunks dropped, by reason.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Drops {
+    /// Addressed to none of the endpoint's local addresses.
+    pub not_local: u64,
     pub bad_checksum: u64,
     pub malformed: u64,
     pub non_unicast: u64,
@@ -583,6 +627,10 @@ impl Endpoint {
         self.refill_tokens(now);
         if !is_unicast(packet.src) || !is_unicast(packet.dst) {
             self.drops.non_unicast += 1;
+            return;
+        }
+        if !self.local_addrs.contains(&packet.dst) {
+            self.drops.not_local += 1;
             return;
         }
         let Ok(view) = Packet::new_checked(packet.bytes) else {

@@ -626,3 +626,30 @@ fn init_in_cookie_wait_then_cookie_echo_case_b() {
     assert_eq!(ep.associations().count(), 1);
     assert_eq!(ep.status(id).unwrap().state, bulkhead_sctp::association::State::Established);
 }
+
+#[test]
+fn packets_for_other_addresses_and_bad_configs_are_refused() {
+    let (mut ep, mut rng) = endpoint(true);
+    let bytes = packet(0, &[init(PEER_TAG)]);
+    let elsewhere = Ipv4Addr::new(192, 0, 2, 77);
+    ep.handle(
+        Instant::ZERO,
+        &mut rng,
+        Received { src: PEER, dst: elsewhere, transport: Transport::Ip, bytes: &bytes },
+    );
+    assert_eq!(replies(&mut ep, Instant::ZERO), []);
+    assert_eq!(ep.drops().not_local, 1);
+
+    use bulkhead_sctp::endpoint::ConfigError;
+    let good = Config::new(PORT, footprint);
+    assert_eq!(good.validate(), Ok(()));
+    assert_eq!(Config { inbound_streams: 0, ..good }.validate(), Err(ConfigError::ZeroStreams));
+    assert_eq!(Config { mtu: 100, ..good }.validate(), Err(ConfigError::MtuTooSmall(100)));
+    assert!(matches!(
+        Config { receive_limit: 1000, ..good }.validate(),
+        Err(ConfigError::LimitTooSmall { .. })
+    ));
+    let mut bad_rto = good;
+    bad_rto.rto.min = Duration::from_secs(100);
+    assert_eq!(bad_rto.validate(), Err(ConfigError::RtoOrder));
+}
