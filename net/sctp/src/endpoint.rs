@@ -1029,7 +1029,8 @@ impl Endpoint {
         }
         let mut buf = vec![0u8; usize::from(self.cfg.mtu)];
         let out = PacketRepr { src_port: header.dst_port, dst_port: header.src_port, verification_tag: tag };
-        let Ok(mut b) = PacketBuilder::new(&mut buf, &out, usize::from(self.cfg.mtu) - 28) else {
+        let Ok(mut b) = PacketBuilder::new(&mut buf, &out, usize::from(self.cfg.mtu).saturating_sub(28))
+        else {
             return false;
         };
         if b.push(chunk).is_err() {

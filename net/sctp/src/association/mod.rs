@@ -761,7 +761,7 @@ impl Association {
             }
         }
         if had_data {
-            self.packets_since_sack += 1;
+            self.packets_since_sack = self.packets_since_sack.saturating_add(1);
             self.sack_path = path;
             if self.state == State::ShutdownSent {
                 // 9.2: every packet with DATA in SHUTDOWN-SENT is answered with SHUTDOWN too.
@@ -1349,8 +1349,9 @@ impl Association {
             p.heartbeat_to_send = true;
             // 8.3: the next one after HB.interval + RTO, jittered by up to +-RTO/2.
             let rto = p.rto.rto().total_micros();
-            let jitter = rng.next_u64() % (rto + 1);
-            p.heartbeat_at = now + self.cfg.heartbeat_interval + Duration::from_micros(rto / 2 + jitter);
+            let jitter = rng.next_u64() % rto.saturating_add(1);
+            p.heartbeat_at =
+                now + self.cfg.heartbeat_interval + Duration::from_micros((rto / 2).saturating_add(jitter));
         }
         self.counters.heartbeats_sent += 1;
     }
