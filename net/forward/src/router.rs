@@ -21,20 +21,18 @@ use crate::fib::{mask, Fib, FibError, Prefix};
 use crate::flows::{FlowKey, FlowTable, FlowTimeouts, Micros};
 use crate::neighbour::{Neighbours, Resolution};
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, Ipv4Address,
-    Ipv4Packet,
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4Message,
+    Icmpv4Packet, IpProtocol, Ipv4Address, Ipv4Packet, TcpPacket, UdpPacket,
 };
 
 pub const MAX_INTERFACES: usize = 4;
 
 const ETHERNET_HEADER: usize = 14;
-const ETHERTYPE_IPV4: u16 = 0x0800;
 const IPV4_MIN_HEADER: usize = 20;
+const ICMP_HEADER: usize = 8;
+const UDP_HEADER: usize = 8;
 /// The largest IP packet the appliance sends (the largest MTU it supports).
 pub const MAX_IP_PACKET: usize = 1500;
-const PROTOCOL_ICMP: u8 = 1;
-const PROTOCOL_TCP: u8 = 6;
-const PROTOCOL_UDP: u8 = 17;
 const ICMP_DEST_UNREACHABLE: u8 = 3;
 const ICMP_TIME_EXCEEDED: u8 = 11;
 const CODE_NET_UNREACHABLE: u8 = 0;
@@ -67,10 +65,12 @@ pub enum DropReason {
     NeighbourTableFull,
     OverQuota,
     TxFull,
+    /// A first fragment whose TCP, UDP or ICMP header is cut short.
+    L4Truncated,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Truncated,
         DropReason::BadVersion,
@@ -86,6 +86,7 @@ impl DropReason {
         DropReason::NeighbourTableFull,
         DropReason::OverQuota,
         DropReason::TxFull,
+        DropReason::L4Truncated,
     ];
 
     pub fn name(self) -> &'static str {
@@ -104,6 +105,7 @@ impl DropReason {
             DropReason::NeighbourTableFull => "neighbour_table_full",
             DropReason::OverQuota => "over_quota",
             DropReason::TxFull => "tx_full",
+            DropReason::L4Truncated => "l4_truncated",
         }
     }
 
@@ -403,12 +405,11 @@ impl Forwarder {
             Ok(h) => h,
             Err(reason) => return self.drop(iface, reason),
         };
-        let (src, dst) = (read_u32(frame, 26), read_u32(frame, 30));
+        let (src, dst) = (header.src, header.dst);
         if is_martian_source(src) || is_martian_destination(dst) {
             return self.drop(iface, DropReason::Martian);
         }
-        let ttl = frame.get(ETHERNET_HEADER + 8).copied().unwrap_or(0);
-        if ttl <= 1 {
+        if header.ttl <= 1 {
             self.icmp_error(now, iface, frame, header, ICMP_TIME_EXCEEDED, 0, 0, sink);
             return self.drop(iface, DropReason::TtlExpired);
         }
@@ -421,7 +422,7 @@ impl Forwarder {
         let Some(out_interface) = self.interface(out) else { return self.drop(iface, DropReason::NoRoute) };
         if header.total_length > usize::from(out_interface.mtu) {
             if header.dont_fragment {
-                let mtu = u32::from(out_interface.mtu);
+                let mtu = out_interface.mtu;
                 self.icmp_error(
                     now,
                     iface,
@@ -436,7 +437,7 @@ impl Forwarder {
             return self.drop(iface, DropReason::TooBig);
         }
         decrement_ttl(frame);
-        self.flows.touch(now, flow_key(frame, header), header.total_length as u64);
+        self.flows.touch(now, flow_key(header), header.total_length as u64);
         let len = ETHERNET_HEADER + header.total_length;
         let gateway = match next_hop {
             NextHop::Connected { .. } => dst,
@@ -516,7 +517,7 @@ impl Forwarder {
         for mut queued in waiting {
             // Counted against the interface the packet came in on (where its source lives);
             // a packet the appliance sent itself has its own counters.
-            let src = read_u32(&queued, 26);
+            let src = packet_source(&queued).unwrap_or(0);
             if self.is_own_address(src) {
                 self.send_local_frame(iface, sender_mac, &mut queued, sink);
             } else {
@@ -544,10 +545,8 @@ impl Forwarder {
             return;
         };
         out_ip.copy_from_slice(body);
-        if let Some(ethertype) = frame.get_mut(12..14) {
-            ethertype.copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        }
         let frame = &mut frame[..ETHERNET_HEADER + len];
+        EthernetFrame::new_unchecked(&mut *frame).set_ethertype(EthernetProtocol::Ipv4);
         let Some(next_hop) = self.fib.lookup(dst).and_then(|(id, _)| self.next_hop(id)) else {
             self.local.no_route += 1;
             return;
@@ -591,7 +590,7 @@ impl Forwarder {
         for (out, mut frame) in failed {
             // The queued frame was already rewritten up to its TTL; answer its sender.
             if let Ok(header) = validate(&frame) {
-                let ingress = self.ingress_for(read_u32(&frame, 26)).unwrap_or(out);
+                let ingress = self.ingress_for(header.src).unwrap_or(out);
                 restore_ttl(&mut frame);
                 self.icmp_error(
                     now,
@@ -774,13 +773,13 @@ impl Forwarder {
         header: Header,
         icmp_type: u8,
         code: u8,
-        next_hop_mtu: u32,
+        next_hop_mtu: u16,
         sink: &mut impl Sink,
     ) {
         let Some(interface) = self.interface(iface) else { return };
         let Some((our_addr, _)) = interface.address else { return };
-        let src = read_u32(frame, 26);
-        if !may_answer(frame, header, src) {
+        let Ok(received) = EthernetFrame::new_checked(frame) else { return };
+        if !may_answer(header) {
             return;
         }
         if !self.icmp.take(now) {
@@ -789,34 +788,39 @@ impl Forwarder {
             }
             return;
         }
+        // The offending packet's header and the first 8 bytes of its payload (RFC 1812 4.3.2.3).
         let quoted_len = (header.ihl + 8).min(header.total_length);
-        let Some(quoted) = frame.get(ETHERNET_HEADER..ETHERNET_HEADER + quoted_len) else { return };
-        let ip_len = IPV4_MIN_HEADER + 8 + quoted.len();
+        let Some(quoted) = received.payload().get(..quoted_len) else { return };
+        let ip_len = IPV4_MIN_HEADER + ICMP_HEADER + quoted.len();
         let mut out = [0u8; ICMP_ERROR_MAX];
-        let total = ETHERNET_HEADER + ip_len;
-        let Some(buf) = out.get_mut(..total) else { return };
-        buf[0..6].copy_from_slice(frame.get(6..12).unwrap_or(&[0; 6]));
-        buf[6..12].copy_from_slice(&interface.mac);
-        buf[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        let Some(buf) = out.get_mut(..ETHERNET_HEADER + ip_len) else { return };
+        let mut ethernet = EthernetFrame::new_unchecked(&mut buf[..]);
+        ethernet.set_dst_addr(received.src_addr());
+        ethernet.set_src_addr(EthernetAddress(interface.mac));
+        ethernet.set_ethertype(EthernetProtocol::Ipv4);
         self.ip_id = self.ip_id.wrapping_add(1);
-        let ip = &mut buf[ETHERNET_HEADER..];
-        ip[0] = 0x45;
-        ip[1] = 0xc0; // internetwork control
-        ip[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
-        ip[4..6].copy_from_slice(&self.ip_id.to_be_bytes());
-        ip[8] = 64;
-        ip[9] = PROTOCOL_ICMP;
-        ip[12..16].copy_from_slice(&our_addr.to_be_bytes());
-        ip[16..20].copy_from_slice(&src.to_be_bytes());
-        let ip_checksum = checksum(&ip[..IPV4_MIN_HEADER]);
-        ip[10..12].copy_from_slice(&ip_checksum.to_be_bytes());
-        let icmp = &mut ip[IPV4_MIN_HEADER..];
-        icmp[0] = icmp_type;
-        icmp[1] = code;
-        icmp[4..8].copy_from_slice(&next_hop_mtu.to_be_bytes());
-        icmp[8..8 + quoted.len()].copy_from_slice(quoted);
-        let icmp_checksum = checksum(icmp);
-        icmp[2..4].copy_from_slice(&icmp_checksum.to_be_bytes());
+        let mut ip = Ipv4Packet::new_unchecked(ethernet.payload_mut());
+        ip.set_version(4);
+        ip.set_header_len(IPV4_MIN_HEADER as u8);
+        ip.set_dscp(0x30); // internetwork control (precedence 6)
+        ip.set_ecn(0);
+        ip.set_total_len(ip_len as u16);
+        ip.set_ident(self.ip_id);
+        ip.clear_flags();
+        ip.set_frag_offset(0);
+        ip.set_hop_limit(64);
+        ip.set_next_header(IpProtocol::Icmp);
+        ip.set_src_addr(Ipv4Address::from(our_addr));
+        ip.set_dst_addr(Ipv4Address::from(header.src));
+        ip.fill_checksum();
+        let mut icmp = Icmpv4Packet::new_unchecked(ip.payload_mut());
+        icmp.set_msg_type(Icmpv4Message::from(icmp_type));
+        icmp.set_msg_code(code);
+        // The "rest of header": unused, or the next-hop MTU in its low 16 bits (RFC 1191).
+        icmp.set_echo_ident(0);
+        icmp.set_echo_seq_no(next_hop_mtu);
+        icmp.data_mut().copy_from_slice(quoted);
+        icmp.fill_checksum();
         if sink.transmit(iface, buf).is_ok() {
             if let Some(c) = self.counters.get_mut(usize::from(iface)) {
                 c.icmp_errors_sent += 1;
@@ -842,21 +846,31 @@ fn send_arp(
     sink.transmit(iface, &frame).is_ok()
 }
 
-/// What validation learnt about an IPv4 header.
+/// What validation learnt about a transit packet: everything the forwarder reads of it, taken
+/// from checked views once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Header {
     ihl: usize,
     total_length: usize,
     dont_fragment: bool,
     fragment_offset: u16,
-    protocol: u8,
+    protocol: IpProtocol,
+    ttl: u8,
+    src: u32,
+    dst: u32,
+    /// Ports for TCP and UDP, the identifier for ICMP (first fragments); else zero.
+    ports: (u16, u16),
+    /// The ICMP message type, for ICMP first fragments.
+    icmp_type: Option<Icmpv4Message>,
 }
 
-/// RFC 1812 §5.2.2 checks, in order; each failure names its counter.
+/// RFC 1812 §5.2.2 checks, in order; each failure names its counter. Then the transport
+/// header of a first fragment must hold what the flow table reads of it.
 fn validate(frame: &[u8]) -> Result<Header, DropReason> {
-    let ip = frame.get(ETHERNET_HEADER..).ok_or(DropReason::Truncated)?;
-    let first = *ip.first().ok_or(DropReason::Truncated)?;
-    if ip.len() < IPV4_MIN_HEADER {
+    let ethernet = EthernetFrame::new_checked(frame).map_err(|_| DropReason::Truncated)?;
+    let bytes = ethernet.payload();
+    let first = *bytes.first().ok_or(DropReason::Truncated)?;
+    if bytes.len() < IPV4_MIN_HEADER {
         return Err(DropReason::Truncated);
     }
     if first >> 4 != 4 {
@@ -866,25 +880,65 @@ fn validate(frame: &[u8]) -> Result<Header, DropReason> {
     if ihl < IPV4_MIN_HEADER {
         return Err(DropReason::BadIhl);
     }
-    let header = ip.get(..ihl).ok_or(DropReason::Truncated)?;
-    let total_length = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if ihl > bytes.len() {
+        return Err(DropReason::Truncated);
+    }
+    // Version, header length and the header's presence are checked: the view's accessors of
+    // the fixed header cannot fail from here on.
+    let ip = Ipv4Packet::new_unchecked(bytes);
+    let total_length = usize::from(ip.total_len());
     if total_length < ihl {
         return Err(DropReason::BadTotalLength);
     }
-    if total_length > ip.len() {
+    if total_length > bytes.len() {
         return Err(DropReason::Truncated);
     }
-    if checksum(header) != 0 {
+    if !ip.verify_checksum() {
         return Err(DropReason::BadChecksum);
     }
-    let flags = u16::from_be_bytes([ip[6], ip[7]]);
+    let fragment_offset = ip.frag_offset();
+    let protocol = ip.next_header();
+    let l4 = bytes.get(ihl..total_length).unwrap_or(&[]);
+    let (mut ports, mut icmp_type) = ((0, 0), None);
+    if fragment_offset == 0 {
+        match protocol {
+            IpProtocol::Tcp => {
+                let tcp = TcpPacket::new_checked(l4).map_err(|_| DropReason::L4Truncated)?;
+                ports = (tcp.src_port(), tcp.dst_port());
+            }
+            IpProtocol::Udp if l4.len() >= UDP_HEADER => {
+                let udp = UdpPacket::new_unchecked(l4);
+                ports = (udp.src_port(), udp.dst_port());
+            }
+            IpProtocol::Udp => return Err(DropReason::L4Truncated),
+            IpProtocol::Icmp => {
+                let icmp = Icmpv4Packet::new_checked(l4).map_err(|_| DropReason::L4Truncated)?;
+                let id = icmp.echo_ident();
+                ports = (id, id);
+                icmp_type = Some(icmp.msg_type());
+            }
+            _ => {}
+        }
+    }
     Ok(Header {
         ihl,
         total_length,
-        dont_fragment: flags & 0x4000 != 0,
-        fragment_offset: flags & 0x1fff,
-        protocol: ip[9],
+        dont_fragment: ip.dont_frag(),
+        fragment_offset,
+        protocol,
+        ttl: ip.hop_limit(),
+        src: u32::from(ip.src_addr()),
+        dst: u32::from(ip.dst_addr()),
+        ports,
+        icmp_type,
     })
+}
+
+/// The IPv4 source of a frame the forwarder queued itself (already validated once).
+fn packet_source(frame: &[u8]) -> Option<u32> {
+    let ethernet = EthernetFrame::new_checked(frame).ok()?;
+    let ip = Ipv4Packet::new_checked(ethernet.payload()).ok()?;
+    Some(u32::from(ip.src_addr()))
 }
 
 /// Sources a router must not forward from (RFC 1812 §5.3.7): "this network", loopback,
@@ -901,36 +955,24 @@ fn is_martian_destination(dst: u32) -> bool {
 
 /// RFC 1812 §4.3.2.7: no ICMP error about an ICMP error, a non-first fragment, or a packet
 /// from a source that is not a unicast host.
-fn may_answer(frame: &[u8], header: Header, src: u32) -> bool {
-    if header.fragment_offset != 0 || is_martian_source(src) {
+fn may_answer(header: Header) -> bool {
+    if header.fragment_offset != 0 || is_martian_source(header.src) {
         return false;
     }
-    if header.protocol == PROTOCOL_ICMP {
-        let icmp_type = frame.get(ETHERNET_HEADER + header.ihl).copied();
+    match header.icmp_type {
         // Only queries and replies may be answered: echo, timestamp, information, mask.
-        return matches!(icmp_type, Some(0 | 8 | 13 | 14 | 15 | 16 | 17 | 18));
+        Some(t) => matches!(u8::from(t), 0 | 8 | 13 | 14 | 15 | 16 | 17 | 18),
+        None => true,
     }
-    true
 }
 
-fn flow_key(frame: &[u8], header: Header) -> FlowKey {
-    let l4 = ETHERNET_HEADER + header.ihl;
-    let (src_port, dst_port) = match header.protocol {
-        PROTOCOL_TCP | PROTOCOL_UDP if header.fragment_offset == 0 => {
-            (read_u16(frame, l4), read_u16(frame, l4 + 2))
-        }
-        PROTOCOL_ICMP if header.fragment_offset == 0 => {
-            let id = read_u16(frame, l4 + 4);
-            (id, id)
-        }
-        _ => (0, 0),
-    };
+fn flow_key(header: Header) -> FlowKey {
     FlowKey {
-        src: read_u32(frame, 26),
-        dst: read_u32(frame, 30),
-        src_port,
-        dst_port,
-        protocol: header.protocol,
+        src: header.src,
+        dst: header.dst,
+        src_port: header.ports.0,
+        dst_port: header.ports.1,
+        protocol: u8::from(header.protocol),
     }
 }
 
@@ -944,21 +986,16 @@ fn restore_ttl(frame: &mut [u8]) {
 }
 
 fn adjust_ttl(frame: &mut [u8], change: impl Fn(u8) -> u8) {
-    let (Some(&ttl), Some(&protocol)) = (frame.get(ETHERNET_HEADER + 8), frame.get(ETHERNET_HEADER + 9))
-    else {
-        return;
-    };
+    let Ok(mut ethernet) = EthernetFrame::new_checked(frame) else { return };
+    let Ok(mut ip) = Ipv4Packet::new_checked(ethernet.payload_mut()) else { return };
+    let (ttl, protocol) = (ip.hop_limit(), u8::from(ip.next_header()));
     let old = u16::from_be_bytes([ttl, protocol]);
     let new = u16::from_be_bytes([change(ttl), protocol]);
-    let hc = read_u16(frame, ETHERNET_HEADER + 10);
-    let mut sum = u32::from(!hc) + u32::from(!old) + u32::from(new);
+    let mut sum = u32::from(!ip.checksum()) + u32::from(!old) + u32::from(new);
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
-    let updated = !(sum as u16);
-    if let Some(field) = frame.get_mut(ETHERNET_HEADER + 8..ETHERNET_HEADER + 12) {
-        field[0] = change(ttl);
-        field[2..4].copy_from_slice(&updated.to_be_bytes());
-    }
+    ip.set_hop_limit(change(ttl));
+    ip.set_checksum(!(sum as u16));
 }
 
 /// The Internet checksum (RFC 1071) of `data`: 0 over a header that carries a valid one.
@@ -975,20 +1012,6 @@ pub fn checksum(data: &[u8]) -> u16 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
-}
-
-fn read_u16(frame: &[u8], at: usize) -> u16 {
-    match frame.get(at..at + 2) {
-        Some(b) => u16::from_be_bytes([b[0], b[1]]),
-        None => 0,
-    }
-}
-
-fn read_u32(frame: &[u8], at: usize) -> u32 {
-    match frame.get(at..at + 4) {
-        Some(b) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-        None => 0,
-    }
 }
 
 /// ICMP error rate limit: `rate` tokens a second, a burst of one second's worth.

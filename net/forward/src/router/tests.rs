@@ -502,3 +502,25 @@ fn route_sources_rank_limit_and_withdraw() {
         Err(RouteError::GatewayNotConnected)
     );
 }
+
+#[test]
+fn a_first_fragment_with_a_cut_transport_header_is_a_counted_drop() {
+    let mut f = forwarder(100);
+    let mut sink = Recorder::default();
+    resolved(&mut f, &mut sink);
+    let sent = sink.0.len();
+    // UDP with 4 bytes of header: the ports are there, the length field is not.
+    let mut short_udp =
+        packet(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 64, 17, 0, &[], &[0x13, 0x88, 0x02, 0x02]);
+    f.handle(0, 0, &mut short_udp, &mut sink);
+    // TCP with 12 bytes: not a header.
+    let mut short_tcp = packet(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 64, 6, 0, &[], &[0; 12]);
+    f.handle(0, 0, &mut short_tcp, &mut sink);
+    assert_eq!(f.counters(0).drops(DropReason::L4Truncated), 2);
+    assert_eq!(sink.0.len(), sent, "neither forwarded");
+    assert_eq!(f.flows().len(), 0, "no flow keyed on ports read as zero");
+    // A later fragment carries no transport header at all: forwarded as it is.
+    let mut later = packet(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 64, 17, 0x0010, &[], &[1, 2, 3, 4]);
+    f.handle(0, 0, &mut later, &mut sink);
+    assert_eq!(sink.0.len(), sent + 1);
+}
