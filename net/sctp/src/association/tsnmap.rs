@@ -225,4 +225,58 @@ mod tests {
         assert_eq!(m.classify(10 + 70_000), TsnClass::TooFar);
         assert!(matches!(m.classify(10 + 65_000), TsnClass::New(_)));
     }
+
+    /// A seeded comparison against a naive set: every arrival order, duplicates included,
+    /// gives the same ack point, gap blocks and duplicate classification.
+    #[test]
+    fn against_a_naive_reference() {
+        extern crate std;
+        use std::collections::BTreeSet as Set;
+        let mut x = 0x9E37_79B9_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..30u32 {
+            let initial = (next() as u32).wrapping_add(round);
+            let mut m = TsnMap::new(initial);
+            let mut seen: Set<u32> = Set::new();
+            for _ in 0..200 {
+                let off = (next() % 120) as u32;
+                let tsn = initial.wrapping_add(off);
+                // Naive: the ack point is the last of the run of seen offsets from 0.
+                let mut cum_off: i64 = -1;
+                while seen.contains(&((cum_off + 1) as u32)) {
+                    cum_off += 1;
+                }
+                let dup = seen.contains(&off);
+                match m.classify(tsn) {
+                    TsnClass::Duplicate(_) => assert!(dup, "round {round} off {off}"),
+                    TsnClass::New(t) => {
+                        assert!(!dup, "round {round} off {off}");
+                        m.insert(t);
+                        seen.insert(off);
+                    }
+                    TsnClass::TooFar => panic!("within reach"),
+                }
+                let mut cum_off: i64 = -1;
+                while seen.contains(&((cum_off + 1) as u32)) {
+                    cum_off += 1;
+                }
+                assert_eq!(m.cumulative_tsn_ack(), initial.wrapping_add(cum_off as u32).wrapping_sub(0));
+                // Gap blocks cover exactly the seen offsets above the ack point.
+                let mut covered = Set::new();
+                for (a, b) in m.gap_blocks(usize::MAX) {
+                    assert!(a >= 2 && a <= b);
+                    for o in a..=b {
+                        covered.insert((cum_off + i64::from(o)) as u32);
+                    }
+                }
+                let above: Set<u32> = seen.iter().copied().filter(|&o| i64::from(o) > cum_off).collect();
+                assert_eq!(covered, above, "round {round}");
+            }
+        }
+    }
 }
