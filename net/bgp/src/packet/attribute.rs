@@ -355,7 +355,16 @@ pub(crate) fn parse_as_path(mut value: &[u8], asn_len: usize) -> Result<AsPath, 
             .chunks_exact(asn_len)
             .map(|c| c.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)))
             .collect();
-        segments.push(AsPathSegment { kind, asns });
+        // Adjacent sequences are one sequence that was split at 255 ASNs: join them, so a
+        // path has one form however it was cut (and interns as one value).
+        match segments.last_mut() {
+            Some(AsPathSegment { kind: last, asns: prev })
+                if *last == kind && matches!(kind, SegmentKind::AsSequence | SegmentKind::ConfedSequence) =>
+            {
+                prev.extend(asns)
+            }
+            _ => segments.push(AsPathSegment { kind, asns }),
+        }
         value = value.get(2 + len..).ok_or(ValueError::MalformedAsPath)?;
     }
     Ok(AsPath { segments })
@@ -624,10 +633,14 @@ mod tests {
         assert_eq!(parse_as_path(&[5, 1, 0, 0, 0, 1], 4), Err(ValueError::MalformedAsPath));
         assert_eq!(parse_as_path(&[2, 2, 0, 0, 0, 1], 4), Err(ValueError::MalformedAsPath));
         assert_eq!(parse_as_path(&[2], 4), Err(ValueError::MalformedAsPath));
-        // 256 ASNs are split into two segments.
+        // 256 ASNs are split into two segments, and joined again when read.
         let long = AsPath::from_sequence(&[1; 256]);
         let v = as_path_value(&long, 4, true);
         assert_eq!((v[0], v[1], v[2 + 255 * 4], v[3 + 255 * 4]), (2, 255, 2, 1));
+        assert_eq!(parse_as_path(&v, 4).unwrap(), long);
+        // Two sets stay two sets.
+        let sets = [1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 2];
+        assert_eq!(parse_as_path(&sets, 4).unwrap().segments.len(), 2);
     }
 
     #[test]
