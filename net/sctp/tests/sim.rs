@@ -152,3 +152,48 @@ fn lossy_seeds_100_to_149() {
 fn lossy_seeds_150_to_199() {
     lossy_seeds(150..200);
 }
+
+/// B echoes every message back: both directions carry data, and SACKs ride on DATA packets
+/// (bundling of control and DATA chunks, 6.10).
+#[test]
+fn echo_both_ways_bundles_sacks_with_data() {
+    let mut net =
+        Net::new(42, Link { loss: 2, dup: 0, reorder: 0 }, (&[A], config(5000)), (&[B], config(5000)));
+    net.log = Some(Vec::new());
+    let (a, b) = connect(&mut net, Transport::Ip, &[B]);
+    let (mut sent, mut echoed) = (0u32, 0u32);
+    for _ in 0..20_000 {
+        if sent < 300 && net.ep(0).can_send(a, 100) {
+            net.ep(0).send(a, (sent % 4) as u16, 7, false, &payload((sent % 4) as u16, sent, 100)).unwrap();
+            sent += 1;
+        }
+        net.step(Duration::from_millis(5));
+        while let Some(e) = net.ep(1).poll_event() {
+            if let Event::Message { stream, ppid, data, .. } = e {
+                net.ep(1).send(b, stream, ppid, false, &data).unwrap();
+            }
+        }
+        while let Some(e) = net.ep(0).poll_event() {
+            if let Event::Message { stream, data, .. } = e {
+                assert_eq!(u16::from_be_bytes([data[0], data[1]]), stream);
+                echoed += 1;
+            }
+        }
+        if echoed == 300 {
+            break;
+        }
+    }
+    assert_eq!(echoed, 300);
+    let bundled = net
+        .log
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter(|(src, _, p)| {
+            let Ok(p) = bulkhead_sctp::wire::Packet::new_checked(&p[..]) else { return false };
+            let types: Vec<u8> = p.chunks().flatten().map(|c| c.chunk_type()).collect();
+            *src == B && types.contains(&0) && types.contains(&3)
+        })
+        .count();
+    assert!(bundled > 10, "SACK bundled with DATA in {bundled} packets");
+}
