@@ -91,6 +91,9 @@ pub struct Config {
     pub memory: MemoryConfig,
     pub forwarder: ForwarderConfig,
     pub diagnostics: DiagnosticsConfig,
+    pub sctp: crate::sctp::SctpConfig,
+    pub bgp: crate::bgp::BgpConfig,
+    pub bmp: crate::bmp::BmpConfig,
 }
 
 /// One `[[interface]]`.
@@ -215,7 +218,7 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let doc = DeTable::parse(text).map_err(|e| syntax_error(text, &e))?;
         let root = Table { text, path: String::new(), table: doc.get_ref(), span: doc.span() };
-        root.check_keys(&["interface", "route", "memory", "forwarder", "diagnostics"])?;
+        root.check_keys(&["interface", "route", "memory", "forwarder", "diagnostics", "sctp", "bgp", "bmp"])?;
 
         let interfaces = parse_interfaces(&root)?;
         let routes = parse_routes(&root, &interfaces)?;
@@ -234,12 +237,28 @@ impl Config {
             }
             None => DiagnosticsConfig::default(),
         };
+        // Each subsystem reads its own section, in its own module.
+        let sctp = match root.table_opt("sctp")? {
+            Some(t) => crate::sctp::SctpConfig::parse(&t)?,
+            None => crate::sctp::SctpConfig::default(),
+        };
+        let bgp = match root.table_opt("bgp")? {
+            Some(t) => crate::bgp::BgpConfig::parse(&t)?,
+            None => crate::bgp::BgpConfig::default(),
+        };
+        let bmp = match root.table_opt("bmp")? {
+            Some(t) => crate::bmp::BmpConfig::parse(&t)?,
+            None => crate::bmp::BmpConfig::default(),
+        };
         Ok(Config {
             interfaces: interfaces.into_iter().map(|(i, _)| i).collect(),
             routes,
             memory,
             forwarder,
             diagnostics,
+            sctp,
+            bgp,
+            bmp,
         })
     }
 
@@ -310,6 +329,9 @@ impl Config {
             memory: MemoryConfig::default(),
             forwarder: ForwarderConfig::default(),
             diagnostics: DiagnosticsConfig::default(),
+            sctp: crate::sctp::SctpConfig::default(),
+            bgp: crate::bgp::BgpConfig::default(),
+            bmp: crate::bmp::BmpConfig::default(),
         }
     }
 }

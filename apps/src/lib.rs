@@ -6,6 +6,8 @@ extern crate alloc;
 
 pub use bulkhead_base::{addr, time};
 
+pub mod bgp;
+pub mod bmp;
 pub mod books;
 pub mod config;
 pub mod console;
@@ -18,6 +20,7 @@ pub mod json;
 pub mod link;
 pub mod platform;
 pub mod routing;
+pub mod sctp;
 pub mod supervisor;
 #[cfg(test)]
 pub mod testing;
