@@ -1616,11 +1616,13 @@ impl Association {
             if self.peer_rwnd < cost && !nothing_outstanding {
                 return;
             }
+            // RFC 7053: the last chunk before a SHUTDOWN asks for an immediate SACK.
+            let immediate = self.state == State::ShutdownPending && self.sendq.queue.len() == 1;
             let probe = DataChunk {
                 unordered: head.unordered,
                 beginning: head.begin,
                 ending: head.end,
-                immediate: false,
+                immediate,
                 tsn: Tsn(self.sendq.next_tsn as u32),
                 stream_id: head.stream,
                 ssn: Ssn(head.ssn),
