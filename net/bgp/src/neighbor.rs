@@ -272,6 +272,10 @@ pub enum Action {
     /// Remove the peer's routes of this family still marked stale (the restart time ran out,
     /// or the peer came back without preserving this family).
     DropStale(Family),
+    /// A connection that had not reached Established ended with a NOTIFICATION (an OPEN we
+    /// refused, or the peer refused ours): the session's "last error". Not reported for
+    /// connections closed by collision resolution.
+    Failed(DownReason),
 }
 
 /// Why an UPDATE could not be queued.
@@ -698,6 +702,9 @@ impl Neighbor {
         let conn = self.conns.remove(at);
         let was_up = conn.state == ConnState::Established;
         self.close(conn, Some(&notification));
+        if !was_up && notification.code != ErrorCode::Cease(CeaseSubcode::ConnectionCollisionResolution) {
+            self.actions.push_back(Action::Failed(DownReason::NotificationSent(notification.clone())));
+        }
         if was_up || self.conns.is_empty() {
             if was_up {
                 self.actions.push_back(Action::Down {
@@ -754,8 +761,11 @@ impl Neighbor {
                         .push_back(Action::Down { reason: DownReason::NotificationReceived(n), stale: None });
                     self.drop_all_stale();
                     self.go_idle(now);
-                } else if self.conns.is_empty() {
-                    self.go_idle(now);
+                } else {
+                    self.actions.push_back(Action::Failed(DownReason::NotificationReceived(n)));
+                    if self.conns.is_empty() {
+                        self.go_idle(now);
+                    }
                 }
             }
             (ConnState::Delay { .. }, Message::Open(open)) => {
@@ -1095,7 +1105,11 @@ mod tests {
         n.tcp_received(t(0), OUT, &open);
         let acts = actions(&mut n);
         assert_eq!(n.state(), State::Idle);
-        closed_with(&acts[0]).unwrap().1.unwrap()
+        let code = closed_with(&acts[0]).unwrap().1.unwrap();
+        assert!(
+            matches!(&acts[1], Action::Failed(DownReason::NotificationSent(x)) if x.code.to_u8() == code)
+        );
+        code
     }
 
     #[test]
@@ -1156,6 +1170,20 @@ mod tests {
             closed_with(&acts[0]),
             Some((OUT, Some((1, HeaderSubcode::ConnectionNotSynchronized.to_u8()))))
         );
+    }
+
+    #[test]
+    fn peer_refusing_our_open_is_the_last_error() {
+        let mut n = Neighbor::new(cfg());
+        n.start(t(0));
+        n.tcp_connected(t(0), OUT, Direction::Outgoing);
+        actions(&mut n);
+        let refusal = Notification::new(ErrorCode::OpenMessage(OpenSubcode::BadPeerAs));
+        n.tcp_received(t(1), OUT, &message_bytes(&Message::Notification(refusal.clone())));
+        let acts = actions(&mut n);
+        assert_eq!(closed_with(&acts[0]), Some((OUT, None)));
+        assert_eq!(acts[1], Action::Failed(DownReason::NotificationReceived(refusal)));
+        assert_eq!(n.state(), State::Idle);
     }
 
     #[test]
