@@ -1484,8 +1484,25 @@ impl Association {
         // the current path.
         let rtx_elsewhere = self.rtx_path.filter(|&j| j != self.current);
         let path = rtx_elsewhere.unwrap_or(self.current);
-        let limit = self.packet_limit(path);
         let header = self.header(self.peer_tag);
+        let sack_elsewhere = self.sack_path != path
+            && self.paths.get(self.sack_path).is_some_and(|p| p.is_active())
+            && matches!(self.state, State::Established | State::ShutdownPending | State::ShutdownSent);
+        if self.sack_now && sack_elsewhere {
+            // 6.4: a SACK goes back to the address the DATA came from.
+            let to = self.sack_path;
+            let mut b = PacketBuilder::new(buf, &header, self.packet_limit(to)).ok()?;
+            if self.push_sack(&mut b) {
+                self.sack_now = false;
+                self.sack_at = None;
+                self.packets_since_sack = 0;
+                self.counters.sacks_sent += 1;
+                let len = b.finish();
+                return self.transmit_for(to, len);
+            }
+            return None;
+        }
+        let limit = self.packet_limit(path);
         let mut b = PacketBuilder::new(buf, &header, limit).ok()?;
 
         if self.send_cookie_ack && b.push(&ChunkRepr::CookieAck).is_ok() {
