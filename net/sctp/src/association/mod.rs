@@ -480,8 +480,11 @@ impl Association {
         if self.state == State::Closed {
             return;
         }
-        let keep = reason.len().min(128);
-        self.abort = Some(Some(reason[..keep].to_vec()));
+        // In COOKIE-WAIT the peer has no state and we have no tag of its to use.
+        if self.state != State::CookieWait {
+            let keep = reason.len().min(128);
+            self.abort = Some(Some(reason[..keep].to_vec()));
+        }
         self.close(DownReason::LocalAbort);
     }
 
