@@ -539,15 +539,19 @@ impl PathAttributes {
             push_well_known(out, ATOMIC_AGGREGATE, &[]);
         }
         let mut as4_aggregator = None;
+        let as4_path = !ctx.four_octet_as && self.as_path.has_four_octet_asn();
         if let Some(agg) = self.aggregator {
             let mut value = Vec::with_capacity(8);
             if ctx.four_octet_as {
                 value.extend_from_slice(&agg.asn.to_be_bytes());
+            } else if agg.asn > 0xffff || as4_path {
+                // AS_TRANS, the real AS in AS4_AGGREGATOR. Also for a 2-octet aggregator when
+                // AS4_PATH goes out: an AGGREGATOR other than AS_TRANS would tell the receiver
+                // to ignore AS4_PATH (RFC 6793 4.2.3).
+                value.extend_from_slice(&(AS_TRANS as u16).to_be_bytes());
+                as4_aggregator = Some(agg);
             } else {
-                value.extend_from_slice(&u16::try_from(agg.asn).unwrap_or(AS_TRANS as u16).to_be_bytes());
-                if agg.asn > 0xffff {
-                    as4_aggregator = Some(agg);
-                }
+                value.extend_from_slice(&(agg.asn as u16).to_be_bytes());
             }
             value.extend_from_slice(&agg.addr.octets());
             push_attribute(out, opt_trans, AGGREGATOR, &value);
@@ -568,7 +572,7 @@ impl PathAttributes {
             let value: Vec<u8> = self.ext_communities.iter().flat_map(|c| c.0).collect();
             push_attribute(out, opt_trans, EXTENDED_COMMUNITIES, &value);
         }
-        if !ctx.four_octet_as && self.as_path.has_four_octet_asn() {
+        if as4_path {
             push_attribute(out, opt_trans, AS4_PATH, &as_path_value(&self.as_path, 4, false));
         }
         if let Some(agg) = as4_aggregator {
