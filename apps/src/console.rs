@@ -22,7 +22,8 @@ show interfaces [json]      NICs: address, MTU, packet and drop counters
 show memory [json]          memory per domain: used, peak, quotas, sheds, leaks; the heap
 show route [PREFIX] [json]  the routing table, or the routes inside PREFIX (a.b.c.d[/len])
 show flows [json]           the forwarder's flow table
-show status [json]          subsystems: state, sheds, failures, restarts, recovery, leaks
+show status [json]          subsystems: state, sheds, failures, restarts, recovery, leaks; longest turn
+clear status                start a new longest-turn-since-clear
 release DOMAIN              lift the hold-down of the subsystem of DOMAIN and restart it
 shutdown                    stop the appliance
 debug hog DOMAIN SIZE       allocate SIZE in DOMAIN and keep it until the domain is shed
@@ -55,6 +56,8 @@ pub enum Command {
     ShowStatus {
         json: bool,
     },
+    /// Resets the loop's "longest turn since clear".
+    ClearStatus,
     Release {
         domain: Domain,
     },
@@ -197,6 +200,7 @@ impl Command {
                 };
                 json_flag("show route", rest).map(|json| Command::ShowRoute { prefix, json })
             }
+            ["clear", "status", rest @ ..] => no_more("clear status", rest).map(|()| Command::ClearStatus),
             ["release", rest @ ..] => {
                 let (domain, rest) = domain_arg("release", rest)?;
                 no_more("release", rest).map(|()| Command::Release { domain })
@@ -473,9 +477,33 @@ fn interfaces_json(out: &mut impl Write, interfaces: &[InterfaceStatus]) -> fmt:
 
 /// `show status json`: every subsystem's figures on one line (the table form is the
 /// supervisor's own `status`).
-pub fn status_json(out: &mut impl Write, reports: impl Iterator<Item = SubsystemReport>) -> fmt::Result {
+pub fn status_json(
+    out: &mut impl Write,
+    reports: impl Iterator<Item = SubsystemReport>,
+    turns: &crate::platform::TurnStats,
+) -> fmt::Result {
     let mut j = JsonWriter::new(out);
     j.begin_object()?;
+    j.key("loop")?;
+    j.begin_object()?;
+    j.field_u64("turns", turns.turns)?;
+    for (key, longest) in [("longest", &turns.longest), ("longest_since_clear", &turns.since_clear)] {
+        j.key(key)?;
+        j.begin_object()?;
+        j.field_u64("us", longest.took.total_micros())?;
+        j.key("slowest_poll")?;
+        match longest.poll {
+            Some((name, took)) => {
+                j.begin_object()?;
+                j.field_str("subsystem", name)?;
+                j.field_u64("us", took.total_micros())?;
+                j.end_object()?;
+            }
+            None => j.null()?,
+        }
+        j.end_object()?;
+    }
+    j.end_object()?;
     j.key("subsystems")?;
     j.begin_array()?;
     for r in reports {
@@ -606,6 +634,7 @@ mod tests {
             ("show flows json", Command::ShowFlows { json: true }),
             ("show status", Command::ShowStatus { json: false }),
             ("show status json", Command::ShowStatus { json: true }),
+            ("clear status", Command::ClearStatus),
             ("debug panic", Command::DebugPanic),
             ("debug blast nic1 5 64", Command::DebugBlast { nic: 1, seconds: 5, frame_bytes: 64 }),
             ("release bmp", Command::Release { domain: Domain::Bmp }),
@@ -709,7 +738,7 @@ mod tests {
             let cmd = Command::parse(&filled).unwrap_or_else(|e| panic!("help line {line:?}: {e}"));
             seen.insert(std::mem::discriminant(&cmd));
         }
-        assert_eq!(seen.len(), 13, "a Command variant is missing from HELP");
+        assert_eq!(seen.len(), 14, "a Command variant is missing from HELP");
     }
 
     fn nic0() -> InterfaceStatus {
@@ -842,11 +871,21 @@ Heap: 256.0 MB total, 3.0 MB used, 253.0 MB free, largest free block 250.0 MB
             pressure: false,
         };
         let mut s = String::new();
-        status_json(&mut s, [report].into_iter()).unwrap();
+        let turns = crate::platform::TurnStats {
+            turns: 9,
+            longest: crate::platform::Longest {
+                took: crate::time::Duration::from_micros(800),
+                poll: Some(("sctp", crate::time::Duration::from_micros(700))),
+            },
+            since_clear: crate::platform::Longest::default(),
+        };
+        status_json(&mut s, [report].into_iter(), &turns).unwrap();
         assert_eq!(
             s,
             concat!(
-                r#"{"subsystems":[{"name":"bmp","domain":"bmp","state":"up","sheds":2,"failures":0,"restarts":2,"#,
+                r#"{"loop":{"turns":9,"longest":{"us":800,"slowest_poll":{"subsystem":"sctp","us":700}},"#,
+                r#""longest_since_clear":{"us":0,"slowest_poll":null}},"#,
+                r#""subsystems":[{"name":"bmp","domain":"bmp","state":"up","sheds":2,"failures":0,"restarts":2,"#,
                 r#""leaks":1,"last_recovery_us":1500,"pressure":false}]}"#,
                 "\n"
             )

@@ -108,12 +108,21 @@ pub enum Action {
     Panic,
 }
 
-/// The loop's timing: the longest turn, since boot and since `clear status`.
+/// The loop's timing: the longest turn, since boot and since `clear status`, and the subsystem
+/// whose poll was the slowest part of it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TurnStats {
     pub turns: u64,
-    pub longest: Duration,
-    pub longest_since_clear: Duration,
+    pub longest: Longest,
+    pub since_clear: Longest,
+}
+
+/// A longest turn and who took most of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Longest {
+    pub took: Duration,
+    /// The slowest subsystem poll in that turn, and how long it took.
+    pub poll: Option<(&'static str, Duration)>,
 }
 
 /// A running `debug blast`.
@@ -208,34 +217,38 @@ impl<B: MemoryBooks> Platform<B> {
 
     pub fn start(&mut self, now: Instant) {
         let (supervisor, mut io, rng) = self.split();
-        supervisor.start(now, &mut World { io: &mut io, rng });
+        supervisor.start(now, &mut World { io: &mut io, rng, clock: &|| now });
     }
 
     /// One loop turn, timed with `clock` (microseconds since boot).
-    pub fn turn(&mut self, now: Instant, clock: impl Fn() -> Instant) {
+    pub fn turn(&mut self, now: Instant, clock: &dyn Fn() -> Instant) {
         for index in 0..self.ports.len() {
             for _ in 0..RX_BATCH {
                 let Some(port) = self.ports.get_mut(index) else { break };
                 let Some(mut frame) = port.link.receive() else { break };
-                self.dispatch(index, frame.bytes_mut(), now);
+                self.dispatch(index, frame.bytes_mut(), now, clock);
                 if let Some(port) = self.ports.get_mut(index) {
                     port.link.recycle(frame);
                 }
             }
         }
-        {
+        let slowest = {
             let (supervisor, mut io, rng) = self.split();
-            supervisor.poll(now, &mut World { io: &mut io, rng });
-        }
-        self.drain_routes(now);
+            supervisor.poll(now, &mut World { io: &mut io, rng, clock })
+        };
+        self.drain_routes(now, clock);
         let host = &mut self.host;
         self.supervisor.books().with_domain(Domain::Net, || host.egress(now));
-        self.drain_local_out(now);
+        self.drain_local_out(now, clock);
         self.poll_blast(clock());
-        let took = clock().saturating_since(now);
+        let turn = Longest { took: clock().saturating_since(now), poll: slowest.map(|s| (s.name, s.took)) };
         self.turns.turns += 1;
-        self.turns.longest = self.turns.longest.max(took);
-        self.turns.longest_since_clear = self.turns.longest_since_clear.max(took);
+        if turn.took > self.turns.longest.took {
+            self.turns.longest = turn;
+        }
+        if turn.took > self.turns.since_clear.took {
+            self.turns.since_clear = turn;
+        }
     }
 
     /// When the loop must come back.
@@ -272,12 +285,18 @@ impl<B: MemoryBooks> Platform<B> {
         )
     }
 
-    fn deliver(&mut self, d: Domain, inbound: Inbound<'_>, now: Instant) -> Result<Delivery, DeliverError> {
+    fn deliver(
+        &mut self,
+        d: Domain,
+        inbound: Inbound<'_>,
+        now: Instant,
+        clock: &dyn Fn() -> Instant,
+    ) -> Result<Delivery, DeliverError> {
         let (supervisor, mut io, rng) = self.split();
-        supervisor.deliver(d, inbound, now, &mut World { io: &mut io, rng })
+        supervisor.deliver(d, inbound, now, &mut World { io: &mut io, rng, clock })
     }
 
-    fn dispatch(&mut self, index: usize, frame: &mut [u8], now: Instant) {
+    fn dispatch(&mut self, index: usize, frame: &mut [u8], now: Instant, clock: &dyn Fn() -> Instant) {
         let Some(port) = self.ports.get(index) else { return };
         let ingress = Ingress {
             mac: EthernetAddress(port.link.mac()),
@@ -289,12 +308,12 @@ impl<B: MemoryBooks> Platform<B> {
         match class {
             Class::Drop(reason) => self.count(index, reason),
             Class::Arp => {
-                if self.deliver(Domain::Forwarder, Inbound::Arp { iface, frame }, now).is_err() {
+                if self.deliver(Domain::Forwarder, Inbound::Arp { iface, frame }, now, clock).is_err() {
                     self.count(index, DispatchDrop::NotForwarding);
                 }
             }
             Class::Transit => {
-                if self.deliver(Domain::Forwarder, Inbound::Transit { iface, frame }, now).is_err() {
+                if self.deliver(Domain::Forwarder, Inbound::Transit { iface, frame }, now, clock).is_err() {
                     self.count(index, DispatchDrop::NotForwarding);
                 }
             }
@@ -302,7 +321,7 @@ impl<B: MemoryBooks> Platform<B> {
                 let Some(packet) = frame.get(ETHERNET_HEADER..) else { return };
                 match self.host.classify(packet) {
                     Local::Bound(owner, datagram) => {
-                        match self.deliver(owner, Inbound::Datagram(datagram), now) {
+                        match self.deliver(owner, Inbound::Datagram(datagram), now, clock) {
                             Ok(Delivery::Taken) => self.host.counters.delivered_bound += 1,
                             _ => self.owner_down += 1,
                         }
@@ -324,23 +343,23 @@ impl<B: MemoryBooks> Platform<B> {
     }
 
     /// Withdrawals of shed sources, then queued changes, to the forwarder while it is up.
-    fn drain_routes(&mut self, now: Instant) {
+    fn drain_routes(&mut self, now: Instant, clock: &dyn Fn() -> Instant) {
         if !self.supervisor.is_up(Domain::Forwarder) {
             return;
         }
         for source in RouteSource::ALL {
             if core::mem::take(&mut self.routes.withdraw[source.index()]) {
-                let _ = self.deliver(Domain::Forwarder, Inbound::WithdrawSource(source), now);
+                let _ = self.deliver(Domain::Forwarder, Inbound::WithdrawSource(source), now, clock);
             }
         }
         for _ in 0..ROUTE_BATCH {
             let Some((source, change)) = self.routes.queue.pop_front() else { break };
-            let _ = self.deliver(Domain::Forwarder, Inbound::Route { source, change }, now);
+            let _ = self.deliver(Domain::Forwarder, Inbound::Route { source, change }, now, clock);
         }
     }
 
     /// Packets the appliance sends, to the forwarder to be routed (a bounded batch a turn).
-    fn drain_local_out(&mut self, now: Instant) {
+    fn drain_local_out(&mut self, now: Instant, clock: &dyn Fn() -> Instant) {
         let mut packet = [0u8; MAX_IP_PACKET];
         for _ in 0..LOCAL_OUT_BATCH {
             let Some(next) = self.host.next_out() else { return };
@@ -350,7 +369,7 @@ impl<B: MemoryBooks> Platform<B> {
             }
             self.host.pop_out();
             let body = packet.get(..len).unwrap_or(&[]);
-            if self.deliver(Domain::Forwarder, Inbound::LocalOut { packet: body }, now).is_err() {
+            if self.deliver(Domain::Forwarder, Inbound::LocalOut { packet: body }, now, clock).is_err() {
                 self.no_forwarder += 1;
             }
         }
@@ -384,7 +403,7 @@ impl<B: MemoryBooks> Platform<B> {
         let command = match Command::parse(line) {
             Ok(Command::ShowRoute { .. } | Command::ShowFlows { .. }) | Err(CommandError::Unknown { .. }) => {
                 let (supervisor, mut io, rng) = self.split();
-                match supervisor.command(&words, out, now, &mut World { io: &mut io, rng }) {
+                match supervisor.command(&words, out, now, &mut World { io: &mut io, rng, clock: &|| now }) {
                     Some(result) => {
                         report(out, result);
                         return Action::None;
@@ -418,7 +437,13 @@ impl<B: MemoryBooks> Platform<B> {
             Command::ShowInterfaces { json } => commands::show_interfaces(&mut w, &self.interfaces(), json),
             Command::ShowMemory { json } => commands::show_memory(&mut w, &self.memory(), json),
             Command::ShowStatus { json: false } => self.status(w),
-            Command::ShowStatus { json: true } => commands::status_json(&mut w, self.supervisor.reports()),
+            Command::ShowStatus { json: true } => {
+                commands::status_json(&mut w, self.supervisor.reports(), &self.turns)
+            }
+            Command::ClearStatus => {
+                self.turns.since_clear = Longest::default();
+                writeln!(w, "ok")
+            }
             Command::Release { domain } => {
                 if !self.supervisor.release(domain, now) {
                     let _ = writeln!(w, "release: the subsystem of {} is not held down", domain.name());
@@ -440,7 +465,8 @@ impl<B: MemoryBooks> Platform<B> {
             }
             Command::DebugShed { domain } if self.diagnostics => {
                 let (supervisor, mut io, rng) = self.split();
-                let shed = supervisor.force_shed(domain, now, &mut World { io: &mut io, rng });
+                let shed =
+                    supervisor.force_shed(domain, now, &mut World { io: &mut io, rng, clock: &|| now });
                 let r = if shed {
                     Ok(())
                 } else {
@@ -473,10 +499,16 @@ impl<B: MemoryBooks> Platform<B> {
     /// `show status`: the subsystems, the loop's longest turn, each subsystem's own lines.
     fn status(&self, out: &mut dyn Write) -> fmt::Result {
         self.supervisor.status(out)?;
+        let describe = |l: &Longest| match l.poll {
+            Some((name, took)) => alloc::format!("{} (slowest poll: {} {})", l.took, name, took),
+            None => alloc::format!("{}", l.took),
+        };
         writeln!(
             out,
-            "loop: {} turns, longest {} since boot, {} since clear",
-            self.turns.turns, self.turns.longest, self.turns.longest_since_clear
+            "loop: {} turns; longest {} since boot, {} since clear status",
+            self.turns.turns,
+            describe(&self.turns.longest),
+            describe(&self.turns.since_clear)
         )
     }
 

@@ -83,6 +83,10 @@ pub trait Subsystem {
     }
     /// The soft threshold was crossed (`true`) or cleared (`false`): back off / resume.
     fn pressure(&mut self, cx: &mut Context<'_>, on: bool);
+    /// Last words before a shed (a BGP NOTIFICATION Cease, SCTP ABORTs): written to its
+    /// sockets or sent as datagrams here, inside its domain; the platform sends them before it
+    /// resets the subsystem's connections. The default says nothing.
+    fn farewell(&mut self, _cx: &mut Context<'_>) {}
     /// Drop ALL state: nothing may stay allocated in its domain. (Its sockets and bindings are
     /// the platform's to release, right after.)
     fn shed(&mut self);
@@ -108,10 +112,19 @@ pub trait Subsystem {
     }
 }
 
-/// The platform, as the supervisor hands it to subsystems: their I/O and the random source.
+/// The platform, as the supervisor hands it to subsystems: their I/O, the random source, and
+/// the clock that times each poll.
 pub struct World<'a> {
     pub io: &'a mut dyn Io,
     pub rng: &'a mut dyn RngCore,
+    pub clock: &'a dyn Fn() -> Instant,
+}
+
+/// The slowest subsystem poll of a loop turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlowestPoll {
+    pub name: &'static str,
+    pub took: Duration,
 }
 
 /// Why traffic could not be handed to a subsystem.
@@ -378,7 +391,9 @@ impl<B: MemoryBooks> Supervisor<B> {
         Ok(delivery)
     }
 
-    /// Offers a console command to each running subsystem in turn, inside its domain.
+    /// Offers a console command to each running subsystem in turn, inside its domain: the
+    /// latest added first, so that a protocol may answer `show route PREFIX` for its own routes
+    /// with their attributes before the forwarder answers from the FIB.
     pub fn command(
         &mut self,
         words: &[&str],
@@ -387,7 +402,7 @@ impl<B: MemoryBooks> Supervisor<B> {
         world: &mut World<'_>,
     ) -> Option<fmt::Result> {
         let books = &self.books;
-        for slot in self.slots.iter_mut().filter(|s| s.state == SubsystemState::Up) {
+        for slot in self.slots.iter_mut().rev().filter(|s| s.state == SubsystemState::Up) {
             let (d, sub) = (slot.domain, &mut slot.sub);
             let answer = books.with_domain(d, || {
                 let mut cx = Context::new(now, d, &mut *world.rng, books, &mut *world.io);
@@ -420,7 +435,9 @@ impl<B: MemoryBooks> Supervisor<B> {
 
     /// One loop turn: restarts that are due, one bounded poll of each running subsystem
     /// inside its domain, then the quota checks (shed over hard, pressure over soft).
-    pub fn poll(&mut self, now: Instant, world: &mut World<'_>) {
+    /// Returns the turn's slowest poll (task polls included).
+    pub fn poll(&mut self, now: Instant, world: &mut World<'_>) -> Option<SlowestPoll> {
+        let mut slowest: Option<SlowestPoll> = None;
         for i in 0..self.slots.len() {
             let due = self.slots.get(i).is_some_and(|s| {
                 s.state == SubsystemState::Restarting && s.restart_at.is_some_and(|t| t <= now)
@@ -439,6 +456,7 @@ impl<B: MemoryBooks> Supervisor<B> {
             }
             let (budget, d, sub, tasks) = (slot.policy.budget, slot.domain, &mut slot.sub, &mut slot.tasks);
             let books = &self.books;
+            let started = (world.clock)();
             let (outcome, tasks_working) = books.with_domain(d, || {
                 let mut cx = Context::new(now, d, &mut *world.rng, books, &mut *world.io);
                 let outcome = sub.poll(&mut cx, budget);
@@ -453,6 +471,10 @@ impl<B: MemoryBooks> Supervisor<B> {
                 });
                 (outcome, working)
             });
+            let took = (world.clock)().saturating_since(started);
+            if slowest.is_none_or(|s| took > s.took) {
+                slowest = Some(SlowestPoll { name: slot.sub.name(), took });
+            }
             slot.pending = outcome == PollOutcome::Pending || tasks_working;
             if outcome == PollOutcome::Failed {
                 self.take_down(i, now, Cause::Failed, world);
@@ -478,6 +500,7 @@ impl<B: MemoryBooks> Supervisor<B> {
                 });
             }
         }
+        slowest
     }
 
     /// When the loop must come back: now if a subsystem has work pending, else the earliest
@@ -632,8 +655,12 @@ impl<B: MemoryBooks> Supervisor<B> {
             Cause::Forced => log::warn!("shed {}: requested by the operator", slot.sub.name()),
             Cause::Failed => log::warn!("shed {}: failed", slot.sub.name()),
         }
-        let (sub, tasks) = (&mut slot.sub, &mut slot.tasks);
-        self.books.with_domain(d, || {
+        let (books, sub, tasks) = (&self.books, &mut slot.sub, &mut slot.tasks);
+        books.with_domain(d, || {
+            let mut cx = Context::new(now, d, &mut *world.rng, books, &mut *world.io);
+            sub.farewell(&mut cx);
+        });
+        books.with_domain(d, || {
             sub.shed();
             // The tasks and the list that held them were allocated in `d`: free both.
             *tasks = Vec::new();
@@ -746,7 +773,7 @@ mod tests {
     /// A world with no stack, for one call.
     macro_rules! w {
         () => {
-            &mut World { io: &mut NullIo::default(), rng: &mut TestRng(7) }
+            &mut World { io: &mut NullIo::default(), rng: &mut TestRng(7), clock: &|| Instant::ZERO }
         };
     }
     use core::cell::{Cell, RefCell};

@@ -355,7 +355,7 @@ impl Sim {
     fn step(&mut self) {
         self.now = self.now + Duration::from_millis(1);
         let now = self.now;
-        self.platform.turn(now, || now);
+        self.platform.turn(now, &|| now);
         self.peer.poll(now);
         self.nic1_out.borrow_mut().clear();
     }

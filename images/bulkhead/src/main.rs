@@ -177,7 +177,7 @@ fn run(mut platform: Platform<AllocatorBooks>) -> ! {
     loop {
         let turn = now();
         poll_console(&mut platform, &mut editor);
-        platform.turn(turn, now);
+        platform.turn(turn, &now);
         let wake = platform.next_deadline(now());
         sleep(&platform, wake);
     }
