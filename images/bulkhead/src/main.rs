@@ -115,8 +115,8 @@ fn main(boot: BootInfo) -> ! {
         Platform::new(AllocatorBooks(&ALLOCATOR), ports, rng, config.diagnostics.enabled, now());
     let subsystems: [Box<dyn Subsystem>; 6] = [
         Box::new(ForwarderSubsystem::new(forwarder_plan, &NIC_NAMES)),
-        Box::new(Reserved::new("sctp", Domain::Sctp, "the SCTP endpoint")),
-        Box::new(Reserved::new("bgp", Domain::Bgp, "the BGP speaker")),
+        Box::new(bulkhead_apps::sctp::SctpSubsystem::new(config.sctp.clone())),
+        Box::new(bulkhead_apps::bgp::BgpSubsystem::new(config.bgp.clone())),
         Box::new(Reserved::new("bmp", Domain::Bmp, "the BMP exporter")),
         Box::new(Reserved::new("mgmt", Domain::Mgmt, "the management TCP port")),
         Box::new(Diag::new(config.diagnostics.enabled)),
