@@ -1,0 +1,532 @@
+//! BGP in the simulated loop: the real BGP subsystem, forwarder and platform with the real
+//! allocator, against a scripted BGP peer on nic0's wire (a smoltcp host driving the
+//! `bulkhead-bgp` session FSM as the other speaker). Establish, receive, advertise, withdraw,
+//! routes into the FIB, a connection from an unknown address refused, a malformed UPDATE
+//! answered with the right NOTIFICATION, and a shed that says Cease 8 and leaves the `bgp`
+//! domain at its baseline. Cases run one after another on the main thread.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::rc::Rc;
+
+use bulkhead_apps::bgp::BgpSubsystem;
+use bulkhead_apps::books::AllocatorBooks;
+use bulkhead_apps::config::{Config, ForwarderConfig};
+use bulkhead_apps::domain::{Domain, Quota};
+use bulkhead_apps::forwarder::{ForwarderPlan, ForwarderSubsystem};
+use bulkhead_apps::link::{Link, LinkCounters, RxFrame, TxError};
+use bulkhead_apps::platform::{Platform, Port};
+use bulkhead_apps::supervisor::{RestartPolicy, Subsystem};
+use bulkhead_apps::time::{Duration, Instant};
+use bulkhead_base::addr::Ipv4Cidr;
+use bulkhead_base::rand_core::SeedableRng;
+use bulkhead_base::rng::Csprng;
+use bulkhead_bgp::neighbor::{Action, ConnId, Direction, DownReason, Neighbor, NeighborConfig, State};
+use bulkhead_bgp::packet::attribute::{AsPath, NextHop, PathAttributes};
+use bulkhead_bgp::packet::error::{CeaseSubcode, ErrorCode, UpdateSubcode};
+use bulkhead_bgp::packet::nlri::{Ipv4Prefix, Prefix};
+use bulkhead_bgp::packet::update;
+use bulkhead_mem::HostHeap;
+use bulkhead_net::router;
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use smoltcp::socket::tcp;
+use smoltcp::wire::{
+    EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Address,
+};
+
+#[global_allocator]
+static HEAP: HostHeap = HostHeap::new();
+
+const NIC0_MAC: [u8; 6] = [0x52, 0x54, 0, 0xb0, 0, 0];
+const NIC1_MAC: [u8; 6] = [0x52, 0x54, 0, 0xb0, 0, 1];
+const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x22];
+const NIC_NAMES: [&str; 2] = ["nic0", "nic1"];
+const QUOTA: usize = 16 << 20;
+
+type Wire = Rc<RefCell<VecDeque<Vec<u8>>>>;
+
+/// A NIC whose other end is two queues. Its own allocations are the wire's, outside the
+/// appliance: booked to `kernel`.
+struct FakeLink {
+    mac: [u8; 6],
+    to_appliance: Wire,
+    from_appliance: Wire,
+    counters: LinkCounters,
+}
+
+impl Link for FakeLink {
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+    fn pci(&self) -> (u8, u8, u8) {
+        (0, 3, 0)
+    }
+    fn receive(&mut self) -> Option<RxFrame> {
+        let _wire = HEAP.allocator().enter(Domain::Kernel);
+        let frame = self.to_appliance.borrow_mut().pop_front()?;
+        self.counters.rx_packets += 1;
+        let len = frame.len();
+        Some(RxFrame { buffer: frame.into_boxed_slice(), start: 0, len, slot: 0 })
+    }
+    fn recycle(&mut self, frame: RxFrame) {
+        let _wire = HEAP.allocator().enter(Domain::Kernel);
+        drop(frame);
+    }
+    fn transmit(&mut self, frame: &[u8]) -> Result<(), TxError> {
+        let _wire = HEAP.allocator().enter(Domain::Kernel);
+        if frame.len() > 1514 {
+            return Err(TxError::Oversize);
+        }
+        self.counters.tx_packets += 1;
+        self.from_appliance.borrow_mut().push_back(frame.to_vec());
+        Ok(())
+    }
+    fn can_transmit(&mut self) -> bool {
+        true
+    }
+    fn rx_pending(&self) -> bool {
+        !self.to_appliance.borrow().is_empty()
+    }
+    fn counters(&self) -> LinkCounters {
+        self.counters
+    }
+}
+
+/// The host on nic0's wire: 192.0.2.2/24 (the BGP peer) and 192.0.2.3/24 (a stranger), its default route through the appliance. Every
+/// frame the appliance sent it is kept in `seen` for inspection.
+struct Peer {
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    to_appliance: Wire,
+    from_appliance: Wire,
+    seen: Vec<Vec<u8>>,
+}
+
+struct PeerDevice<'a> {
+    rx: &'a Wire,
+    tx: &'a Wire,
+    seen: &'a mut Vec<Vec<u8>>,
+}
+
+struct PeerRx(Vec<u8>);
+struct PeerTx<'a>(&'a Wire);
+
+impl RxToken for PeerRx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl TxToken for PeerTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut frame = vec![0u8; len];
+        let r = f(&mut frame);
+        self.0.borrow_mut().push_back(frame);
+        r
+    }
+}
+
+impl Device for PeerDevice<'_> {
+    type RxToken<'b>
+        = PeerRx
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = PeerTx<'b>
+    where
+        Self: 'b;
+    fn receive(&mut self, _now: smoltcp::time::Instant) -> Option<(PeerRx, PeerTx<'_>)> {
+        let frame = self.rx.borrow_mut().pop_front()?;
+        self.seen.push(frame.clone());
+        Some((PeerRx(frame), PeerTx(self.tx)))
+    }
+    fn transmit(&mut self, _now: smoltcp::time::Instant) -> Option<PeerTx<'_>> {
+        Some(PeerTx(self.tx))
+    }
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = 1514;
+        caps
+    }
+}
+
+impl Peer {
+    fn new(to_appliance: Wire, from_appliance: Wire) -> Peer {
+        let mut seen = Vec::new();
+        let mut device = PeerDevice { rx: &from_appliance, tx: &to_appliance, seen: &mut seen };
+        let config = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(PEER_MAC)));
+        let mut iface = Interface::new(config, &mut device, smoltcp::time::Instant::ZERO);
+        iface.update_ip_addrs(|a| {
+            a.push(IpCidr::new(IpAddress::v4(192, 0, 2, 2), 24)).unwrap();
+            a.push(IpCidr::new(IpAddress::v4(192, 0, 2, 3), 24)).unwrap();
+        });
+        iface.routes_mut().add_default_ipv4_route(Ipv4Address::new(192, 0, 2, 1)).unwrap();
+        Peer { iface, sockets: SocketSet::new(Vec::new()), to_appliance, from_appliance, seen }
+    }
+
+    fn poll(&mut self, now: Instant) {
+        let mut device =
+            PeerDevice { rx: &self.from_appliance, tx: &self.to_appliance, seen: &mut self.seen };
+        let t = smoltcp::time::Instant::from_micros(now.total_micros() as i64);
+        self.iface.poll(t, &mut device, &mut self.sockets);
+    }
+}
+
+/// The scripted speaker at 192.0.2.2, AS 65001: a `Neighbor` over a smoltcp socket that
+/// listens on 179 (the appliance opens the session) and logs every action.
+struct Speaker {
+    fsm: Neighbor,
+    socket: SocketHandle,
+    up: bool,
+    log: Vec<Action>,
+}
+
+const PEER_CONN: ConnId = ConnId(1);
+
+impl Speaker {
+    fn new(peer: &mut Peer) -> Speaker {
+        let mut socket =
+            tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 65536]), tcp::SocketBuffer::new(vec![0; 65536]));
+        socket.listen(179).unwrap();
+        let socket = peer.sockets.add(socket);
+        let mut cfg = NeighborConfig::new(65001, 65000, Ipv4Addr::new(192, 0, 2, 2));
+        cfg.passive = true;
+        let mut fsm = Neighbor::new(cfg);
+        fsm.start(Instant::ZERO);
+        Speaker { fsm, socket, up: false, log: Vec::new() }
+    }
+
+    fn run(&mut self, peer: &mut Peer, now: Instant) {
+        let socket = peer.sockets.get_mut::<tcp::Socket>(self.socket);
+        if !self.up && socket.state() == tcp::State::Established {
+            self.up = true;
+            self.fsm.tcp_connected(now, PEER_CONN, Direction::Incoming);
+        }
+        if self.up {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = socket.recv_slice(&mut buf) {
+                self.fsm.tcp_received(now, PEER_CONN, &buf[..n]);
+            }
+            self.fsm.poll(now);
+            let out = self.fsm.pending_output(PEER_CONN).to_vec();
+            let n = socket.send_slice(&out).unwrap_or(0);
+            self.fsm.output_written(now, PEER_CONN, n);
+        }
+        while let Some(a) = self.fsm.pop_action() {
+            if let Action::Close { last, .. } = &a {
+                let _ = socket.send_slice(last);
+                socket.close();
+            }
+            self.log.push(a);
+        }
+    }
+
+    fn announce(&mut self, now: Instant, prefixes: &[Prefix], path: &[u32]) {
+        let attrs = PathAttributes {
+            as_path: AsPath::from_sequence(path),
+            next_hop: Some(NextHop::V4(Ipv4Addr::new(192, 0, 2, 2))),
+            ..PathAttributes::default()
+        };
+        let ctx = self.fsm.negotiated().unwrap().ctx;
+        for m in update::pack_announce(&attrs, prefixes, ctx, 4096).unwrap() {
+            self.fsm.send_update(now, &m).unwrap();
+        }
+    }
+
+    fn withdraw(&mut self, now: Instant, prefixes: &[Prefix]) {
+        let ctx = self.fsm.negotiated().unwrap().ctx;
+        for m in update::pack_withdraw(prefixes, ctx, 4096).unwrap() {
+            self.fsm.send_update(now, &m).unwrap();
+        }
+    }
+
+    /// Prefixes the appliance announced to this speaker, with their AS_PATH.
+    fn received(&self) -> Vec<(Prefix, Vec<u32>, Option<NextHop>)> {
+        let mut out = Vec::new();
+        for a in &self.log {
+            if let Action::Update(u) = a {
+                for p in u.update.announced() {
+                    let attrs = u.update.attributes.clone().unwrap_or_default();
+                    let path = attrs.as_path.segments.iter().flat_map(|s| s.asns.clone()).collect();
+                    out.push((p, path, attrs.next_hop));
+                }
+            }
+        }
+        out
+    }
+}
+
+use core::net::Ipv4Addr;
+
+struct Sim {
+    platform: Platform<AllocatorBooks>,
+    peer: Peer,
+    nic1_out: Wire,
+    now: Instant,
+}
+
+fn cidr(text: &str) -> Ipv4Cidr {
+    Ipv4Cidr::parse(text).unwrap()
+}
+
+const CONFIG: &str = r#"
+[bgp]
+asn = 65000
+router_id = "192.0.2.1"
+networks = ["10.99.0.0/16"]
+[[bgp.neighbor]]
+address = "192.0.2.2"
+asn = 65001
+import = "all"
+export = "all"
+"#;
+
+impl Sim {
+    fn new(seed: u64, config: &str) -> Sim {
+        let allocator = HEAP.allocator();
+        let quotas = std::array::from_fn(|_| Quota { hard: QUOTA, soft: QUOTA * 3 / 4 });
+        allocator.set_quotas(quotas, 8 << 20).unwrap();
+        let (to0, from0, to1, from1): (Wire, Wire, Wire, Wire) = Default::default();
+        let link0 = FakeLink {
+            mac: NIC0_MAC,
+            to_appliance: to0.clone(),
+            from_appliance: from0.clone(),
+            counters: LinkCounters::default(),
+        };
+        let link1 = FakeLink {
+            mac: NIC1_MAC,
+            to_appliance: to1,
+            from_appliance: from1.clone(),
+            counters: LinkCounters::default(),
+        };
+        let (a0, a1) = (cidr("192.0.2.1/24"), cidr("198.51.100.1/24"));
+        let ports = {
+            let _net = allocator.enter(Domain::Net);
+            vec![
+                Port::new("nic0", Box::new(link0), Some(a0), 1500),
+                Port::new("nic1", Box::new(link1), Some(a1), 1500),
+            ]
+        };
+        let plan = ForwarderPlan {
+            interfaces: vec![
+                (0, router::Interface { mac: NIC0_MAC, address: Some((a0.addr.to_bits(), 24)), mtu: 1500 }),
+                (1, router::Interface { mac: NIC1_MAC, address: Some((a1.addr.to_bits(), 24)), mtu: 1500 }),
+            ],
+            routes: vec![],
+            settings: ForwarderPlan::settings(&ForwarderConfig::default(), 1 << 20),
+        };
+        let bgp = Config::parse(config).unwrap().bgp;
+        let rng = Box::new(Csprng::seed_from_u64(seed));
+        let mut platform = Platform::new(AllocatorBooks(allocator), ports, rng, true, Instant::ZERO);
+        let subsystems: Vec<Box<dyn Subsystem>> =
+            vec![Box::new(ForwarderSubsystem::new(plan, &NIC_NAMES)), Box::new(BgpSubsystem::new(bgp))];
+        for s in subsystems {
+            let policy =
+                RestartPolicy { initial_backoff: Duration::from_millis(1), ..RestartPolicy::default() };
+            platform.add(s, policy).unwrap();
+        }
+        platform.start(Instant::ZERO);
+        let peer = Peer::new(to0, from0);
+        Sim { platform, peer, nic1_out: from1, now: Instant::ZERO }
+    }
+
+    /// One millisecond: the appliance's turn, the peer host's, then the speaker's.
+    fn step(&mut self, speaker: &mut Speaker) {
+        self.now = self.now + Duration::from_millis(1);
+        let now = self.now;
+        self.platform.turn(now, &|| now);
+        self.peer.poll(now);
+        speaker.run(&mut self.peer, now);
+        self.peer.poll(now);
+        self.nic1_out.borrow_mut().clear();
+        self.peer.seen.clear();
+    }
+
+    fn run_until(
+        &mut self,
+        speaker: &mut Speaker,
+        limit_ms: u64,
+        mut done: impl FnMut(&mut Sim, &mut Speaker) -> bool,
+    ) -> bool {
+        for _ in 0..limit_ms {
+            if done(self, speaker) {
+                return true;
+            }
+            self.step(speaker);
+        }
+        done(self, speaker)
+    }
+
+    fn console(&mut self, line: &str) -> String {
+        let mut out = String::new();
+        let now = self.now;
+        self.platform.execute(line, now, &mut out);
+        out
+    }
+
+    fn used(&self, d: Domain) -> (usize, usize) {
+        let s = HEAP.allocator().stats(d);
+        (s.used, s.blocks)
+    }
+
+    fn bgp_routes_in_fib(&mut self) -> usize {
+        self.console("show route json").matches("\"bgp\"").count()
+    }
+}
+
+fn v4(a: u8, b: u8, c: u8, d: u8, len: u8) -> Prefix {
+    Prefix::V4(Ipv4Prefix::new(Ipv4Addr::new(a, b, c, d), len).unwrap())
+}
+
+fn established(sim: &mut Sim, speaker: &mut Speaker) {
+    let up = sim.run_until(speaker, 20_000, |_, sp| sp.fsm.state() == State::Established);
+    assert!(up, "no session: {:?}\n{}", speaker.log, sim.console("show protocols"));
+    let json = sim.console("show protocols json");
+    assert!(json.contains("\"state\":\"Established\""), "{json}");
+}
+
+/// Establish, receive routes into the Loc-RIB and the FIB, advertise our network, withdraw.
+fn routes_in_and_out() {
+    let mut sim = Sim::new(1, CONFIG);
+    let mut sp = Speaker::new(&mut sim.peer);
+    established(&mut sim, &mut sp);
+    let prefixes = [v4(10, 1, 0, 0, 16), v4(10, 2, 0, 0, 16), v4(10, 3, 0, 0, 24)];
+    let now = sim.now;
+    sp.announce(now, &prefixes, &[65001, 65010]);
+    let installed = sim.run_until(&mut sp, 2_000, |s, _| s.bgp_routes_in_fib() == 3);
+    assert!(installed, "{}", sim.console("show route"));
+    let json = sim.console("show protocols json");
+    assert!(json.contains("\"received\":3,\"accepted\":3"), "{json}");
+    let route = sim.console("show route 10.2.0.0/16 json");
+    assert!(route.contains("\"as_path\":\"65001 65010\""), "{route}");
+    assert!(route.contains("\"next_hop\":\"192.0.2.2\""), "{route}");
+    // Our network goes out with our AS prepended and us as the next hop; End-of-RIB follows.
+    let advertised = sim.run_until(&mut sp, 2_000, |_, sp| !sp.received().is_empty());
+    assert!(advertised, "{:?}", sp.log);
+    let got = sp.received();
+    assert_eq!(got.len(), 1, "only our network: never a route back to its peer: {got:?}");
+    assert_eq!(got[0].0, v4(10, 99, 0, 0, 16));
+    assert_eq!(got[0].1, vec![65000]);
+    assert_eq!(got[0].2, Some(NextHop::V4(Ipv4Addr::new(192, 0, 2, 1))));
+    let now = sim.now;
+    sp.withdraw(now, &prefixes[..1]);
+    let withdrawn = sim.run_until(&mut sp, 2_000, |s, _| s.bgp_routes_in_fib() == 2);
+    assert!(withdrawn, "{}", sim.console("show route"));
+    assert!(!sim.console("show route 10.1.0.0/16").contains("best"), "gone from the Loc-RIB");
+}
+
+/// A connection from an address that is not a neighbor gets an RST and is counted.
+fn strangers_are_refused() {
+    let mut sim = Sim::new(2, CONFIG);
+    let mut sp = Speaker::new(&mut sim.peer);
+    established(&mut sim, &mut sp);
+    let mut socket =
+        tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 4096]), tcp::SocketBuffer::new(vec![0; 4096]));
+    let local = IpListenEndpoint { addr: Some(IpAddress::v4(192, 0, 2, 3)), port: 40100 };
+    socket
+        .connect(sim.peer.iface.context(), IpEndpoint::new(IpAddress::v4(192, 0, 2, 1), 179), local)
+        .unwrap();
+    let h = sim.peer.sockets.add(socket);
+    let reset = sim
+        .run_until(&mut sp, 3_000, |s, _| s.peer.sockets.get::<tcp::Socket>(h).state() == tcp::State::Closed);
+    assert!(reset, "the stranger was not reset");
+    assert!(sim.console("show protocols json").contains("\"refused_connections\":1"));
+    assert_eq!(sp.fsm.state(), State::Established, "the neighbor's session is untouched");
+}
+
+/// A malformed UPDATE (attribute lengths that do not add up) is answered with NOTIFICATION
+/// UPDATE Message Error / Malformed Attribute List, and the session drops.
+fn a_malformed_update_gets_its_notification() {
+    let mut sim = Sim::new(3, CONFIG);
+    let mut sp = Speaker::new(&mut sim.peer);
+    established(&mut sim, &mut sp);
+    // RFC 7606: an attribute overrunning the attribute field, with the NLRI still found, is
+    // treat-as-withdraw: 10.5.0.0/16 goes, the session stays.
+    let now = sim.now;
+    sp.announce(now, &[v4(10, 5, 0, 0, 16)], &[65001]);
+    assert!(sim.run_until(&mut sp, 2_000, |s, _| s.bgp_routes_in_fib() == 1));
+    let mut m = vec![0xff; 16];
+    m.extend_from_slice(&[0, 30, 2, 0, 0, 0, 4, 0x40, 1, 5, 0, 16, 10, 5]);
+    sim.peer.sockets.get_mut::<tcp::Socket>(sp.socket).send_slice(&m).unwrap();
+    assert!(sim.run_until(&mut sp, 2_000, |s, _| s.bgp_routes_in_fib() == 0), "not withdrawn");
+    assert_eq!(sp.fsm.state(), State::Established);
+    // Withdrawn Routes Length beyond the message: session reset, NOTIFICATION 3/1.
+    let mut m = vec![0xff; 16];
+    m.extend_from_slice(&[0, 23, 2, 0, 10, 0, 0]);
+    sim.peer.sockets.get_mut::<tcp::Socket>(sp.socket).send_slice(&m).unwrap();
+    let told = sim.run_until(&mut sp, 2_000, |_, sp| {
+        sp.log.iter().any(|a| matches!(a, Action::Down { reason: DownReason::NotificationReceived(_), .. }))
+    });
+    assert!(told, "{:?}\n{}", sp.log, sim.console("show protocols"));
+    let code = sp.log.iter().find_map(|a| match a {
+        Action::Down { reason: DownReason::NotificationReceived(n), .. } => Some(n.code),
+        _ => None,
+    });
+    assert_eq!(code, Some(ErrorCode::UpdateMessage(UpdateSubcode::MalformedAttributeList)));
+    assert!(
+        sim.console("show protocols").contains("sent NOTIFICATION 3/1"),
+        "{}",
+        sim.console("show protocols")
+    );
+}
+
+/// A shed sends Cease / Out of Resources to the peer, withdraws BGP's routes from the FIB and
+/// leaves the `bgp` domain at its baseline; BGP comes back and the session with it.
+fn a_shed_says_cease_8_and_leaves_nothing() {
+    let mut sim = Sim::new(4, CONFIG);
+    let mut sp = Speaker::new(&mut sim.peer);
+    established(&mut sim, &mut sp);
+    let now = sim.now;
+    sp.announce(now, &[v4(10, 7, 0, 0, 16)], &[65001]);
+    assert!(sim.run_until(&mut sp, 2_000, |s, _| s.bgp_routes_in_fib() == 1));
+    let during = sim.used(Domain::Bgp);
+    assert!(sim.console("debug shed bgp").contains("ok"));
+    let told = sim.run_until(&mut sp, 2_000, |_, sp| {
+        sp.log.iter().any(|a| matches!(a, Action::Down { reason: DownReason::NotificationReceived(_), .. }))
+    });
+    assert!(told, "{:?}", sp.log);
+    let code = sp.log.iter().find_map(|a| match a {
+        Action::Down { reason: DownReason::NotificationReceived(n), .. } => Some(n.code),
+        _ => None,
+    });
+    assert_eq!(code, Some(ErrorCode::Cease(CeaseSubcode::OutOfResources)));
+    assert_eq!(sim.bgp_routes_in_fib(), 0, "a shed source's routes go");
+    let report = sim.platform.supervisor().report(Domain::Bgp).unwrap();
+    assert!(sim.used(Domain::Bgp).0 < during.0, "the session's state went with the shed");
+    assert_eq!(report.leaks, 0, "the bgp domain is back to its baseline at the shed: {report:?}");
+}
+
+fn main() {
+    let cases: [(&str, fn()); 4] = [
+        ("routes_in_and_out", routes_in_and_out),
+        ("strangers_are_refused", strangers_are_refused),
+        ("a_malformed_update_gets_its_notification", a_malformed_update_gets_its_notification),
+        ("a_shed_says_cease_8_and_leaves_nothing", a_shed_says_cease_8_and_leaves_nothing),
+    ];
+    let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    let (mut passed, mut failed) = (0, 0);
+    for (name, case) in cases {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        let mut line = String::new();
+        match std::panic::catch_unwind(case) {
+            Ok(()) => {
+                passed += 1;
+                let _ = write!(line, "test {name} ... ok");
+            }
+            Err(_) => {
+                failed += 1;
+                let _ = write!(line, "test {name} ... FAILED");
+            }
+        }
+        println!("{line}");
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
