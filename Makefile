@@ -2,6 +2,7 @@
 #   make run    build the image and boot it on the demo topology (interactive console)
 #   make test   host unit tests, clippy, rustfmt, and the QEMU integration tests
 #   make bench  Bulkhead against the alternatives, in one run; JSON under bench/out/
+#   make fuzz   every parser's coverage-guided fuzz target, FUZZ_SECONDS each (cargo-fuzz)
 # Every target installs what it needs first (qemu/setup.sh, idempotent).
 
 TARGET  := x86_64-unknown-none
@@ -11,7 +12,7 @@ CARGO   ?= cargo
 HOST_EXCLUDE := --exclude bulkhead-kernel --exclude bulkhead-image
 QEMU_TEST_THREADS ?= 2
 
-.PHONY: all setup image run test unit lint qemu-test scenario bench clean
+.PHONY: all setup image run test unit lint qemu-test scenario bench fuzz clean
 
 all: image
 
@@ -50,6 +51,20 @@ bench: image
 	@mkdir -p bench/out
 	$(CARGO) build --release -p bulkhead-testbed --bins
 	$(CARGO) run --release -p bulkhead-bench -- all --out bench/out
+
+# Every parser's fuzz target, as DIR:TARGET; each runs FUZZ_SECONDS from its committed corpus.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := net/forward/fuzz:frame apps/fuzz:config apps/fuzz:console \
+	net/sctp/fuzz:packet net/sctp/fuzz:endpoint net/bgp/fuzz:message net/bgp/fuzz:session \
+	net/bmp/fuzz:message kernel/mem/fuzz:ops
+
+fuzz: setup
+	@qemu/fuzz-setup.sh
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		dir=$${t%%:*}; name=$${t##*:}; \
+		echo "== fuzz $$dir $$name ($(FUZZ_SECONDS) s)"; \
+		(cd $$dir && cargo +nightly fuzz run $$name corpus/$$name -- -max_total_time=$(FUZZ_SECONDS)); \
+	done
 
 clean:
 	$(CARGO) clean
