@@ -146,11 +146,11 @@ impl ForwarderPlan {
         Settings {
             flow_capacity: slots * 3 / 4,
             flow_timeouts: FlowTimeouts {
-                tcp: config.flow_idle_tcp.total_micros(),
-                udp: config.flow_idle_udp.total_micros(),
-                icmp: config.flow_idle_icmp.total_micros(),
-                other: config.flow_idle_udp.total_micros(),
-                lifetime: config.flow_lifetime.total_micros(),
+                tcp: config.flow_idle_tcp,
+                udp: config.flow_idle_udp,
+                icmp: config.flow_idle_icmp,
+                other: config.flow_idle_udp,
+                lifetime: config.flow_lifetime,
             },
             icmp_rate: config.icmp_rate,
             route_limits: [
@@ -227,8 +227,8 @@ impl Subsystem for ForwarderSubsystem {
             return PollOutcome::Idle;
         }
         if let Some(core) = self.core.as_mut() {
-            let next = core.poll(now.total_micros(), &mut ContextSink(cx));
-            self.due = Some(Instant::from_micros(next));
+            let next = core.poll(now, &mut ContextSink(cx));
+            self.due = Some(next);
         }
         PollOutcome::Idle
     }
@@ -239,7 +239,7 @@ impl Subsystem for ForwarderSubsystem {
 
     fn receive(&mut self, cx: &mut Context<'_>, inbound: Inbound<'_>) -> Delivery {
         let Some(core) = self.core.as_mut() else { return Delivery::Refused };
-        let now = cx.now.total_micros();
+        let now = cx.now;
         match inbound {
             Inbound::Transit { iface, frame } => core.handle(now, iface, frame, &mut ContextSink(cx)),
             Inbound::Arp { iface, frame } => core.handle_arp(now, iface, frame, &mut ContextSink(cx)),
@@ -301,11 +301,9 @@ impl Subsystem for ForwarderSubsystem {
                 Ok(p) => show_route(core, Some(p), self.names, json, out),
                 Err(e) => writeln!(out, "{}", e),
             }),
-            ["show", "flows"] => Some(routing::show_flows(
-                &mut &mut *out,
-                &flows(core, cx.now.total_micros(), TOP_FLOWS),
-                json,
-            )),
+            ["show", "flows"] => {
+                Some(routing::show_flows(&mut &mut *out, &flows(core, cx.now, TOP_FLOWS), json))
+            }
             _ => None,
         }
     }
@@ -370,7 +368,7 @@ pub fn routes(forwarder: &Forwarder, within: Option<Ipv4Cidr>, names: &[&str]) -
 }
 
 /// The flow table's figures and its top flows, for `show flows`.
-pub fn flows(forwarder: &Forwarder, now_micros: u64, top: usize) -> FlowTableStatus {
+pub fn flows(forwarder: &Forwarder, now: Instant, top: usize) -> FlowTableStatus {
     let table = forwarder.flows();
     let row = |f: &Flow| FlowRow {
         protocol: f.key.protocol,
@@ -380,8 +378,8 @@ pub fn flows(forwarder: &Forwarder, now_micros: u64, top: usize) -> FlowTableSta
         dst_port: f.key.dst_port,
         packets: f.packets,
         bytes: f.bytes,
-        age_secs: now_micros.saturating_sub(f.first_seen) / 1_000_000,
-        idle_secs: now_micros.saturating_sub(f.last_seen) / 1_000_000,
+        age_secs: now.saturating_since(f.first_seen).total_micros() / 1_000_000,
+        idle_secs: now.saturating_since(f.last_seen).total_micros() / 1_000_000,
     };
     FlowTableStatus {
         count: table.len() as u64,

@@ -517,7 +517,7 @@ impl TxToken for HostTx<'_> {
         };
         let r = f(buf);
         match answer_kind(buf) {
-            Answer::IcmpUnreachable if !self.icmp.take(self.now.total_micros()) => {
+            Answer::IcmpUnreachable if !self.icmp.take(self.now) => {
                 self.counters.icmp_rate_limited += 1;
                 return r;
             }

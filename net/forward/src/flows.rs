@@ -13,8 +13,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-/// Microseconds on the caller's monotonic clock.
-pub type Micros = u64;
+pub use bulkhead_base::time::{Duration, Instant};
 
 /// The 5-tuple (ICMP: the echo identifier as both ports).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -32,28 +31,28 @@ pub struct Flow {
     pub key: FlowKey,
     pub packets: u64,
     pub bytes: u64,
-    pub first_seen: Micros,
-    pub last_seen: Micros,
+    pub first_seen: Instant,
+    pub last_seen: Instant,
 }
 
-/// Idle timeouts per protocol and the maximum lifetime, in microseconds.
+/// Idle timeouts per protocol and the maximum lifetime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowTimeouts {
-    pub tcp: Micros,
-    pub udp: Micros,
-    pub icmp: Micros,
-    pub other: Micros,
-    pub lifetime: Micros,
+    pub tcp: Duration,
+    pub udp: Duration,
+    pub icmp: Duration,
+    pub other: Duration,
+    pub lifetime: Duration,
 }
 
 impl Default for FlowTimeouts {
     fn default() -> Self {
         FlowTimeouts {
-            tcp: 300_000_000,
-            udp: 60_000_000,
-            icmp: 10_000_000,
-            other: 60_000_000,
-            lifetime: 3_600_000_000,
+            tcp: Duration::from_secs(300),
+            udp: Duration::from_secs(60),
+            icmp: Duration::from_secs(10),
+            other: Duration::from_secs(60),
+            lifetime: Duration::from_secs(3600),
         }
     }
 }
@@ -148,12 +147,12 @@ impl FlowTable {
     }
 
     /// Accounts one packet of `bytes` to its flow.
-    pub fn touch(&mut self, now: Micros, key: FlowKey, bytes: u64) -> FlowVerdict {
+    pub fn touch(&mut self, now: Instant, key: FlowKey, bytes: u64) -> FlowVerdict {
         if let Some(index) = self.find(&key) {
             let timeouts = self.timeouts;
             let Some(Some(flow)) = self.slots.get_mut(index) else { return FlowVerdict::Untracked };
-            let expired_lifetime = now.saturating_sub(flow.first_seen) >= timeouts.lifetime;
-            let expired_idle = now.saturating_sub(flow.last_seen) >= idle_timeout(&timeouts, key.protocol);
+            let expired_lifetime = now.saturating_since(flow.first_seen) >= timeouts.lifetime;
+            let expired_idle = now.saturating_since(flow.last_seen) >= idle_timeout(&timeouts, key.protocol);
             if !expired_lifetime && !expired_idle {
                 flow.packets += 1;
                 flow.bytes += bytes;
@@ -198,7 +197,7 @@ impl FlowTable {
     }
 
     /// Removes expired flows among the next `budget` slots; returns how many it removed.
-    pub fn expire(&mut self, now: Micros, budget: usize) -> usize {
+    pub fn expire(&mut self, now: Instant, budget: usize) -> usize {
         let mut removed = 0;
         // A removal revisits its slot, so a full sweep can take up to twice the slots.
         for _ in 0..budget.min(2 * self.slots.len()) {
@@ -253,10 +252,10 @@ impl FlowTable {
         self.limit() * LOW_WATER_PERCENT / 100
     }
 
-    fn expiry(&self, flow: &Flow, now: Micros) -> Option<Expiry> {
-        if now.saturating_sub(flow.first_seen) >= self.timeouts.lifetime {
+    fn expiry(&self, flow: &Flow, now: Instant) -> Option<Expiry> {
+        if now.saturating_since(flow.first_seen) >= self.timeouts.lifetime {
             Some(Expiry::Lifetime)
-        } else if now.saturating_sub(flow.last_seen) >= idle_timeout(&self.timeouts, flow.key.protocol) {
+        } else if now.saturating_since(flow.last_seen) >= idle_timeout(&self.timeouts, flow.key.protocol) {
             Some(Expiry::Idle)
         } else {
             None
@@ -265,8 +264,8 @@ impl FlowTable {
 
     /// Evicts one flow from a sample at the sweep cursor: an expired one if there is one, else
     /// the least recently seen. False if the sample held no flow.
-    fn evict_one(&mut self, now: Micros) -> bool {
-        let mut victim: Option<(usize, Micros)> = None;
+    fn evict_one(&mut self, now: Instant) -> bool {
+        let mut victim: Option<(usize, Instant)> = None;
         let mut index = self.cursor;
         let mut examined = 0;
         let mut visited = 0;
@@ -274,7 +273,7 @@ impl FlowTable {
             if let Some(Some(flow)) = self.slots.get(index) {
                 examined += 1;
                 if self.expiry(flow, now).is_some() {
-                    victim = Some((index, 0));
+                    victim = Some((index, Instant::ZERO));
                     break;
                 }
                 if victim.is_none_or(|(_, seen)| flow.last_seen < seen) {
@@ -356,7 +355,7 @@ enum Expiry {
     Lifetime,
 }
 
-fn idle_timeout(timeouts: &FlowTimeouts, protocol: u8) -> Micros {
+fn idle_timeout(timeouts: &FlowTimeouts, protocol: u8) -> Duration {
     match protocol {
         6 => timeouts.tcp,
         17 => timeouts.udp,
@@ -369,7 +368,15 @@ fn idle_timeout(timeouts: &FlowTimeouts, protocol: u8) -> Micros {
 mod tests {
     use super::*;
 
-    const SECOND: Micros = 1_000_000;
+    const SECOND: u64 = 1_000_000;
+
+    fn at(micros: u64) -> Instant {
+        Instant::from_micros(micros)
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
 
     fn key(n: u32, protocol: u8) -> FlowKey {
         FlowKey {
@@ -382,38 +389,32 @@ mod tests {
     }
 
     fn timeouts() -> FlowTimeouts {
-        FlowTimeouts {
-            tcp: 300 * SECOND,
-            udp: 60 * SECOND,
-            icmp: 10 * SECOND,
-            other: 60 * SECOND,
-            lifetime: 3600 * SECOND,
-        }
+        FlowTimeouts { tcp: secs(300), udp: secs(60), icmp: secs(10), other: secs(60), lifetime: secs(3600) }
     }
 
     #[test]
     fn idle_timeouts_per_protocol() {
         let mut t = FlowTable::new(100, timeouts());
-        assert_eq!(t.touch(0, key(1, 17), 100), FlowVerdict::Created);
-        assert_eq!(t.touch(0, key(2, 1), 100), FlowVerdict::Created);
-        assert_eq!(t.touch(0, key(3, 6), 100), FlowVerdict::Created);
-        assert_eq!(t.expire(11 * SECOND, 1 << 20), 1, "ICMP idles out after 10 s");
+        assert_eq!(t.touch(at(0), key(1, 17), 100), FlowVerdict::Created);
+        assert_eq!(t.touch(at(0), key(2, 1), 100), FlowVerdict::Created);
+        assert_eq!(t.touch(at(0), key(3, 6), 100), FlowVerdict::Created);
+        assert_eq!(t.expire(at(11 * SECOND), 1 << 20), 1, "ICMP idles out after 10 s");
         assert!(t.get(&key(2, 1)).is_none());
-        assert_eq!(t.expire(61 * SECOND, 1 << 20), 1, "UDP after 60 s");
-        assert_eq!(t.expire(299 * SECOND, 1 << 20), 0);
-        assert_eq!(t.expire(300 * SECOND, 1 << 20), 1, "TCP after 300 s");
+        assert_eq!(t.expire(at(61 * SECOND), 1 << 20), 1, "UDP after 60 s");
+        assert_eq!(t.expire(at(299 * SECOND), 1 << 20), 0);
+        assert_eq!(t.expire(at(300 * SECOND), 1 << 20), 1, "TCP after 300 s");
         assert_eq!(t.counters.expired_idle, 3);
         assert!(t.is_empty());
     }
 
     #[test]
     fn a_flow_that_never_idles_still_ends_at_its_lifetime() {
-        let mut t = FlowTable::new(100, FlowTimeouts { lifetime: 10 * SECOND, ..timeouts() });
+        let mut t = FlowTable::new(100, FlowTimeouts { lifetime: secs(10), ..timeouts() });
         let k = key(7, 17);
         let mut created = 0;
         // 1,000 packets a second for 35 s: the flow never idles.
         for ms in 0..35_000u64 {
-            if t.touch(ms * 1000, k, 60) == FlowVerdict::Created {
+            if t.touch(at(ms * 1000), k, 60) == FlowVerdict::Created {
                 created += 1;
             }
         }
@@ -428,9 +429,9 @@ mod tests {
         let mut t = FlowTable::new(1000, timeouts());
         let bytes = t.memory_bytes();
         for i in 0..1_000_000u64 {
-            t.touch(i * 1000, key((i % 50) as u32, 17), 100);
+            t.touch(at(i * 1000), key((i % 50) as u32, 17), 100);
             if i % 1000 == 0 {
-                t.expire(i * 1000, 64);
+                t.expire(at(i * 1000), 64);
             }
         }
         assert_eq!(t.memory_bytes(), bytes);
@@ -442,13 +443,13 @@ mod tests {
         let mut t = FlowTable::new(1000, timeouts());
         // 900 flows, the first 100 idle for over a minute by the time the flood comes.
         for n in 0..100 {
-            t.touch(0, key(n, 17), 1);
+            t.touch(at(0), key(n, 17), 1);
         }
         for n in 100..900 {
-            t.touch(50 * SECOND, key(n, 17), 1);
+            t.touch(at(50 * SECOND), key(n, 17), 1);
         }
         for n in 900..2000 {
-            let v = t.touch(70 * SECOND, key(n, 17), 1);
+            let v = t.touch(at(70 * SECOND), key(n, 17), 1);
             assert_ne!(v, FlowVerdict::Untracked, "flow {n}");
             assert!(t.len() <= 1000, "never above capacity");
         }
@@ -458,18 +459,18 @@ mod tests {
         // Under pressure the table shrinks towards half.
         t.set_pressure(true);
         for n in 2000..3000 {
-            t.touch(71 * SECOND, key(n, 17), 1);
+            t.touch(at(71 * SECOND), key(n, 17), 1);
         }
         assert!(t.len() <= 500, "{}", t.len());
     }
 
     #[test]
     fn removal_keeps_every_other_flow_findable() {
-        let mut t = FlowTable::new(64, FlowTimeouts { udp: 5 * SECOND, ..timeouts() });
+        let mut t = FlowTable::new(64, FlowTimeouts { udp: secs(5), ..timeouts() });
         for n in 0..60 {
-            t.touch(if n % 2 == 0 { 0 } else { 4 * SECOND }, key(n, 17), 1);
+            t.touch(at(if n % 2 == 0 { 0 } else { 4 * SECOND }), key(n, 17), 1);
         }
-        t.expire(6 * SECOND, 1 << 20);
+        t.expire(at(6 * SECOND), 1 << 20);
         assert_eq!(t.len(), 30);
         for n in (1..60).step_by(2) {
             assert!(t.get(&key(n, 17)).is_some(), "flow {n} lost by a backward shift");
@@ -480,7 +481,7 @@ mod tests {
     fn top_flows_by_bytes() {
         let mut t = FlowTable::new(100, timeouts());
         for n in 0..20u32 {
-            t.touch(0, key(n, 6), u64::from(n) * 10);
+            t.touch(at(0), key(n, 6), u64::from(n) * 10);
         }
         let top = t.top_by_bytes(3);
         let bytes: Vec<u64> = top.iter().map(|f| f.bytes).collect();

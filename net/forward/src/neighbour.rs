@@ -19,23 +19,23 @@
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-use crate::flows::Micros;
+use crate::flows::{Duration, Instant};
 
 pub const MAX_ENTRIES: usize = 1024;
 pub const QUEUE_PER_NEXT_HOP: usize = 4;
 pub const MAX_QUEUED: usize = 256;
-const RETRY_AFTER: Micros = 1_000_000;
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 const MAX_TRIES: u8 = 3;
-const REACHABLE_FOR: Micros = 300_000_000;
+const REACHABLE_FOR: Duration = Duration::from_secs(300);
 /// A reachable entry used after this age is refreshed by a new request (it stays usable).
-const REFRESH_AFTER: Micros = 270_000_000;
-const FAILED_FOR: Micros = 5_000_000;
+const REFRESH_AFTER: Duration = Duration::from_secs(270);
+const FAILED_FOR: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
-    Resolving { tries: u8, next_try: Micros },
-    Reachable { since: Micros, refresh_sent: bool },
-    Failed { until: Micros },
+    Resolving { tries: u8, next_try: Instant },
+    Reachable { since: Instant, refresh_sent: bool },
+    Failed { until: Instant },
 }
 
 struct Entry {
@@ -104,11 +104,11 @@ impl Neighbours {
     }
 
     /// How to reach `ip` on `iface` now.
-    pub fn resolve(&mut self, now: Micros, iface: u8, ip: u32) -> Resolution {
+    pub fn resolve(&mut self, now: Instant, iface: u8, ip: u32) -> Resolution {
         if let Some(entry) = self.get_mut((iface, ip)) {
             return match entry.state {
                 State::Reachable { since, refresh_sent } => {
-                    let refresh = !refresh_sent && now.saturating_sub(since) >= REFRESH_AFTER;
+                    let refresh = !refresh_sent && now.saturating_since(since) >= REFRESH_AFTER;
                     if refresh {
                         entry.state = State::Reachable { since, refresh_sent: true };
                     }
@@ -149,7 +149,7 @@ impl Neighbours {
     /// waiting for it.
     pub fn learn(
         &mut self,
-        now: Micros,
+        now: Instant,
         iface: u8,
         ip: u32,
         mac: [u8; 6],
@@ -177,11 +177,11 @@ impl Neighbours {
     /// given up on; entries past their time are removed. Returns the next deadline.
     pub fn poll(
         &mut self,
-        now: Micros,
+        now: Instant,
         mut request: impl FnMut(u8, u32),
         mut failed: impl FnMut(u8, Vec<u8>),
-    ) -> Option<Micros> {
-        let mut next: Option<Micros> = None;
+    ) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
         let mut expired = false;
         for ((iface, ip), entry) in self.entries.iter_mut() {
             let (iface, ip) = (*iface, *ip);
@@ -201,7 +201,7 @@ impl Neighbours {
                     }
                 }
                 State::Resolving { next_try, .. } => next = earliest(next, next_try),
-                State::Reachable { since, .. } if now.saturating_sub(since) >= REACHABLE_FOR => {
+                State::Reachable { since, .. } if now.saturating_since(since) >= REACHABLE_FOR => {
                     expired = true
                 }
                 State::Failed { until } if now >= until => expired = true,
@@ -212,7 +212,7 @@ impl Neighbours {
             let queued = &mut self.queued;
             self.entries.retain(|(_, entry)| {
                 let gone = match entry.state {
-                    State::Reachable { since, .. } => now.saturating_sub(since) >= REACHABLE_FOR,
+                    State::Reachable { since, .. } => now.saturating_since(since) >= REACHABLE_FOR,
                     State::Failed { until } => now >= until,
                     State::Resolving { .. } => false,
                 };
@@ -226,7 +226,7 @@ impl Neighbours {
     }
 }
 
-fn earliest(a: Option<Micros>, b: Micros) -> Option<Micros> {
+fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
     Some(a.map_or(b, |a| a.min(b)))
 }
 
@@ -236,47 +236,56 @@ mod tests {
 
     const MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
 
+    fn at(micros: u64) -> Instant {
+        Instant::from_micros(micros)
+    }
+
+    // The timers in microseconds, for arithmetic on test times.
+    const RETRY_AFTER: u64 = super::RETRY_AFTER.total_micros();
+    const REFRESH_AFTER: u64 = super::REFRESH_AFTER.total_micros();
+    const FAILED_FOR: u64 = super::FAILED_FOR.total_micros();
+
     #[test]
     fn resolves_queues_and_flushes_in_order() {
         let mut n = Neighbours::new();
-        assert_eq!(n.resolve(0, 1, 42), Resolution::Pending { request: true });
-        assert_eq!(n.resolve(0, 1, 42), Resolution::Pending { request: false });
+        assert_eq!(n.resolve(at(0), 1, 42), Resolution::Pending { request: true });
+        assert_eq!(n.resolve(at(0), 1, 42), Resolution::Pending { request: false });
         for i in 0..QUEUE_PER_NEXT_HOP as u8 {
             n.enqueue(1, 42, &[i]).unwrap();
         }
         assert_eq!(n.enqueue(1, 42, &[9]), Err(QueueFull), "per next hop bound");
-        let waiting = n.learn(10, 1, 42, MAC, false);
+        let waiting = n.learn(at(10), 1, 42, MAC, false);
         assert_eq!(waiting.iter().map(|f| f[0]).collect::<Vec<_>>(), [0, 1, 2, 3]);
         assert_eq!(n.queued(), 0);
-        assert_eq!(n.resolve(20, 1, 42), Resolution::Known { mac: MAC, refresh: false });
+        assert_eq!(n.resolve(at(20), 1, 42), Resolution::Known { mac: MAC, refresh: false });
     }
 
     #[test]
     fn retries_then_fails_and_returns_the_packets() {
         let mut n = Neighbours::new();
-        n.resolve(0, 0, 7);
+        n.resolve(at(0), 0, 7);
         n.enqueue(0, 7, &[1, 2]).unwrap();
         let mut requests = 0;
         let mut failed = Vec::new();
         for s in 1..=3u64 {
-            n.poll(s * RETRY_AFTER, |_, _| requests += 1, |i, f| failed.push((i, f)));
+            n.poll(at(s * RETRY_AFTER), |_, _| requests += 1, |i, f| failed.push((i, f)));
         }
         assert_eq!(requests, 2, "the first request was sent by resolve, then two retries");
         assert_eq!(failed, [(0, alloc::vec![1, 2])]);
-        assert_eq!(n.resolve(3 * RETRY_AFTER + 1, 0, 7), Resolution::Failed);
-        n.poll(3 * RETRY_AFTER + FAILED_FOR, |_, _| {}, |_, _| {});
+        assert_eq!(n.resolve(at(3 * RETRY_AFTER + 1), 0, 7), Resolution::Failed);
+        n.poll(at(3 * RETRY_AFTER + FAILED_FOR), |_, _| {}, |_, _| {});
         assert!(n.is_empty(), "the failed entry is forgotten after its time");
     }
 
     #[test]
     fn unsolicited_replies_only_update_or_add_when_for_us() {
         let mut n = Neighbours::new();
-        assert!(n.learn(0, 0, 5, MAC, false).is_empty());
+        assert!(n.learn(at(0), 0, 5, MAC, false).is_empty());
         assert!(n.is_empty(), "gratuitous ARP for a stranger adds nothing");
-        n.learn(0, 0, 5, MAC, true);
-        assert_eq!(n.resolve(1, 0, 5), Resolution::Known { mac: MAC, refresh: false });
-        assert_eq!(n.resolve(REFRESH_AFTER, 0, 5), Resolution::Known { mac: MAC, refresh: true });
-        assert_eq!(n.resolve(REFRESH_AFTER + 1, 0, 5), Resolution::Known { mac: MAC, refresh: false });
+        n.learn(at(0), 0, 5, MAC, true);
+        assert_eq!(n.resolve(at(1), 0, 5), Resolution::Known { mac: MAC, refresh: false });
+        assert_eq!(n.resolve(at(REFRESH_AFTER), 0, 5), Resolution::Known { mac: MAC, refresh: true });
+        assert_eq!(n.resolve(at(REFRESH_AFTER + 1), 0, 5), Resolution::Known { mac: MAC, refresh: false });
     }
 
     #[test]
@@ -284,11 +293,11 @@ mod tests {
         let mut n = Neighbours::new();
         let capacity = n.entries.capacity();
         for ip in 0..(MAX_ENTRIES as u32 + 10) {
-            n.learn(0, 1, ip, MAC, true);
+            n.learn(at(0), 1, ip, MAC, true);
         }
         assert_eq!(n.len(), MAX_ENTRIES);
         assert_eq!(n.entries.capacity(), capacity);
-        assert_eq!(n.resolve(0, 2, 1), Resolution::TableFull);
+        assert_eq!(n.resolve(at(0), 2, 1), Resolution::TableFull);
     }
 
     #[test]
@@ -296,7 +305,7 @@ mod tests {
         let mut n = Neighbours::new();
         let mut refused = 0;
         for ip in 0..(MAX_QUEUED as u32) {
-            n.resolve(0, 0, ip);
+            n.resolve(at(0), 0, ip);
             for _ in 0..2 {
                 if n.enqueue(0, ip, &[0]).is_err() {
                     refused += 1;

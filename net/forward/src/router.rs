@@ -18,7 +18,7 @@
 use alloc::vec::Vec;
 
 use crate::fib::{mask, Fib, FibError, Prefix};
-use crate::flows::{FlowKey, FlowTable, FlowTimeouts, Micros};
+use crate::flows::{Duration, FlowKey, FlowTable, FlowTimeouts, Instant};
 use crate::neighbour::{Neighbours, Resolution};
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4Message,
@@ -46,7 +46,7 @@ const FIB_ROUTE_ESTIMATE: usize = 256;
 /// Flow-table slots swept per poll.
 const FLOW_SWEEP: usize = 1024;
 /// The longest `poll` waits with nothing scheduled (flow expiry makes progress at least this often).
-const SWEEP_INTERVAL: Micros = 1_000_000;
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why a transit frame was dropped: one counter each, per ingress interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -400,7 +400,7 @@ impl Forwarder {
     }
 
     /// Forwards one transit frame (Ethernet, IPv4, not addressed to us) that arrived on `iface`.
-    pub fn handle(&mut self, now: Micros, iface: u8, frame: &mut [u8], sink: &mut impl Sink) {
+    pub fn handle(&mut self, now: Instant, iface: u8, frame: &mut [u8], sink: &mut impl Sink) {
         let header = match validate(frame) {
             Ok(h) => h,
             Err(reason) => return self.drop(iface, reason),
@@ -480,7 +480,7 @@ impl Forwarder {
     /// An ARP frame received on `iface`: learns the sender, answers a request for the
     /// interface's own address (the appliance's ARP responder), and sends whatever was waiting
     /// for the sender. A malformed frame is ignored.
-    pub fn handle_arp(&mut self, now: Micros, iface: u8, frame: &[u8], sink: &mut impl Sink) {
+    pub fn handle_arp(&mut self, now: Instant, iface: u8, frame: &[u8], sink: &mut impl Sink) {
         let Ok(ethernet) = EthernetFrame::new_checked(frame) else { return };
         let Ok(packet) = ArpPacket::new_checked(ethernet.payload()) else { return };
         let Ok(ArpRepr::EthernetIpv4 {
@@ -530,7 +530,7 @@ impl Forwarder {
     /// Routes an IPv4 packet the appliance itself sent (`packet` starts at the IP header):
     /// through the FIB, with the next hop resolved by ARP (queued, bounded, while it is).
     /// The packet's TTL is left as its sender set it.
-    pub fn send_local(&mut self, now: Micros, packet: &[u8], sink: &mut impl Sink) {
+    pub fn send_local(&mut self, now: Instant, packet: &[u8], sink: &mut impl Sink) {
         let Ok(ip) = Ipv4Packet::new_checked(packet) else {
             self.local.malformed += 1;
             return;
@@ -580,7 +580,7 @@ impl Forwarder {
 
     /// Timers: ARP retries and give-ups, flow expiry in a bounded slice. Returns when to
     /// come back.
-    pub fn poll(&mut self, now: Micros, sink: &mut impl Sink) -> Micros {
+    pub fn poll(&mut self, now: Instant, sink: &mut impl Sink) -> Instant {
         let mut requests: Vec<(u8, u32)> = Vec::new();
         let mut failed: Vec<(u8, Vec<u8>)> = Vec::new();
         let next = self.neighbours.poll(now, |i, ip| requests.push((i, ip)), |i, f| failed.push((i, f)));
@@ -767,7 +767,7 @@ impl Forwarder {
     #[allow(clippy::too_many_arguments)]
     fn icmp_error(
         &mut self,
-        now: Micros,
+        now: Instant,
         iface: u8,
         frame: &[u8],
         header: Header,
@@ -1018,18 +1018,18 @@ pub fn checksum(data: &[u8]) -> u16 {
 pub struct TokenBucket {
     rate: u32,
     tokens: u64,
-    updated: Micros,
+    updated: Instant,
 }
 
 impl TokenBucket {
     pub fn new(rate: u32) -> TokenBucket {
-        TokenBucket { rate, tokens: u64::from(rate) * 1_000_000, updated: 0 }
+        TokenBucket { rate, tokens: u64::from(rate) * 1_000_000, updated: Instant::ZERO }
     }
 
     /// Takes a token (tokens are kept in millionths).
-    pub fn take(&mut self, now: Micros) -> bool {
+    pub fn take(&mut self, now: Instant) -> bool {
         let capacity = u64::from(self.rate) * 1_000_000;
-        let elapsed = now.saturating_sub(self.updated);
+        let elapsed = now.saturating_since(self.updated).total_micros();
         self.updated = now;
         self.tokens = (self.tokens + elapsed.saturating_mul(u64::from(self.rate))).min(capacity);
         if self.rate > 0 && self.tokens >= 1_000_000 {

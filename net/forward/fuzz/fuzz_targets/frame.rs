@@ -5,7 +5,7 @@
 
 use bulkhead_net::dispatch::{classify, Ingress};
 use bulkhead_net::fib::Prefix;
-use bulkhead_net::flows::FlowTimeouts;
+use bulkhead_net::flows::{Duration, FlowTimeouts, Instant};
 use bulkhead_net::router::{Forwarder, Interface, RouteSource, Settings, Sink, TxError};
 use libfuzzer_sys::fuzz_target;
 use smoltcp::wire::{EthernetAddress, Ipv4Address};
@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     let mut sink = Wire(0);
     // The input is cut into frames by a length byte, so one run sees several frames.
     let mut rest = data;
-    let mut now = 0u64;
+    let mut now = Instant::ZERO;
     while let Some((&len, tail)) = rest.split_first() {
         let len = usize::from(len).min(tail.len());
         let (frame, next) = tail.split_at(len);
@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
         if frame.len() > 14 {
             f.send_local(now, &frame[14..], &mut sink);
         }
-        now += 300_000;
+        now = now + Duration::from_millis(300);
         let _ = f.poll(now, &mut sink);
         rest = next;
     }

@@ -10,7 +10,11 @@ const R0: [u8; 6] = [0x52, 0x54, 0, 0xb0, 0, 0];
 const R1: [u8; 6] = [0x52, 0x54, 0, 0xb0, 0, 1];
 const H0: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
 const H1: [u8; 6] = [0x02, 0, 0, 0, 0, 0x11];
-const SECOND: Micros = 1_000_000;
+const SECOND: u64 = 1_000_000;
+
+fn at(micros: u64) -> Instant {
+    Instant::from_micros(micros)
+}
 
 fn ip(a: u8, b: u8, c: u8, d: u8) -> u32 {
     u32::from_be_bytes([a, b, c, d])
@@ -103,7 +107,7 @@ fn arp_reply(sender_mac: [u8; 6], sender_ip: u32, target_mac: [u8; 6], target_ip
 }
 
 fn resolved(f: &mut Forwarder, sink: &mut Recorder) {
-    f.handle_arp(0, 1, &arp_reply(H1, ip(198, 51, 100, 2), R1, ip(198, 51, 100, 1)), sink);
+    f.handle_arp(at(0), 1, &arp_reply(H1, ip(198, 51, 100, 2), R1, ip(198, 51, 100, 1)), sink);
 }
 
 #[test]
@@ -111,7 +115,7 @@ fn forwards_after_arp_with_ttl_and_checksum_updated() {
     let mut f = forwarder(100);
     let mut sink = Recorder::default();
     let mut frame = udp(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 64);
-    f.handle(0, 0, &mut frame.clone(), &mut sink);
+    f.handle(at(0), 0, &mut frame.clone(), &mut sink);
     assert_eq!(sink.0.len(), 1, "an ARP request, the packet waits");
     let (iface, arp) = &sink.0[0];
     assert_eq!(*iface, 1);
@@ -122,7 +126,7 @@ fn forwards_after_arp_with_ttl_and_checksum_updated() {
     assert_eq!(&arp[38..42], &ip(198, 51, 100, 2).to_be_bytes());
     resolved(&mut f, &mut sink);
     assert_eq!(sink.0.len(), 2, "the waiting packet went out on the reply");
-    f.handle(1, 0, &mut frame, &mut sink);
+    f.handle(at(1), 0, &mut frame, &mut sink);
     for (iface, out) in &sink.0[1..] {
         assert_eq!(*iface, 1);
         assert_eq!(&out[0..6], &H1);
@@ -139,7 +143,7 @@ fn forwards_after_arp_with_ttl_and_checksum_updated() {
 fn static_route_resolves_its_gateway() {
     let mut f = forwarder(100);
     let mut sink = Recorder::default();
-    f.handle(0, 0, &mut udp(ip(192, 0, 2, 2), ip(10, 20, 5, 5), 64), &mut sink);
+    f.handle(at(0), 0, &mut udp(ip(192, 0, 2, 2), ip(10, 20, 5, 5), 64), &mut sink);
     assert_eq!(&sink.0[0].1[38..42], &ip(198, 51, 100, 2).to_be_bytes(), "ARP for the gateway");
 }
 
@@ -158,7 +162,7 @@ fn ttl_expiry_is_answered_with_time_exceeded_from_the_ingress_address() {
     let mut f = forwarder(100);
     let mut sink = Recorder::default();
     let frame = udp(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 1);
-    f.handle(0, 0, &mut frame.clone(), &mut sink);
+    f.handle(at(0), 0, &mut frame.clone(), &mut sink);
     assert_eq!(sink.0.len(), 1);
     let (iface, out) = &sink.0[0];
     assert_eq!(*iface, 0);
@@ -175,7 +179,7 @@ fn ttl_expiry_is_answered_with_time_exceeded_from_the_ingress_address() {
 fn no_route_is_net_unreachable() {
     let mut f = forwarder(100);
     let mut sink = Recorder::default();
-    f.handle(0, 0, &mut udp(ip(192, 0, 2, 2), ip(172, 31, 0, 1), 64), &mut sink);
+    f.handle(at(0), 0, &mut udp(ip(192, 0, 2, 2), ip(172, 31, 0, 1), 64), &mut sink);
     let (t, code, _, _) = icmp_error(&sink.0[0].1);
     assert_eq!((t, code), (3, 0));
     assert_eq!(f.counters(0).drops(DropReason::NoRoute), 1);
@@ -188,7 +192,7 @@ fn too_big_with_df_gets_fragmentation_needed_without_df_a_counted_drop() {
     let mut sink = Recorder::default();
     let payload = [0u8; 1000];
     f.handle(
-        0,
+        at(0),
         0,
         &mut packet(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 64, 17, 0x4000, &[], &payload),
         &mut sink,
@@ -196,7 +200,12 @@ fn too_big_with_df_gets_fragmentation_needed_without_df_a_counted_drop() {
     let (t, code, rest, _) = icmp_error(&sink.0[0].1);
     assert_eq!((t, code), (3, 4));
     assert_eq!(u16::from_be_bytes([rest[2], rest[3]]), 576, "the next-hop MTU");
-    f.handle(0, 0, &mut packet(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 64, 17, 0, &[], &payload), &mut sink);
+    f.handle(
+        at(0),
+        0,
+        &mut packet(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 64, 17, 0, &[], &payload),
+        &mut sink,
+    );
     assert_eq!(sink.0.len(), 1, "no ICMP for a fragmentable packet: it is dropped");
     assert_eq!(f.counters(0).drops(DropReason::TooBig), 2);
 }
@@ -227,7 +236,7 @@ fn bad_headers_are_dropped_by_reason_and_never_answered() {
     cases.push((udp(ip(192, 0, 2, 2), ip(0, 1, 2, 3), 64), DropReason::Martian));
     for (frame, reason) in cases {
         let before = f.counters(0).drops(reason);
-        f.handle(0, 0, &mut frame.clone(), &mut sink);
+        f.handle(at(0), 0, &mut frame.clone(), &mut sink);
         assert_eq!(f.counters(0).drops(reason), before + 1, "{reason:?}");
     }
     assert!(sink.0.is_empty(), "nothing sent for malformed input");
@@ -240,19 +249,19 @@ fn options_and_fragments_are_forwarded_as_they_are() {
     resolved(&mut f, &mut sink);
     let options = [0x01, 0x01, 0x01, 0x00]; // NOP, NOP, NOP, EOL
     f.handle(
-        0,
+        at(0),
         0,
         &mut packet(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 64, 17, 0, &options, &[0; 16]),
         &mut sink,
     );
     f.handle(
-        0,
+        at(0),
         0,
         &mut packet(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 64, 17, 0x2000, &[], &[0; 16]),
         &mut sink,
     );
     f.handle(
-        0,
+        at(0),
         0,
         &mut packet(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 64, 17, 0x0003, &[], &[0; 16]),
         &mut sink,
@@ -270,20 +279,20 @@ fn no_icmp_error_about_an_icmp_error_or_a_non_first_fragment() {
     let mut sink = Recorder::default();
     let time_exceeded = [11, 0, 0, 0, 0, 0, 0, 0];
     f.handle(
-        0,
+        at(0),
         0,
         &mut packet(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 1, 1, 0, &[], &time_exceeded),
         &mut sink,
     );
     f.handle(
-        0,
+        at(0),
         0,
         &mut packet(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 1, 17, 0x0010, &[], &[0; 8]),
         &mut sink,
     );
     assert!(sink.0.is_empty());
     let echo = [8, 0, 0, 0, 0, 1, 0, 1];
-    f.handle(0, 0, &mut packet(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 1, 1, 0, &[], &echo), &mut sink);
+    f.handle(at(0), 0, &mut packet(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 1, 1, 0, &[], &echo), &mut sink);
     assert_eq!(sink.0.len(), 1, "an echo request is answered");
     assert_eq!(f.counters(0).drops(DropReason::TtlExpired), 3);
 }
@@ -293,11 +302,11 @@ fn icmp_errors_are_rate_limited() {
     let mut f = forwarder(10);
     let mut sink = Recorder::default();
     for _ in 0..100 {
-        f.handle(0, 0, &mut udp(ip(192, 0, 2, 2), ip(172, 31, 0, 1), 64), &mut sink);
+        f.handle(at(0), 0, &mut udp(ip(192, 0, 2, 2), ip(172, 31, 0, 1), 64), &mut sink);
     }
     assert_eq!(sink.0.len(), 10, "a burst of one second's worth");
     assert_eq!(f.counters(0).icmp_errors_rate_limited, 90);
-    f.handle(SECOND / 2, 0, &mut udp(ip(192, 0, 2, 2), ip(172, 31, 0, 1), 64), &mut sink);
+    f.handle(at(SECOND / 2), 0, &mut udp(ip(192, 0, 2, 2), ip(172, 31, 0, 1), 64), &mut sink);
     assert_eq!(sink.0.len(), 11, "five tokens back after half a second");
 }
 
@@ -306,11 +315,11 @@ fn pending_queue_is_bounded_and_a_silent_neighbour_gets_host_unreachable() {
     let mut f = forwarder(100);
     let mut sink = Recorder::default();
     for _ in 0..10 {
-        f.handle(0, 0, &mut udp(ip(192, 0, 2, 2), ip(198, 51, 100, 9), 64), &mut sink);
+        f.handle(at(0), 0, &mut udp(ip(192, 0, 2, 2), ip(198, 51, 100, 9), 64), &mut sink);
     }
     assert_eq!(f.counters(0).drops(DropReason::NeighbourQueueFull), 6);
     for s in 1..=3 {
-        f.poll(s * SECOND, &mut sink);
+        f.poll(at(s * SECOND), &mut sink);
     }
     let arp_requests = sink.0.iter().filter(|(_, fr)| fr[12..14] == [0x08, 0x06]).count();
     assert_eq!(arp_requests, 3, "one request and two retries");
@@ -351,10 +360,10 @@ fn no_panic_on_any_bytes() {
             v.truncate((next() as usize) % (v.len() + 1));
             v
         };
-        f.handle(round, (next() % 5) as u8, &mut frame, &mut sink);
-        f.handle_arp(round, (next() % 5) as u8, &frame, &mut sink);
+        f.handle(at(round), (next() % 5) as u8, &mut frame, &mut sink);
+        f.handle_arp(at(round), (next() % 5) as u8, &frame, &mut sink);
         if round % 1000 == 0 {
-            f.poll(round * 1000, &mut sink);
+            f.poll(at(round * 1000), &mut sink);
             sink.0.clear();
         }
     }
@@ -380,7 +389,7 @@ fn a_refused_admission_drops_instead_of_queueing() {
     f.set_interface(0, Interface { mac: R0, address: Some((ip(192, 0, 2, 1), 24)), mtu: 1500 }).unwrap();
     f.set_interface(1, Interface { mac: R1, address: Some((ip(198, 51, 100, 1), 24)), mtu: 1500 }).unwrap();
     let mut sink = Refusing(Recorder::default());
-    f.handle(0, 0, &mut udp(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 64), &mut sink);
+    f.handle(at(0), 0, &mut udp(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 64), &mut sink);
     assert_eq!(f.counters(0).drops(DropReason::OverQuota), 1);
     assert_eq!(sink.0 .0.len(), 1, "the ARP request still goes out");
     let refused = f.add_route(
@@ -409,7 +418,7 @@ fn arp_request(sender_mac: [u8; 6], sender_ip: u32, target_ip: u32) -> Vec<u8> {
 fn answers_arp_for_the_ingress_address_only() {
     let mut f = forwarder(100);
     let mut sink = Recorder::default();
-    f.handle_arp(0, 0, &arp_request(H0, ip(192, 0, 2, 2), ip(192, 0, 2, 1)), &mut sink);
+    f.handle_arp(at(0), 0, &arp_request(H0, ip(192, 0, 2, 2), ip(192, 0, 2, 1)), &mut sink);
     assert_eq!(sink.0.len(), 1);
     let (iface, reply) = &sink.0[0];
     assert_eq!(*iface, 0);
@@ -421,9 +430,9 @@ fn answers_arp_for_the_ingress_address_only() {
     assert_eq!(&reply[32..38], &H0);
     assert_eq!(&reply[38..42], &ip(192, 0, 2, 2).to_be_bytes());
     // nic1's address asked on nic0, another host's address, a truncated frame: no answer.
-    f.handle_arp(0, 0, &arp_request(H0, ip(192, 0, 2, 2), ip(198, 51, 100, 1)), &mut sink);
-    f.handle_arp(0, 0, &arp_request(H0, ip(192, 0, 2, 2), ip(192, 0, 2, 9)), &mut sink);
-    f.handle_arp(0, 0, &arp_request(H0, ip(192, 0, 2, 2), ip(192, 0, 2, 1))[..30], &mut sink);
+    f.handle_arp(at(0), 0, &arp_request(H0, ip(192, 0, 2, 2), ip(198, 51, 100, 1)), &mut sink);
+    f.handle_arp(at(0), 0, &arp_request(H0, ip(192, 0, 2, 2), ip(192, 0, 2, 9)), &mut sink);
+    f.handle_arp(at(0), 0, &arp_request(H0, ip(192, 0, 2, 2), ip(192, 0, 2, 1))[..30], &mut sink);
     assert_eq!(sink.0.len(), 1);
     assert_eq!(f.arp_replies(), 1);
 }
@@ -434,7 +443,7 @@ fn local_packets_go_out_through_the_fib_and_wait_for_arp() {
     let mut sink = Recorder::default();
     // From nic0's address to a host behind the static route's gateway on nic1.
     let frame = udp(ip(192, 0, 2, 1), ip(10, 20, 5, 5), 64);
-    f.send_local(0, &frame[14..], &mut sink);
+    f.send_local(at(0), &frame[14..], &mut sink);
     assert_eq!(sink.0.len(), 1, "ARP for the gateway first");
     assert_eq!(&sink.0[0].1[38..42], &ip(198, 51, 100, 2).to_be_bytes());
     assert_eq!(f.local_counters().queued, 1);
@@ -448,8 +457,8 @@ fn local_packets_go_out_through_the_fib_and_wait_for_arp() {
     assert_eq!(&out[14..], &frame[14..]);
     assert_eq!(f.local_counters().sent, 1);
     assert_eq!(f.counters(1).forwarded_packets, 0, "not counted as forwarded");
-    f.send_local(0, &udp(ip(192, 0, 2, 1), ip(203, 0, 113, 9), 64)[14..], &mut sink);
-    f.send_local(0, &[0x45, 0, 0], &mut sink);
+    f.send_local(at(0), &udp(ip(192, 0, 2, 1), ip(203, 0, 113, 9), 64)[14..], &mut sink);
+    f.send_local(at(0), &[0x45, 0, 0], &mut sink);
     assert_eq!(f.local_counters().no_route, 1);
     assert_eq!(f.local_counters().malformed, 1);
 }
@@ -512,15 +521,15 @@ fn a_first_fragment_with_a_cut_transport_header_is_a_counted_drop() {
     // UDP with 4 bytes of header: the ports are there, the length field is not.
     let mut short_udp =
         packet(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 64, 17, 0, &[], &[0x13, 0x88, 0x02, 0x02]);
-    f.handle(0, 0, &mut short_udp, &mut sink);
+    f.handle(at(0), 0, &mut short_udp, &mut sink);
     // TCP with 12 bytes: not a header.
     let mut short_tcp = packet(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 64, 6, 0, &[], &[0; 12]);
-    f.handle(0, 0, &mut short_tcp, &mut sink);
+    f.handle(at(0), 0, &mut short_tcp, &mut sink);
     assert_eq!(f.counters(0).drops(DropReason::L4Truncated), 2);
     assert_eq!(sink.0.len(), sent, "neither forwarded");
     assert_eq!(f.flows().len(), 0, "no flow keyed on ports read as zero");
     // A later fragment carries no transport header at all: forwarded as it is.
     let mut later = packet(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 64, 17, 0x0010, &[], &[1, 2, 3, 4]);
-    f.handle(0, 0, &mut later, &mut sink);
+    f.handle(at(0), 0, &mut later, &mut sink);
     assert_eq!(sink.0.len(), sent + 1);
 }
