@@ -6,7 +6,7 @@
 //! a peer's graceful restart keeps its routes; a malformed UPDATE gets NOTIFICATION 3/1; each
 //! prefix limit action does what it says; a stranger is refused.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -157,9 +157,17 @@ fn bird_config(router_id: &str, asn: u32, neighbor: &str, neighbor_as: u32, stat
 }
 
 fn birdc(ns: &Netns, socket: &str, command: &str) -> String {
-    let mut argv = vec!["birdc", "-s", socket];
-    argv.extend(command.split(' '));
-    run(ns, &argv).stdout
+    birdc_in(ns.name(), socket, command)
+}
+
+/// `birdc` in the namespace named `ns`.
+fn birdc_in(ns: &str, socket: &str, command: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "birdc", "-s", socket])
+        .args(command.split(' '))
+        .output()
+        .expect("birdc");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 const ROUTER_BGP: &str = r#"
@@ -287,6 +295,144 @@ fn bird_and_gobgp_exchange_install_forward_withdraw_restart() {
     assert!(!vm.console_text().contains("LEAK"), "{}", vm.console_text());
 }
 
+const FRR_EXABGP_BGP: &str = r#"
+[bgp]
+asn = 65000
+router_id = "192.0.2.1"
+connect_retry = "2s"
+networks = ["10.99.0.0/16"]
+
+[[bgp.neighbor]]
+address = "192.0.2.2"
+asn = 65003
+import = "all"
+export = "all"
+
+[[bgp.neighbor]]
+address = "198.51.100.2"
+asn = 65004
+import = "all"
+export = "all"
+"#;
+
+fn vtysh(ns: &Netns, vty: &str, commands: &[&str]) -> String {
+    let mut argv = vec!["vtysh", "--vty_socket", vty, "-d", "bgpd"];
+    for c in commands {
+        argv.push("-c");
+        argv.push(c);
+    }
+    run(ns, &argv).stdout
+}
+
+/// FRR's bgpd (standalone, no zebra) behind nic0 and ExaBGP behind nic1: sessions up, FRR's
+/// route installed and forwarded along, ExaBGP's installed, ours and each other's advertised
+/// (FRR's table shows ExaBGP's route with our AS in front; ExaBGP logs ours); FRR's soft
+/// refresh; FRR withdraws and the route is no longer forwarded.
+#[test]
+fn frr_and_exabgp_exchange_install_forward_withdraw() {
+    if !can_run("frr_and_exabgp_exchange_install_forward_withdraw") {
+        return;
+    }
+    let dir = TempDir::new("frr-exabgp");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("chmod");
+    let (mut vm, _config) = boot("frr-exabgp", 2, FRR_EXABGP_BGP);
+    let (ns0, ns1) = (&vm.nic(0).ns, &vm.nic(1).ns);
+    ok(ns0, &["ip", "addr", "add", "10.70.0.1/32", "dev", "lo"]);
+    let frr_conf = dir.file(
+        "bgpd.conf",
+        "frr defaults traditional\nhostname frr\nrouter bgp 65003\n bgp router-id 192.0.2.2\n \
+         no bgp ebgp-requires-policy\n no bgp network import-check\n neighbor 192.0.2.1 remote-as 65000\n \
+         neighbor 192.0.2.1 timers connect 2\n address-family ipv4 unicast\n  network 10.70.0.0/16\n \
+         exit-address-family\n",
+    );
+    let vty = dir.path("vty");
+    std::fs::create_dir_all(&vty).expect("vty dir");
+    let (pid, zsock) = (dir.path("bgpd.pid"), dir.path("zserv"));
+    let frr_argv = [
+        "/usr/lib/frr/bgpd",
+        "-f",
+        &frr_conf,
+        "-i",
+        &pid,
+        "-z",
+        &zsock,
+        "--vty_socket",
+        &vty,
+        "-Z",
+        "-S",
+        "-n",
+        "-P",
+        "0",
+    ];
+    let _frr = Daemon::spawn(ns0, &frr_argv, "bgpd");
+    let exa_log = dir.path("exabgp.log");
+    let exa_conf = dir.file(
+        "exabgp.conf",
+        &format!(
+            "process logger {{\n  run /bin/sh -c 'cat >> {exa_log}';\n  encoder text;\n}}\n\
+             neighbor 198.51.100.1 {{\n  router-id 198.51.100.2;\n  local-address 198.51.100.2;\n  \
+             local-as 65004;\n  peer-as 65000;\n  api {{\n    processes [ logger ];\n    receive {{ parsed; update; }}\n  }}\n  \
+             static {{\n    route 10.80.0.0/16 next-hop 198.51.100.2;\n  }}\n}}\n"
+        ),
+    );
+    let _exabgp = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns1.name(),
+            "env",
+            "exabgp.daemon.daemonize=false",
+            "exabgp.daemon.user=root",
+        ])
+        .args(["exabgp.log.destination=stderr", "exabgp.api.cli=false", "exabgp", &exa_conf])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(|child| Daemon { child, what: "exabgp".into() })
+        .expect("exabgp");
+
+    established(&mut vm, "192.0.2.2", Duration::from_secs(30));
+    established(&mut vm, "198.51.100.2", Duration::from_secs(30));
+    assert!(
+        wait(Duration::from_secs(15), || fib_via(&mut vm, "10.70.0.0/16").as_deref() == Some("192.0.2.2"))
+    );
+    assert!(
+        wait(Duration::from_secs(15), || fib_via(&mut vm, "10.80.0.0/16").as_deref() == Some("198.51.100.2"))
+    );
+    assert!(ping(&vm.nic(1).ns, "10.70.0.1"), "not forwarded along FRR's route");
+    let ns0 = &vm.nic(0).ns;
+    let frr_has = wait(Duration::from_secs(15), || {
+        let table = vtysh(ns0, &vty, &["show bgp ipv4 unicast"]);
+        table.contains("10.80.0.0/16") && table.contains("65000 65004") && table.contains("10.99.0.0/16")
+    });
+    assert!(frr_has, "{}", vtysh(ns0, &vty, &["show bgp ipv4 unicast"]));
+    let exa_has = wait(Duration::from_secs(15), || {
+        let log = std::fs::read_to_string(&exa_log).unwrap_or_default();
+        log.contains("10.70.0.0/16") && log.contains("10.99.0.0/16")
+    });
+    assert!(exa_has, "{}", std::fs::read_to_string(&exa_log).unwrap_or_default());
+
+    // FRR asks for our routes again (ROUTE-REFRESH): the session stays.
+    vtysh(ns0, &vty, &["clear bgp ipv4 unicast 192.0.2.1 soft in"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(protocol(&mut vm, "192.0.2.2")["state"], "Established");
+    // FRR withdraws its network.
+    let ns0 = &vm.nic(0).ns;
+    vtysh(
+        ns0,
+        &vty,
+        &["configure terminal", "router bgp 65003", "address-family ipv4 unicast", "no network 10.70.0.0/16"],
+    );
+    assert!(wait(Duration::from_secs(15), || fib_via(&mut vm, "10.70.0.0/16").is_none()));
+    assert!(!ping(&vm.nic(1).ns, "10.70.0.1"), "still forwarded after the withdrawal");
+    let withdrawn_at_exa = wait(Duration::from_secs(15), || {
+        std::fs::read_to_string(&exa_log).unwrap_or_default().contains("withdraw")
+    });
+    assert!(withdrawn_at_exa, "{}", std::fs::read_to_string(&exa_log).unwrap_or_default());
+    assert!(!vm.console_text().contains("LEAK"), "{}", vm.console_text());
+}
+
 fn scripted_peer() -> PathBuf {
     repo_root().join("qemu/peers/bgp/scripted_peer.py")
 }
@@ -368,7 +514,176 @@ fn scripted_peer_malformed_update_prefix_limits_and_strangers() {
     assert!(!vm.console_text().contains("LEAK"), "{}", vm.console_text());
 }
 
-#[allow(dead_code)]
-fn exists(path: &str) -> bool {
-    Path::new(path).exists()
+/// A namespace of the test's own (the reference BIRD's), deleted on drop.
+struct OwnNetns(String);
+
+impl OwnNetns {
+    fn new(name: &str) -> OwnNetns {
+        let _ = Command::new("ip").args(["netns", "delete", name]).stderr(Stdio::null()).status();
+        let status = Command::new("ip").args(["netns", "add", name]).status().expect("ip netns add");
+        assert!(status.success(), "ip netns add {name}");
+        let ns = OwnNetns(name.to_string());
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn exec(&self, argv: &[&str]) -> String {
+        let out =
+            Command::new("ip").args(["netns", "exec", &self.0]).args(argv).output().expect("ip netns exec");
+        assert!(out.status.success(), "{argv:?} in {}: {}", self.0, String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for OwnNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "delete", &self.0]).stderr(Stdio::null()).status();
+    }
+}
+
+/// One feed from three GoBGP speakers (AS 65011..65013, one behind each NIC) with overlapping
+/// prefixes and different attributes (AS_PATH lengths, ORIGIN, MED; router IDs in the reverse
+/// order of their addresses), sent both to Bulkhead and to a reference BIRD in a namespace of
+/// its own (veth links to each feeder): for every prefix, Bulkhead's best path comes from the
+/// same feeder as BIRD's.
+#[test]
+fn three_feeds_best_path_equals_birds() {
+    if !can_run("three_feeds_best_path_equals_birds") {
+        return;
+    }
+    let dir = TempDir::new("three");
+    let mut bgp = String::from("[bgp]\nasn = 65000\nrouter_id = \"192.0.2.1\"\nconnect_retry = \"2s\"\n");
+    let feeders = ["192.0.2.2", "198.51.100.2", "203.0.113.2"];
+    for (k, addr) in feeders.iter().enumerate() {
+        bgp += &format!("\n[[bgp.neighbor]]\naddress = \"{addr}\"\nasn = {}\nimport = \"all\"\n", 65011 + k);
+    }
+    let (mut vm, _config) = boot("three", 3, &bgp);
+    let reference = OwnNetns::new(&format!("bhref{}", std::process::id()));
+    let mut bird_conf = String::from("router id 10.255.255.1;\nprotocol device {}\n");
+    let mut daemons = Vec::new();
+    for (k, addr) in feeders.iter().enumerate() {
+        let ns = &vm.nic(k).ns;
+        let (outer, inner) =
+            (format!("bhf{k}{}", std::process::id()), format!("bhr{k}{}", std::process::id()));
+        let status = Command::new("ip")
+            .args(["link", "add", &outer, "netns", ns.name(), "type", "veth", "peer", "name", &inner])
+            .args(["netns", &reference.0])
+            .status()
+            .expect("veth");
+        assert!(status.success(), "veth {outer}");
+        ok(ns, &["ip", "addr", "add", &format!("10.255.{k}.2/30"), "dev", &outer]);
+        ok(ns, &["ip", "link", "set", &outer, "up"]);
+        reference.exec(&["ip", "addr", "add", &format!("10.255.{k}.1/30"), "dev", &inner]);
+        reference.exec(&["ip", "link", "set", &inner, "up"]);
+        bird_conf += &format!(
+            "protocol bgp f{k} {{\n  local 10.255.{k}.1 as 65000;\n  neighbor 10.255.{k}.2 as {};\n  \
+             connect delay time 1;\n  ipv4 {{ import all; export none; }};\n}}\n",
+            65011 + k
+        );
+        // Router IDs in the reverse order of the feeders' addresses.
+        let conf = dir.file(
+            &format!("gobgpd{k}.toml"),
+            &format!(
+                "[global.config]\n  as = {}\n  router-id = \"9.9.9.{}\"\n  port = 179\n\n\
+                 [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{}\"\n    peer-as = 65000\n  \
+                 [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n\n\
+                 [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"10.255.{k}.1\"\n    peer-as = 65000\n  \
+                 [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n",
+                65011 + k,
+                3 - k,
+                vm.nic(k).guest.expect("configured").addr
+            ),
+        );
+        daemons.push(Daemon::spawn(
+            ns,
+            &["gobgpd", "-f", &conf, "-t", "toml", "--log-level", "warn"],
+            "gobgpd",
+        ));
+        let _ = addr;
+    }
+    let bird_conf = dir.file("bird.conf", &bird_conf);
+    let (bird_sock, bird_pid) = (dir.path("bird.ctl"), dir.path("bird.pid"));
+    let _bird = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &reference.0,
+            "bird",
+            "-f",
+            "-c",
+            &bird_conf,
+            "-s",
+            &bird_sock,
+            "-P",
+            &bird_pid,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(|child| Daemon { child, what: "reference bird".into() })
+        .expect("bird");
+
+    // The feed: 48 prefixes, each from two or three feeders, attributes from a fixed sequence.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let prefixes: Vec<String> = (0..48).map(|i| format!("10.{}.{}.0/24", 100 + i / 16, i % 16)).collect();
+    let mut announced = 0;
+    for k in 0..3 {
+        for (i, prefix) in prefixes.iter().enumerate() {
+            if (i + k) % 4 == 3 {
+                continue; // not every feeder announces every prefix
+            }
+            let len = next(3);
+            let path: Vec<String> = (0..len).map(|j| format!("{}", 64600 + j * 7 + next(5))).collect();
+            let origin = ["igp", "egp", "incomplete"][next(3) as usize];
+            let med = format!("{}", next(4) * 10);
+            let mut argv =
+                vec!["gobgp", "global", "rib", "add", "-a", "ipv4", prefix.as_str(), "origin", origin];
+            let joined = path.join(",");
+            if !path.is_empty() {
+                argv.extend(["aspath", joined.as_str()]);
+            }
+            argv.extend(["med", med.as_str()]);
+            let ns = &vm.nic(k).ns;
+            let added = wait(Duration::from_secs(10), || run(ns, &argv).success());
+            assert!(added, "{argv:?}");
+            announced += 1;
+        }
+    }
+    for addr in feeders {
+        established(&mut vm, addr, Duration::from_secs(30));
+    }
+    let complete = wait(Duration::from_secs(30), || {
+        let ours: u64 = feeders.iter().map(|a| protocol(&mut vm, a)["received"].as_u64().unwrap_or(0)).sum();
+        let theirs = birdc_in(&reference.0, &bird_sock, "show route count");
+        ours == announced && theirs.contains(&format!("{announced} of {announced} routes"))
+    });
+    assert!(
+        complete,
+        "{}\n{}",
+        vm.command("show protocols").unwrap_or_default(),
+        birdc_in(&reference.0, &bird_sock, "show route count")
+    );
+    let table = birdc_in(&reference.0, &bird_sock, "show route primary");
+    let mut compared = 0;
+    for prefix in &prefixes {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(prefix.as_str()))
+            .unwrap_or_else(|| panic!("{prefix}: {table}"));
+        let bird_feeder =
+            line.split('[').nth(1).and_then(|r| r.strip_prefix('f')).and_then(|r| r.chars().next());
+        let ours = json(&mut vm, &format!("show route {prefix} json"));
+        let from = ours["best"]["from"].as_str().unwrap_or_default().to_string();
+        let our_feeder = feeders.iter().position(|a| *a == from).map(|k| char::from(b'0' + k as u8));
+        assert_eq!(our_feeder, bird_feeder, "{prefix}: ours {ours}, BIRD's {line}");
+        compared += 1;
+    }
+    assert_eq!(compared, prefixes.len());
 }
