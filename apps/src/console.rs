@@ -22,6 +22,7 @@ show interfaces [json]      NICs: address, MTU, packet and drop counters
 show memory [json]          memory per domain: used, peak, quotas, sheds, leaks; the heap
 show route [PREFIX] [json]  the routing table, or the routes inside PREFIX (a.b.c.d[/len])
 show flows [json]           the forwarder's flow table
+show local [json]           local traffic: delivered, answered (RST, unreachable), bindings, sockets
 show status [json]          subsystems: state, sheds, failures, restarts, recovery, leaks; longest turn
 clear status                start a new longest-turn-since-clear
 release DOMAIN              lift the hold-down of the subsystem of DOMAIN and restart it
@@ -51,6 +52,10 @@ pub enum Command {
         json: bool,
     },
     ShowFlows {
+        json: bool,
+    },
+    /// The appliance as an IP host: local traffic delivered, answers given, bindings, sockets.
+    ShowLocal {
         json: bool,
     },
     ShowStatus {
@@ -186,6 +191,9 @@ impl Command {
             }
             ["show", "memory", rest @ ..] => {
                 json_flag("show memory", rest).map(|json| Command::ShowMemory { json })
+            }
+            ["show", "local", rest @ ..] => {
+                json_flag("show local", rest).map(|json| Command::ShowLocal { json })
             }
             ["show", "flows", rest @ ..] => {
                 json_flag("show flows", rest).map(|json| Command::ShowFlows { json })
@@ -632,6 +640,7 @@ mod tests {
             ),
             ("show flows", Command::ShowFlows { json: false }),
             ("show flows json", Command::ShowFlows { json: true }),
+            ("show local json", Command::ShowLocal { json: true }),
             ("show status", Command::ShowStatus { json: false }),
             ("show status json", Command::ShowStatus { json: true }),
             ("clear status", Command::ClearStatus),
@@ -738,7 +747,7 @@ mod tests {
             let cmd = Command::parse(&filled).unwrap_or_else(|e| panic!("help line {line:?}: {e}"));
             seen.insert(std::mem::discriminant(&cmd));
         }
-        assert_eq!(seen.len(), 14, "a Command variant is missing from HELP");
+        assert_eq!(seen.len(), 15, "a Command variant is missing from HELP");
     }
 
     fn nic0() -> InterfaceStatus {

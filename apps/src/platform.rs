@@ -440,6 +440,7 @@ impl<B: MemoryBooks> Platform<B> {
             Command::ShowStatus { json: true } => {
                 commands::status_json(&mut w, self.supervisor.reports(), &self.turns)
             }
+            Command::ShowLocal { json } => self.show_local(w, json),
             Command::ClearStatus => {
                 self.turns.since_clear = Longest::default();
                 writeln!(w, "ok")
@@ -510,6 +511,74 @@ impl<B: MemoryBooks> Platform<B> {
             describe(&self.turns.longest),
             describe(&self.turns.since_clear)
         )
+    }
+
+    /// `show local`: what the host stack delivered and answered, who owns what.
+    fn show_local(&self, out: &mut dyn Write, json: bool) -> fmt::Result {
+        let c = &self.host.counters;
+        let figures: [(&str, u64); 13] = [
+            ("delivered_to_stack", c.delivered_stack),
+            ("delivered_to_bindings", c.delivered_bound),
+            ("owner_not_up", self.owner_down),
+            ("truncated", c.truncated),
+            ("bad_checksum", c.bad_checksum),
+            ("fragments", c.fragments),
+            ("tcp_resets_sent", c.tcp_resets_sent),
+            ("icmp_unreachable_sent", c.icmp_unreachable_sent),
+            ("icmp_rate_limited", c.icmp_rate_limited),
+            ("datagrams_sent", c.datagrams_sent),
+            ("out_queue_full", c.out_queue_full),
+            ("out_no_forwarder", self.no_forwarder),
+            ("out_queued", self.host.out_len() as u64),
+        ];
+        if json {
+            let mut j = crate::json::JsonWriter::new(&mut *out);
+            j.begin_object()?;
+            for (name, value) in figures {
+                j.field_u64(name, value)?;
+            }
+            j.key("bindings")?;
+            j.begin_array()?;
+            for (binding, owner) in self.host.bindings() {
+                j.begin_object()?;
+                match binding {
+                    crate::context::Binding::IpProtocol(p) => j.field_u64("ip_protocol", u64::from(p))?,
+                    crate::context::Binding::Udp(p) => j.field_u64("udp_port", u64::from(p))?,
+                }
+                j.field_str("owner", owner.name())?;
+                j.end_object()?;
+            }
+            j.end_array()?;
+            j.key("tcp_sockets")?;
+            j.begin_object()?;
+            for d in Domain::ALL {
+                let n = self.host.sockets_of(d);
+                if n > 0 {
+                    j.field_u64(d.name(), n as u64)?;
+                }
+            }
+            j.end_object()?;
+            j.end_object()?;
+            return out.write_char('\n');
+        }
+        for (name, value) in figures {
+            writeln!(out, "{:<24} {}", name, value)?;
+        }
+        for (binding, owner) in self.host.bindings() {
+            match binding {
+                crate::context::Binding::IpProtocol(p) => {
+                    writeln!(out, "ip protocol {:<11} {}", p, owner.name())?
+                }
+                crate::context::Binding::Udp(p) => writeln!(out, "udp port {:<15} {}", p, owner.name())?,
+            }
+        }
+        for d in Domain::ALL {
+            let n = self.host.sockets_of(d);
+            if n > 0 {
+                writeln!(out, "tcp sockets of {:<9} {}", d.name(), n)?;
+            }
+        }
+        Ok(())
     }
 
     fn interfaces(&self) -> Vec<InterfaceStatus> {

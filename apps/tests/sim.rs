@@ -437,6 +437,13 @@ fn bindings_and_host_answers() {
     assert!(reset, "no RST for a closed port");
     assert!(sim.platform.host().counters.tcp_resets_sent >= 1);
     assert!(sim.platform.host().counters.icmp_unreachable_sent >= 1);
+    let local = sim.console("show local json");
+    assert!(local.contains("\"udp_port\":7,\"owner\":\"diag\""), "{local}");
+    assert!(local.contains("\"tcp_resets_sent\":1"), "{local}");
+    assert!(
+        local.contains("\"diag\":1") && local.contains("\"sctp\":1"),
+        "listeners of diag and the sink: {local}"
+    );
 }
 
 /// A subsystem that stops reading closes its TCP window: the sender stalls, nothing grows;
