@@ -189,6 +189,18 @@ pub trait Io {
     fn subsystem_down(&mut self, d: Domain, now: Instant);
 }
 
+/// The other subsystems, as one subsystem may reach them: read one that offers itself
+/// (BMP reading BGP's tables in bounded slices), or hand one a message that it copies into its
+/// own domain (BGP's events to BMP's bounded channel). Neither waits, and neither can make the
+/// caller pay for the other's memory or the other pay for the caller's.
+pub trait Peers {
+    /// The subsystem of `d` while it is up and offers itself (`Subsystem::peek`), read-only.
+    fn peek(&self, d: Domain) -> Option<&dyn core::any::Any>;
+    /// Hands `message` to the subsystem of `d`, inside `d`'s domain (`Subsystem::accept`);
+    /// false when it is not up or did not take it (its queue is full: it decides).
+    fn tell(&mut self, d: Domain, message: &dyn core::any::Any) -> bool;
+}
+
 /// One call's world, for the subsystem of `domain`.
 pub struct Context<'a> {
     pub now: Instant,
@@ -196,6 +208,7 @@ pub struct Context<'a> {
     domain: Domain,
     memory: &'a dyn Admission,
     io: &'a mut dyn Io,
+    peers: Option<&'a mut dyn Peers>,
 }
 
 impl<'a> Context<'a> {
@@ -206,7 +219,23 @@ impl<'a> Context<'a> {
         memory: &'a dyn Admission,
         io: &'a mut dyn Io,
     ) -> Context<'a> {
-        Context { now, rng, domain, memory, io }
+        Context { now, rng, domain, memory, io, peers: None }
+    }
+
+    /// A context that can also reach the other subsystems.
+    pub fn with_peers(mut self, peers: &'a mut dyn Peers) -> Context<'a> {
+        self.peers = Some(peers);
+        self
+    }
+
+    /// Reads the subsystem of `d` (see [`Peers::peek`]); `None` outside a poll or a delivery.
+    pub fn peek(&self, d: Domain) -> Option<&dyn core::any::Any> {
+        self.peers.as_ref().and_then(|p| p.peek(d))
+    }
+
+    /// Hands `message` to the subsystem of `d` (see [`Peers::tell`]).
+    pub fn tell(&mut self, d: Domain, message: &dyn core::any::Any) -> bool {
+        self.peers.as_mut().is_some_and(|p| p.tell(d, message))
     }
 
     pub fn domain(&self) -> Domain {

@@ -38,7 +38,7 @@ use core::fmt::{self, Write};
 
 use bulkhead_base::rand_core::RngCore;
 
-use crate::context::{Admission, Context, Delivery, Inbound, Io};
+use crate::context::{Admission, Context, Delivery, Inbound, Io, Peers};
 use crate::domain::Domain;
 use crate::time::{Duration, Instant};
 
@@ -105,6 +105,16 @@ pub trait Subsystem {
     /// Its lines of `help`.
     fn help(&self) -> &'static str {
         ""
+    }
+    /// Offers itself to be read by other subsystems (`Context::peek`): BGP's tables to BMP.
+    fn peek(&self) -> Option<&dyn core::any::Any> {
+        None
+    }
+    /// A message from the subsystem of `from` (`Context::tell`), handed over inside this
+    /// subsystem's domain: it copies what it keeps, within a bound it sets, and says whether it
+    /// took it. The default takes nothing.
+    fn accept(&mut self, _from: Domain, _message: &dyn core::any::Any) -> bool {
+        false
     }
     /// Its counters for NIC `iface` in `show interfaces` (the forwarder's), if any.
     fn interface_counters(&self, _iface: u8) -> Option<crate::console::InterfaceCounters> {
@@ -378,13 +388,16 @@ impl<B: MemoryBooks> Supervisor<B> {
         now: Instant,
         world: &mut World<'_>,
     ) -> Result<Delivery, DeliverError> {
-        let slot = self.slots.iter_mut().find(|s| s.domain == d).ok_or(DeliverError::NoSubsystem)?;
+        let i = self.slots.iter().position(|s| s.domain == d).ok_or(DeliverError::NoSubsystem)?;
+        let (before, rest) = self.slots.split_at_mut(i);
+        let Some((slot, after)) = rest.split_first_mut() else { return Err(DeliverError::NoSubsystem) };
         if slot.state != SubsystemState::Up {
             return Err(DeliverError::NotUp);
         }
         let (books, sub) = (&self.books, &mut slot.sub);
+        let mut peers = SlotPeers { books, from: d, before, after };
         let delivery = books.with_domain(d, || {
-            let mut cx = Context::new(now, d, &mut *world.rng, books, &mut *world.io);
+            let mut cx = Context::new(now, d, &mut *world.rng, books, &mut *world.io).with_peers(&mut peers);
             sub.receive(&mut cx, inbound)
         });
         slot.pending = true;
@@ -450,15 +463,18 @@ impl<B: MemoryBooks> Supervisor<B> {
             }
         }
         for i in 0..self.slots.len() {
-            let Some(slot) = self.slots.get_mut(i) else { continue };
+            let (before, rest) = self.slots.split_at_mut(i);
+            let Some((slot, after)) = rest.split_first_mut() else { continue };
             if slot.state != SubsystemState::Up {
                 continue;
             }
             let (budget, d, sub, tasks) = (slot.policy.budget, slot.domain, &mut slot.sub, &mut slot.tasks);
             let books = &self.books;
+            let mut peers = SlotPeers { books, from: d, before, after };
             let started = (world.clock)();
             let (outcome, tasks_working) = books.with_domain(d, || {
-                let mut cx = Context::new(now, d, &mut *world.rng, books, &mut *world.io);
+                let mut cx =
+                    Context::new(now, d, &mut *world.rng, books, &mut *world.io).with_peers(&mut peers);
                 let outcome = sub.poll(&mut cx, budget);
                 let mut working = false;
                 tasks.retain_mut(|t| match t.poll(now) {
@@ -472,6 +488,7 @@ impl<B: MemoryBooks> Supervisor<B> {
                 (outcome, working)
             });
             let took = (world.clock)().saturating_since(started);
+            let Some(slot) = self.slots.get_mut(i) else { continue };
             if slowest.is_none_or(|s| took > s.took) {
                 slowest = Some(SlowestPoll { name: slot.sub.name(), took });
             }
@@ -703,6 +720,45 @@ impl<B: MemoryBooks> Supervisor<B> {
         let backoff = slot.policy.initial_backoff.saturating_shl(doublings).min(slot.policy.max_backoff);
         slot.state = SubsystemState::Restarting;
         slot.restart_at = Some(now + backoff);
+    }
+}
+
+/// The other slots, as the subsystem in the slot between them may reach them.
+struct SlotPeers<'s, B: MemoryBooks> {
+    books: &'s B,
+    /// The domain of the subsystem that holds this.
+    from: Domain,
+    before: &'s mut [Slot],
+    after: &'s mut [Slot],
+}
+
+impl<B: MemoryBooks> SlotPeers<'_, B> {
+    fn find(&mut self, d: Domain) -> Option<&mut Slot> {
+        self.before
+            .iter_mut()
+            .chain(self.after.iter_mut())
+            .find(|s| s.domain == d && s.state == SubsystemState::Up)
+    }
+}
+
+impl<B: MemoryBooks> Peers for SlotPeers<'_, B> {
+    fn peek(&self, d: Domain) -> Option<&dyn core::any::Any> {
+        self.before
+            .iter()
+            .chain(self.after.iter())
+            .find(|s| s.domain == d && s.state == SubsystemState::Up)
+            .and_then(|s| s.sub.peek())
+    }
+
+    fn tell(&mut self, d: Domain, message: &dyn core::any::Any) -> bool {
+        let (books, from) = (self.books, self.from);
+        match self.find(d) {
+            Some(slot) => {
+                let sub = &mut slot.sub;
+                books.with_domain(d, || sub.accept(from, message))
+            }
+            None => false,
+        }
     }
 }
 
@@ -1238,6 +1294,132 @@ mod tests {
         let mut text = String::new();
         r.sup.status(&mut text).unwrap();
         assert!(text.contains("fake: holding 0 objects"), "{text}");
+    }
+
+    /// Publishes `n` in the bgp domain each poll: `tell`s bmp, and reads bmp's count by `peek`.
+    struct Publisher {
+        books: Books,
+        n: u32,
+        told: Rc<Cell<u32>>,
+        refused: Rc<Cell<u32>>,
+        seen_by_peek: Rc<Cell<usize>>,
+    }
+
+    /// Takes at most two messages in the bmp domain, each copied (and charged) there.
+    struct Mailbox {
+        books: Books,
+        held: Vec<u32>,
+    }
+
+    impl Subsystem for Publisher {
+        fn name(&self) -> &'static str {
+            "publisher"
+        }
+        fn domain(&self) -> Domain {
+            Domain::Bgp
+        }
+        fn start(&mut self, _cx: &mut Context<'_>) -> Result<(), StartError> {
+            Ok(())
+        }
+        fn poll(&mut self, cx: &mut Context<'_>, _budget: Budget) -> PollOutcome {
+            self.n += 1;
+            if cx.tell(Domain::Bmp, &self.n) {
+                self.told.set(self.told.get() + 1);
+            } else {
+                self.refused.set(self.refused.get() + 1);
+            }
+            let held = cx.peek(Domain::Bmp).and_then(|a| a.downcast_ref::<Mailbox>()).map(|m| m.held.len());
+            self.seen_by_peek.set(held.unwrap_or(usize::MAX));
+            assert_eq!(self.books.0.current.get(), Some(Domain::Bgp), "back in its own domain");
+            PollOutcome::Idle
+        }
+        fn poll_at(&self, _now: Instant) -> Option<Instant> {
+            None
+        }
+        fn pressure(&mut self, _cx: &mut Context<'_>, _on: bool) {}
+        fn shed(&mut self) {}
+        fn status(&self, _out: &mut dyn Write) -> fmt::Result {
+            Ok(())
+        }
+    }
+
+    impl Subsystem for Mailbox {
+        fn name(&self) -> &'static str {
+            "mailbox"
+        }
+        fn domain(&self) -> Domain {
+            Domain::Bmp
+        }
+        fn start(&mut self, _cx: &mut Context<'_>) -> Result<(), StartError> {
+            Ok(())
+        }
+        fn poll(&mut self, _cx: &mut Context<'_>, _budget: Budget) -> PollOutcome {
+            PollOutcome::Idle
+        }
+        fn poll_at(&self, _now: Instant) -> Option<Instant> {
+            None
+        }
+        fn pressure(&mut self, _cx: &mut Context<'_>, _on: bool) {}
+        fn shed(&mut self) {
+            for _ in self.held.drain(..) {
+                self.books.0.free(4);
+            }
+        }
+        fn status(&self, _out: &mut dyn Write) -> fmt::Result {
+            Ok(())
+        }
+        fn peek(&self) -> Option<&dyn core::any::Any> {
+            Some(self)
+        }
+        fn accept(&mut self, from: Domain, message: &dyn core::any::Any) -> bool {
+            assert_eq!(from, Domain::Bgp);
+            assert_eq!(
+                self.books.0.current.get(),
+                Some(Domain::Bmp),
+                "a message is copied in the receiver's domain"
+            );
+            match message.downcast_ref::<u32>() {
+                Some(&n) if self.held.len() < 2 => {
+                    self.books.0.alloc(4);
+                    self.held.push(n);
+                    true
+                }
+                _ => false,
+            }
+        }
+    }
+
+    #[test]
+    fn subsystems_reach_each_other_only_through_bounded_copies() {
+        let books = Books::default();
+        books.0.limits(Domain::Bgp, 1000, 1000);
+        books.0.limits(Domain::Bmp, 1000, 1000);
+        let (told, refused, seen) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
+        let mut sup = Supervisor::new(books.clone());
+        let publisher = Publisher {
+            books: books.clone(),
+            n: 0,
+            told: told.clone(),
+            refused: refused.clone(),
+            seen_by_peek: seen.clone(),
+        };
+        sup.add(Box::new(publisher), RestartPolicy::default()).unwrap();
+        sup.add(Box::new(Mailbox { books: books.clone(), held: Vec::new() }), RestartPolicy::default())
+            .unwrap();
+        sup.start(ms(0), w!());
+        for t in 1..=4 {
+            sup.poll(ms(t), w!());
+        }
+        assert_eq!((told.get(), refused.get()), (2, 2), "the receiver's bound, not the sender, decides");
+        assert_eq!(seen.get(), 2, "peek reads the receiver as it is");
+        assert_eq!(books.0.used[Domain::Bmp as usize].get(), 8, "the copies are the receiver's");
+        assert_eq!(books.0.used[Domain::Bgp as usize].get(), 0, "and not the sender's");
+        // The receiver shed: telling it fails at once, nothing waits.
+        assert!(sup.force_shed(Domain::Bmp, ms(5), w!()));
+        sup.poll(ms(5), w!());
+        assert_eq!(refused.get(), 3);
+        assert_eq!(seen.get(), usize::MAX, "nothing to peek at while it is down");
+        assert_eq!(books.0.used[Domain::Bmp as usize].get(), 0);
     }
 
     /// A logger that keeps each test thread's records for that thread.
