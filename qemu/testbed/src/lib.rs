@@ -10,6 +10,7 @@
 //! and firmware are chosen in [`accel`], names of namespaces in [`topology`].
 
 pub mod accel;
+pub mod checks;
 pub mod console;
 mod error;
 pub mod net;

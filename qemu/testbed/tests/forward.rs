@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use bulkhead_testbed::checks::{route_through_appliance, run_ok};
 use bulkhead_testbed::net::default_interfaces_toml;
 use bulkhead_testbed::{can_run, Netns, RunOutput, TempFile, Vm, VmOptions};
 
@@ -23,20 +24,12 @@ fn heavy() -> std::sync::MutexGuard<'static, ()> {
 fn boot(tag: &str) -> (Vm, TempFile) {
     let config = TempFile::new(&format!("fwd-{tag}"), &config()).expect("write configuration");
     let vm = Vm::boot(VmOptions::new().nics(3).config(&config.0)).unwrap_or_else(|e| panic!("boot: {e}"));
-    // Every namespace routes through the appliance.
-    for nic in vm.topology().nics() {
-        let gateway = nic.guest.expect("configured").addr.to_string();
-        run(&nic.ns, &["ip", "route", "replace", "default", "via", &gateway]);
-    }
+    route_through_appliance(&vm);
     (vm, config)
 }
 
 fn run(ns: &Netns, argv: &[&str]) -> RunOutput {
-    let out = ns
-        .run_limited(argv.iter().copied(), Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    assert!(out.success(), "{argv:?} in {}: {out:?}", ns.name());
-    out
+    run_ok(ns, argv)
 }
 
 fn try_run(ns: &Netns, argv: &[&str]) -> RunOutput {

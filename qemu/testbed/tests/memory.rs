@@ -3,8 +3,9 @@
 //! baseline to the byte.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use bulkhead_testbed::checks::{field, memory_row, wait_memory_row};
 use bulkhead_testbed::net::default_interfaces_toml;
 use bulkhead_testbed::serde_json::Value;
 use bulkhead_testbed::{can_run, TempFile, Vm, VmOptions};
@@ -21,31 +22,12 @@ fn boot(tag: &str) -> (Vm, TempFile) {
     (vm, config)
 }
 
-/// The `show memory json` row of `domain`.
 fn domain(vm: &mut Vm, name: &str) -> Value {
-    let json = vm.command_json("show memory json").unwrap_or_else(|e| panic!("{e}"));
-    json["domains"]
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["domain"] == name))
-        .cloned()
-        .unwrap_or_else(|| panic!("no {name} row in {json}"))
+    memory_row(vm, name)
 }
 
-fn field(row: &Value, key: &str) -> u64 {
-    row[key].as_u64().unwrap_or_else(|| panic!("{key} missing in {row}"))
-}
-
-/// Polls `show memory json` until `done(row)` or the limit.
 fn wait_row(vm: &mut Vm, name: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
-    let end = Instant::now() + limit;
-    loop {
-        let row = domain(vm, name);
-        if done(&row) {
-            return row;
-        }
-        assert!(Instant::now() < end, "{name} never reached the expected state: {row}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_memory_row(vm, name, limit, done)
 }
 
 #[test]

@@ -5,11 +5,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use bulkhead_testbed::checks::{field, memory_row, route_through_appliance, run_ok, wait_memory_row};
 use bulkhead_testbed::net::default_interfaces_toml;
 use bulkhead_testbed::serde_json::Value;
-use bulkhead_testbed::{can_run, Netns, RunOutput, TempFile, Vm, VmOptions};
+use bulkhead_testbed::{can_run, Netns, TempFile, Vm, VmOptions};
 
 const ECHO_CLIENT: &str = env!("CARGO_BIN_EXE_echo-client");
 
@@ -23,51 +24,18 @@ fn config() -> String {
 fn boot(tag: &str) -> (Vm, TempFile) {
     let config = TempFile::new(&format!("plat-{tag}"), &config()).expect("write configuration");
     let vm = Vm::boot(VmOptions::new().nics(3).config(&config.0)).unwrap_or_else(|e| panic!("boot: {e}"));
-    for nic in vm.topology().nics() {
-        let gateway = nic.guest.expect("configured").addr.to_string();
-        run(&nic.ns, &["ip", "route", "replace", "default", "via", &gateway]);
-    }
+    route_through_appliance(&vm);
     (vm, config)
-}
-
-fn run(ns: &Netns, argv: &[&str]) -> RunOutput {
-    let out = ns
-        .run_limited(argv.iter().copied(), Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    assert!(out.success(), "{argv:?} in {}: {out:?}", ns.name());
-    out
 }
 
 fn echo(ns: &Netns, args: &[&str]) -> String {
     let mut argv = vec![ECHO_CLIENT];
     argv.extend_from_slice(args);
-    run(ns, &argv).stdout.trim().to_string()
-}
-
-/// The `show memory json` row of `domain`.
-fn domain(vm: &mut Vm, name: &str) -> Value {
-    let json = vm.command_json("show memory json").unwrap_or_else(|e| panic!("{e}"));
-    json["domains"]
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["domain"] == name))
-        .cloned()
-        .unwrap_or_else(|| panic!("no {name} row in {json}"))
-}
-
-fn field(row: &Value, key: &str) -> u64 {
-    row[key].as_u64().unwrap_or_else(|| panic!("{key} missing in {row}"))
+    run_ok(ns, &argv).stdout.trim().to_string()
 }
 
 fn wait_up(vm: &mut Vm, name: &str) -> Value {
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        let row = domain(vm, name);
-        if row["state"] == "up" {
-            return row;
-        }
-        assert!(Instant::now() < end, "{name} did not come back: {row}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_memory_row(vm, name, Duration::from_secs(10), |row| row["state"] == "up")
 }
 
 #[test]
@@ -78,7 +46,7 @@ fn local_traffic_for_any_address_arrives_on_any_nic() {
     let (mut vm, _config) = boot("local");
     let ns = &vm.nic(0).ns;
     // nic1's address, from nic0's side.
-    let out = run(ns, &["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.51.100.1"]);
+    let out = run_ok(ns, &["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.51.100.1"]);
     assert!(out.stdout.contains(" 0% packet loss"), "{out:?}");
     let tcp = echo(ns, &["tcp", "198.51.100.1", "7", "1048576"]);
     assert!(tcp.starts_with("ok 1048576 bytes"), "{tcp}");
@@ -98,10 +66,10 @@ fn a_client_behind_a_static_route_gets_its_answers_through_the_gateway() {
     }
     let (vm, _config) = boot("routed");
     let router = &vm.nic(2).ns;
-    run(router, &["ip", "link", "set", "lo", "up"]);
-    run(router, &["ip", "addr", "add", "10.20.0.1/16", "dev", "lo"]);
+    run_ok(router, &["ip", "link", "set", "lo", "up"]);
+    run_ok(router, &["ip", "addr", "add", "10.20.0.1/16", "dev", "lo"]);
     // The client speaks from 10.20.0.1: the appliance must answer through 203.0.113.2.
-    run(router, &["ip", "route", "replace", "default", "via", "203.0.113.1", "src", "10.20.0.1"]);
+    run_ok(router, &["ip", "route", "replace", "default", "via", "203.0.113.1", "src", "10.20.0.1"]);
     let tcp = echo(router, &["tcp", "192.0.2.1", "7", "65536"]);
     assert!(tcp.starts_with("ok 65536 bytes"), "{tcp}");
     assert_eq!(echo(router, &["udp", "198.51.100.1", "7", "10"]), "ok 10 datagrams");
@@ -113,7 +81,7 @@ fn shedding_diag_resets_its_connection_and_leaves_nothing() {
         return;
     }
     let (mut vm, _config) = boot("shed-diag");
-    let baseline = domain(&mut vm, "diag");
+    let baseline = memory_row(&mut vm, "diag");
     let ns_name = vm.nic(0).ns.name().to_string();
     let mut client = Command::new("ip")
         .args(["netns", "exec", &ns_name, ECHO_CLIENT, "hold", "192.0.2.1", "7", "20"])
@@ -123,7 +91,7 @@ fn shedding_diag_resets_its_connection_and_leaves_nothing() {
     let mut lines = BufReader::new(client.stdout.take().expect("stdout")).lines();
     let first = lines.next().and_then(Result::ok).unwrap_or_default();
     assert_eq!(first, "open", "the connection did not open");
-    let open = domain(&mut vm, "diag");
+    let open = memory_row(&mut vm, "diag");
     assert!(field(&open, "used") > field(&baseline, "used"), "a connection costs diag: {open}");
 
     let answer = vm.command("debug shed diag").unwrap_or_else(|e| panic!("{e}"));
@@ -146,8 +114,9 @@ fn shedding_the_forwarder_after_traffic_leaves_nothing() {
         return;
     }
     let (mut vm, _config) = boot("shed-fwd");
-    let baseline = domain(&mut vm, "forwarder");
-    let ping = |vm: &Vm| run(&vm.nic(0).ns, &["ping", "-c", "20", "-i", "0.05", "-W", "2", "198.51.100.2"]);
+    let baseline = memory_row(&mut vm, "forwarder");
+    let ping =
+        |vm: &Vm| run_ok(&vm.nic(0).ns, &["ping", "-c", "20", "-i", "0.05", "-W", "2", "198.51.100.2"]);
     let out = ping(&vm);
     assert!(out.stdout.contains(" 0% packet loss"), "{out:?}");
     let tcp = echo(&vm.nic(1).ns, &["tcp", "198.51.100.1", "7", "65536"]);
