@@ -1,20 +1,776 @@
 //! The BMP subsystem: the `bulkhead-bmp` exporter behind the contract, one TCP session per
-//! collector, fed by BGP through a bounded channel.
+//! collector, fed by BGP through a bounded channel and reading BGP's tables through a view.
 //!
-//! Not built yet: the `bmp` domain is owned by `diag::Reserved` until it is. Its configuration
-//! section is read here already, so that adding the subsystem touches only this module and the
-//! image's subsystem table.
+//! ```text
+//!  bgp domain                          │ bmp domain (everything below is charged here)
+//!                                      │
+//!  BGP ── cx.tell(Bmp, &Event) ────────┼──▶ accept: Event cloned ──try_push──▶ EventChannel
+//!                                      │                        (full: dropped, every collector
+//!                                      │                         re-synchronised; BGP never waits)
+//!  BGP's peek() ◀── cx.peek(Bgp) ──────┼─── BgpView: sessions, Peer Up, a page of a table after a
+//!  (read in place, never copied whole) │    cursor ──▶ Exporter::poll ──▶ per collector SendQueue
+//!                                      │                                      │ (bounded, true bytes)
+//!                                      │    cx.tcp_connect / tcp(id).send ◀───┘ as the socket takes it
+//! ```
+//!
+//! Lifecycle of one collector (the exporter's state machine, in `bulkhead_bmp::exporter`):
+//! Backoff ─connect─▶ Connecting ─TCP up─▶ Dumping (Initiation, then per peer: Peer Up, its
+//! table in slices, End-of-RIB) ─▶ Up (incremental updates) ─▶ back to Backoff when the
+//! collector closes, the queue hits its bound, or the channel overflowed (Termination first).
+//!
+//! Bounds, and what happens at each:
+//! - the event channel: `[bmp] channel_events` events and `channel_limit` true bytes; at the
+//!   bound the event is refused (`tell` returns false at once, BGP goes on) and every
+//!   collector is re-synchronised from the tables (Termination, reconnect, fresh dump).
+//! - each collector's send queue: `queue_limit` true bytes; a collector that stops reading
+//!   fills it and its session alone is dropped (RST, counted in `drops`, logged), the queue
+//!   freed, and it is dumped afresh when it connects again (counted in `resyncs`).
+//! - a dump reads [`DUMP_SLICE`] routes at a time and only while that queue is below half its
+//!   bound; the attribute sets of one slice are the only copies BMP makes of BGP's table.
+//! - socket writes: at most [`WRITE_PER_POLL`] bytes per poll over all collectors; socket
+//!   buffers [`BUFFERS`] each, in the `bmp` domain.
+//! - closing sockets linger at most [`CLOSE_LINGER`] for their last bytes, then are reset.
+//! - memory pressure (`pressure(true)`): the session holding the largest queue is dropped.
+//!
+//! Peers: BGP names each BMP peer with [`peer_id`]: the session number (unique per session,
+//! never reused) and the [`View`] (pre-policy Adj-RIB-In, post-policy, or the Loc-RIB, which is
+//! [`LOC_RIB`]). Events of a view that is not configured are taken and dropped at once.
 
-use crate::config::{ConfigError, Table};
+pub mod config;
+mod show;
 
-/// `[bmp]` and `[[bmp.collector]]`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BmpConfig {}
+use alloc::vec::Vec;
+use core::any::Any;
+use core::cell::RefCell;
+use core::fmt::{self, Write};
+use core::net::IpAddr;
 
-impl BmpConfig {
-    /// Reads `[bmp]` (refuses every key until the subsystem is built).
-    pub(crate) fn parse(t: &Table<'_, '_>) -> Result<BmpConfig, ConfigError> {
-        t.check_keys(&[])?;
-        Ok(BmpConfig {})
+use bulkhead_bgp::packet::attribute::{NextHop, PathAttributes, SessionContext};
+use bulkhead_bgp::packet::nlri::{Ipv4Prefix, Ipv6Prefix, Prefix as BgpPrefix};
+use bulkhead_bgp::packet::update::{self, Update};
+use bulkhead_bgp::rib::{RibCursor, RibView};
+use bulkhead_bmp::exporter::Config as ExporterConfig;
+use bulkhead_bmp::packet::{PeerFlags, Stat};
+use bulkhead_bmp::{
+    Action, Attrs, CollectorId, EncodeError, Encoded, Event, EventChannel, Exporter, PeerId, PeerUpInfo,
+    Prefix, RouteGroup, Tables, UpdateEncoder,
+};
+use smoltcp::socket::tcp::State as TcpState;
+
+pub use config::{BmpConfig, Collector};
+
+use crate::context::{Context, SocketId, TcpBuffers};
+use crate::domain::Domain;
+use crate::supervisor::{Budget, PollOutcome, StartError, Subsystem};
+use crate::time::{Duration, Instant};
+
+/// Socket buffers of each collector connection (a collector sends BMP nothing but its
+/// window: the receive buffer is small), in the `bmp` domain.
+pub const BUFFERS: TcpBuffers = TcpBuffers { rx: 1024, tx: 64 * 1024 };
+/// Bytes written to sockets per poll, over all collectors.
+pub const WRITE_PER_POLL: usize = 256 * 1024;
+/// Routes read from BGP's tables per dump step.
+pub const DUMP_SLICE: usize = 512;
+/// A connection attempt or an unacknowledged send gives up after this.
+pub const TCP_TIMEOUT: Duration = Duration::from_secs(10);
+pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Which table of BGP a BMP peer stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// A session's Adj-RIB-In as received.
+    PrePolicy = 0,
+    /// A session's Adj-RIB-In after import policy (the L flag).
+    PostPolicy = 1,
+    /// The Loc-RIB (RFC 9069), session 0.
+    LocRib = 2,
+}
+
+/// The BMP peer of a BGP session's table: `session` must be unique per session (a new one
+/// after a session went down and came back) and below 2^62.
+pub const fn peer_id(session: u64, view: View) -> PeerId {
+    PeerId(session << 2 | view as u64)
+}
+
+/// The Loc-RIB's peer.
+pub const LOC_RIB: PeerId = peer_id(0, View::LocRib);
+
+/// The session and view of a BMP peer.
+pub const fn split_peer(peer: PeerId) -> (u64, View) {
+    let view = match peer.0 & 3 {
+        1 => View::PostPolicy,
+        2 => View::LocRib,
+        _ => View::PrePolicy,
+    };
+    (peer.0 >> 2, view)
+}
+
+/// Where a walk over one of BGP's tables resumes: IPv4 first, then IPv6.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BgpCursor {
+    pub v4: RibCursor<Ipv4Prefix>,
+    pub v6: RibCursor<Ipv6Prefix>,
+}
+
+impl BgpCursor {
+    pub const fn is_done(&self) -> bool {
+        self.v4.is_done() && self.v6.is_done()
     }
 }
+
+/// What BMP reads of BGP, through `Context::peek(Domain::Bgp)`: every method reads in place
+/// and returns at most what it was asked for (never a copy of a table). It runs in the `bmp`
+/// domain, so whatever it allocates is BMP's.
+pub trait BgpView {
+    /// Appends the sessions that are established now.
+    fn sessions(&self, out: &mut Vec<u64>);
+    /// The Peer Up of `session` (its pre-policy per-peer header, both OPENs); `None` when it
+    /// is not up.
+    fn peer_up(&self, session: u64) -> Option<PeerUpInfo>;
+    /// The Loc-RIB's Peer Up (RFC 9069: peer type 3, our OPEN twice, a table name); `None`
+    /// when BGP has no Loc-RIB to offer.
+    fn loc_rib_up(&self) -> Option<PeerUpInfo>;
+    /// Appends at most `max` routes of `session`'s Adj-RIB-In after `cursor` and moves it
+    /// (`cursor.is_done()` when the table has been read).
+    fn adj_rib_in_page<'a>(
+        &'a self,
+        session: u64,
+        view: RibView,
+        cursor: &mut BgpCursor,
+        max: usize,
+        out: &mut Vec<(BgpPrefix, &'a PathAttributes)>,
+    );
+    /// The same over the Loc-RIB's best routes.
+    fn loc_rib_page<'a>(
+        &'a self,
+        cursor: &mut BgpCursor,
+        max: usize,
+        out: &mut Vec<(BgpPrefix, &'a PathAttributes)>,
+    );
+    /// An attribute set named by an event's `Attrs::Id` (ids below 2^63).
+    fn attrs(&self, id: u64) -> Option<&PathAttributes>;
+    /// Appends the Statistics Report of `session` (nothing by default).
+    fn stats(&self, session: u64, out: &mut Vec<Stat<'static>>) {
+        let _ = (session, out);
+    }
+}
+
+/// Finds the [`BgpView`] in what the `bgp` domain's subsystem offers with `peek`.
+pub type ViewFinder = for<'a> fn(&'a dyn Any) -> Option<&'a dyn BgpView>;
+
+/// A [`ViewFinder`] for a concrete type that implements [`BgpView`].
+pub fn view_of<T: BgpView + 'static>(any: &dyn Any) -> Option<&dyn BgpView> {
+    any.downcast_ref::<T>().map(|t| t as &dyn BgpView)
+}
+
+/// The `bmp` domain's subsystem.
+pub struct BmpSubsystem {
+    config: BmpConfig,
+    finders: Vec<ViewFinder>,
+    running: Option<Running>,
+}
+
+/// Everything BMP holds while it runs, all of it in the `bmp` domain.
+struct Running {
+    exporter: Exporter<BgpCursor>,
+    channel: EventChannel,
+    links: Vec<Link>,
+    closing: Vec<(SocketId, Instant)>,
+    /// The attribute sets of the current dump slice (see [`SLAB`]).
+    slab: RefCell<Vec<PathAttributes>>,
+    pressure: bool,
+    discarded: u64,
+}
+
+/// One collector's socket.
+struct Link {
+    collector: Collector,
+    id: CollectorId,
+    socket: Option<SocketId>,
+    up: bool,
+    /// The exporter's drop count when this link last looked: a Close after a drop resets.
+    drops_seen: u64,
+}
+
+/// `Attrs::Id` values with this bit name an entry of the dump slice's attribute slab, not one
+/// of BGP's ids.
+const SLAB: u64 = 1 << 63;
+
+/// Attributes are written as a 4-octet-AS internal session would see them: AS numbers whole,
+/// LOCAL_PREF kept (the A flag is clear).
+const CTX: SessionContext = SessionContext { four_octet_as: true, external: false };
+
+impl BmpSubsystem {
+    /// A subsystem that reads no BGP view yet: add the types BGP's `peek` may offer with
+    /// [`BmpSubsystem::reading`]. Without one, collectors get Initiation, events and
+    /// statistics, but an initial dump finds no peers.
+    pub fn new(config: BmpConfig) -> BmpSubsystem {
+        BmpSubsystem { config, finders: Vec::new(), running: None }
+    }
+
+    /// Also looks for `T` in what BGP's `peek` offers (tests: a fake BGP).
+    pub fn reading<T: BgpView + 'static>(mut self) -> BmpSubsystem {
+        self.finders.push(view_of::<T>);
+        self
+    }
+
+    /// Looks for a view with `finder` in what BGP's `peek` offers.
+    pub fn with_finder(mut self, finder: ViewFinder) -> BmpSubsystem {
+        self.finders.push(finder);
+        self
+    }
+
+    pub fn config(&self) -> &BmpConfig {
+        &self.config
+    }
+}
+
+impl Running {
+    fn new(config: &BmpConfig, now: Instant) -> Running {
+        let exporter_config = ExporterConfig {
+            sys_name: config.sys_name.clone(),
+            sys_descr: config.sys_descr.clone(),
+            queue_bound: config.queue_limit,
+            dump_slice: DUMP_SLICE,
+            stats_interval: config.stats_interval,
+            ..ExporterConfig::default()
+        };
+        let mut exporter = Exporter::new(exporter_config);
+        let links = config
+            .collectors
+            .iter()
+            .map(|&collector| Link {
+                collector,
+                id: exporter.add_collector(now),
+                socket: None,
+                up: false,
+                drops_seen: 0,
+            })
+            .collect();
+        Running {
+            exporter,
+            channel: EventChannel::new(config.channel_events, config.channel_limit),
+            links,
+            closing: Vec::new(),
+            slab: RefCell::new(Vec::new()),
+            pressure: false,
+            discarded: 0,
+        }
+    }
+
+    /// Carries out the exporter's connects and closes.
+    fn actions(&mut self, cx: &mut Context<'_>) {
+        let now = cx.now;
+        while let Some(action) = self.exporter.poll_action(now) {
+            match action {
+                Action::Connect(id) => {
+                    let Some(link) = self.links.get_mut(id.0) else { continue };
+                    let remote = (link.collector.address, link.collector.port);
+                    match cx.tcp_connect(None, remote, BUFFERS) {
+                        Ok(socket) => {
+                            if let Ok(s) = cx.tcp(socket) {
+                                s.set_timeout(Some(smoltcp::time::Duration::from_micros(
+                                    TCP_TIMEOUT.total_micros(),
+                                )));
+                            }
+                            link.socket = Some(socket);
+                            link.up = false;
+                        }
+                        Err(e) => {
+                            log::warn!("bmp: collector {}:{} connect refused: {:?}", remote.0, remote.1, e);
+                            self.exporter.connect_failed(id, now);
+                        }
+                    }
+                }
+                Action::Close(id) => {
+                    let drops = self.exporter.collector_status(id).map_or(0, |s| s.counters.drops);
+                    let Some(link) = self.links.get_mut(id.0) else { continue };
+                    let dropped = drops > link.drops_seen;
+                    link.drops_seen = drops;
+                    link.up = false;
+                    let Some(socket) = link.socket.take() else { continue };
+                    if dropped {
+                        log::warn!(
+                            "bmp: collector {}:{} dropped ({:?}), re-synchronised when it is back",
+                            link.collector.address,
+                            link.collector.port,
+                            self.exporter.collector_status(id).and_then(|s| s.last_drop)
+                        );
+                        let _ = cx.tcp_release(socket);
+                    } else {
+                        if let Ok(s) = cx.tcp(socket) {
+                            s.close();
+                        }
+                        self.closing.push((socket, now + CLOSE_LINGER));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Connection progress, what collectors send (discarded), and their closes.
+    fn sockets(&mut self, cx: &mut Context<'_>) {
+        let now = cx.now;
+        for link in &mut self.links {
+            let Some(socket) = link.socket else { continue };
+            let Ok(s) = cx.tcp(socket) else {
+                link.socket = None;
+                if link.up {
+                    self.exporter.closed(link.id, now);
+                } else {
+                    self.exporter.connect_failed(link.id, now);
+                }
+                link.up = false;
+                continue;
+            };
+            while let Ok(n) = s.recv(|b| (b.len(), b.len())) {
+                if n == 0 {
+                    break;
+                }
+                self.discarded += n as u64;
+            }
+            let state = s.state();
+            if !link.up {
+                match state {
+                    TcpState::Established => {
+                        link.up = true;
+                        self.exporter.connected(link.id, now);
+                    }
+                    TcpState::SynSent | TcpState::SynReceived => {}
+                    _ => {
+                        let _ = cx.tcp_release(socket);
+                        link.socket = None;
+                        self.exporter.connect_failed(link.id, now);
+                    }
+                }
+            } else if state != TcpState::Established {
+                // The collector closed (or the connection broke): answer its FIN, linger.
+                s.close();
+                self.closing.push((socket, now + CLOSE_LINGER));
+                link.socket = None;
+                link.up = false;
+                self.exporter.closed(link.id, now);
+            }
+        }
+    }
+
+    /// Writes the queues to the sockets as they take them. True when bytes are left that a
+    /// socket could take on the next poll.
+    fn write(&mut self, cx: &mut Context<'_>) -> bool {
+        let now = cx.now;
+        let mut budget = WRITE_PER_POLL;
+        for link in &self.links {
+            let (Some(socket), true) = (link.socket, link.up) else { continue };
+            loop {
+                let data = self.exporter.transmit(link.id);
+                if data.is_empty() {
+                    break;
+                }
+                if budget == 0 {
+                    return true;
+                }
+                let take = data.get(..budget.min(data.len())).unwrap_or_default();
+                let n = cx.tcp(socket).ok().and_then(|s| s.send_slice(take).ok()).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                budget -= n;
+                self.exporter.sent(link.id, n, now);
+            }
+        }
+        false
+    }
+
+    fn reap(&mut self, cx: &mut Context<'_>) {
+        let now = cx.now;
+        self.closing.retain(|&(socket, until)| {
+            let done = now >= until
+                || cx
+                    .tcp(socket)
+                    .map(|s| matches!(s.state(), TcpState::Closed | TcpState::TimeWait))
+                    .unwrap_or(true);
+            if done {
+                let _ = cx.tcp_release(socket);
+            }
+            !done
+        });
+    }
+
+    /// Queues what BGP told, and the post-policy peer's Peer Up / Down that follow from it.
+    fn accept(&mut self, config: &BmpConfig, event: &Event) -> bool {
+        let peer = match event {
+            Event::PeerUp { peer, .. }
+            | Event::PeerDown { peer, .. }
+            | Event::Routes { peer, .. }
+            | Event::EndOfRib { peer, .. } => *peer,
+        };
+        let (session, view) = split_peer(peer);
+        let wanted = match view {
+            View::PrePolicy => true,
+            View::PostPolicy => config.post_policy,
+            View::LocRib => config.loc_rib,
+        };
+        if !wanted {
+            return true;
+        }
+        if self.channel.try_push(event.clone()).is_err() {
+            return false;
+        }
+        if view == View::PrePolicy && config.post_policy {
+            let post = peer_id(session, View::PostPolicy);
+            let derived = match event {
+                Event::PeerUp { info, .. } => {
+                    let mut info = info.clone();
+                    info.header.flags = PeerFlags(info.header.flags.0 | PeerFlags::L);
+                    Some(Event::PeerUp { peer: post, info })
+                }
+                Event::PeerDown { reason, .. } => {
+                    Some(Event::PeerDown { peer: post, reason: reason.clone() })
+                }
+                Event::EndOfRib { family, .. } => Some(Event::EndOfRib { peer: post, family: *family }),
+                Event::Routes { .. } => None,
+            };
+            if let Some(e) = derived {
+                return self.channel.try_push(e).is_ok();
+            }
+        }
+        true
+    }
+}
+
+/// The exporter's [`Tables`]: BGP's view as it is this poll (none while BGP is down: no peers).
+struct ViewTables<'v> {
+    view: Option<&'v dyn BgpView>,
+    slab: &'v RefCell<Vec<PathAttributes>>,
+    post_policy: bool,
+    loc_rib: bool,
+}
+
+impl Tables for ViewTables<'_> {
+    type Cursor = BgpCursor;
+
+    fn peers(&mut self, out: &mut Vec<PeerId>) {
+        let Some(view) = self.view else { return };
+        let mut sessions = Vec::new();
+        view.sessions(&mut sessions);
+        for s in sessions {
+            out.push(peer_id(s, View::PrePolicy));
+            if self.post_policy {
+                out.push(peer_id(s, View::PostPolicy));
+            }
+        }
+        if self.loc_rib && view.loc_rib_up().is_some() {
+            out.push(LOC_RIB);
+        }
+    }
+
+    fn peer_up(&mut self, peer: PeerId) -> Option<PeerUpInfo> {
+        let view = self.view?;
+        match split_peer(peer) {
+            (s, View::PrePolicy) => view.peer_up(s),
+            (s, View::PostPolicy) => view.peer_up(s).map(|mut info| {
+                info.header.flags = PeerFlags(info.header.flags.0 | PeerFlags::L);
+                info
+            }),
+            (_, View::LocRib) => view.loc_rib_up(),
+        }
+    }
+
+    fn next_routes(
+        &mut self,
+        peer: PeerId,
+        cursor: &BgpCursor,
+        max: usize,
+        out: &mut Vec<RouteGroup>,
+    ) -> Option<BgpCursor> {
+        let view = self.view?;
+        let mut next = *cursor;
+        let mut page = Vec::new();
+        match split_peer(peer) {
+            (s, View::PrePolicy) => view.adj_rib_in_page(s, RibView::PrePolicy, &mut next, max, &mut page),
+            (s, View::PostPolicy) => view.adj_rib_in_page(s, RibView::PostPolicy, &mut next, max, &mut page),
+            (_, View::LocRib) => view.loc_rib_page(&mut next, max, &mut page),
+        }
+        // The groups of the previous slice are encoded by now: its slab goes.
+        let mut slab = self.slab.borrow_mut();
+        slab.clear();
+        let mut sets: Vec<&PathAttributes> = Vec::new();
+        let first = out.len();
+        for (prefix, attrs) in page {
+            // Interned sets: one set, one address.
+            let g = match sets.iter().position(|a| core::ptr::eq(*a, attrs)) {
+                Some(g) => g,
+                None => {
+                    sets.push(attrs);
+                    out.push(RouteGroup {
+                        attrs: Some(Attrs::Id(SLAB | slab.len() as u64)),
+                        prefixes: Vec::new(),
+                    });
+                    slab.push(attrs.clone());
+                    sets.len() - 1
+                }
+            };
+            if let Some(group) = out.get_mut(first + g) {
+                group.prefixes.push(to_bmp(prefix));
+            }
+        }
+        if next.is_done() {
+            None
+        } else {
+            Some(next)
+        }
+    }
+
+    fn stats(&mut self, peer: PeerId, out: &mut Vec<Stat<'static>>) {
+        if let (Some(view), (s, View::PrePolicy)) = (self.view, split_peer(peer)) {
+            view.stats(s, out);
+        }
+    }
+}
+
+/// The exporter's [`UpdateEncoder`]: BGP's own packer, one UPDATE at a time.
+struct ViewEncoder<'v> {
+    view: Option<&'v dyn BgpView>,
+    slab: &'v RefCell<Vec<PathAttributes>>,
+    run: Vec<BgpPrefix>,
+}
+
+impl UpdateEncoder for ViewEncoder<'_> {
+    fn encode(
+        &mut self,
+        _peer: PeerId,
+        group: &RouteGroup,
+        start: usize,
+        out: &mut [u8],
+    ) -> Result<Encoded, EncodeError> {
+        // A run of one family from `start`, no longer than could fit (a prefix takes a byte
+        // at least).
+        let rest = group.prefixes.get(start..).unwrap_or_default();
+        let v6 = rest.first().ok_or(EncodeError::TooLarge)?.addr.is_ipv6();
+        self.run.clear();
+        for p in rest.iter().take_while(|p| p.addr.is_ipv6() == v6).take(out.len()) {
+            self.run.push(to_bgp(*p).ok_or(EncodeError::TooLarge)?);
+        }
+        let (run, view) = (&self.run, self.view);
+        match &group.attrs {
+            None => pack_one(None, run, out),
+            Some(Attrs::Id(id)) if id & SLAB != 0 => {
+                let slab = self.slab.borrow();
+                let index = usize::try_from(id & !SLAB).map_err(|_| EncodeError::UnknownAttrs)?;
+                pack_one(Some(slab.get(index).ok_or(EncodeError::UnknownAttrs)?), run, out)
+            }
+            Some(Attrs::Id(id)) => {
+                let attrs = view.and_then(|v| v.attrs(*id)).ok_or(EncodeError::UnknownAttrs)?;
+                pack_one(Some(attrs), run, out)
+            }
+            Some(Attrs::Bytes(bytes)) => {
+                let attrs = parse_attrs(bytes).ok_or(EncodeError::UnknownAttrs)?;
+                pack_one(Some(&attrs), run, out)
+            }
+        }
+    }
+}
+
+/// Writes one UPDATE with as many of `run` as fit in `out`.
+fn pack_one(
+    attrs: Option<&PathAttributes>,
+    run: &[BgpPrefix],
+    out: &mut [u8],
+) -> Result<Encoded, EncodeError> {
+    let first = run.first().ok_or(EncodeError::TooLarge)?;
+    // A route without a next hop (one this speaker originates) gets the unspecified one of
+    // its family, so that the UPDATE is well formed.
+    let patched;
+    let attrs = match attrs {
+        Some(a) if a.next_hop.is_none() => {
+            let mut a = a.clone();
+            a.next_hop = Some(match first {
+                BgpPrefix::V4(_) => NextHop::V4(core::net::Ipv4Addr::UNSPECIFIED),
+                BgpPrefix::V6(_) => {
+                    NextHop::V6 { global: core::net::Ipv6Addr::UNSPECIFIED, link_local: None }
+                }
+            });
+            patched = a;
+            Some(&patched)
+        }
+        other => other,
+    };
+    let max = out.len();
+    let pack = |prefixes: &[BgpPrefix]| match attrs {
+        Some(a) => update::pack_announce(a, prefixes, CTX, max),
+        None => update::pack_withdraw(prefixes, CTX, max),
+    };
+    let one = pack(run.get(..1).unwrap_or_default()).map_err(|_| EncodeError::TooLarge)?;
+    let single = one.first().ok_or(EncodeError::TooLarge)?;
+    // What the UPDATE costs besides its prefixes; then as many prefixes as the rest holds.
+    let fixed = single.len().saturating_sub(first.wire_len());
+    let mut room = max.saturating_sub(fixed);
+    let mut take = 0;
+    for p in run {
+        if p.wire_len() > room {
+            break;
+        }
+        room -= p.wire_len();
+        take += 1;
+    }
+    let many;
+    let (message, carried) = if take > 1 {
+        many = pack(run.get(..take).unwrap_or_default()).map_err(|_| EncodeError::TooLarge)?;
+        match many.as_slice() {
+            [m] => (m, take),
+            _ => (single, 1),
+        }
+    } else {
+        (single, 1)
+    };
+    let dst = out.get_mut(..message.len()).ok_or(EncodeError::TooLarge)?;
+    dst.copy_from_slice(message);
+    Ok(Encoded { len: message.len(), prefixes: carried })
+}
+
+/// Path attributes as they appear in an UPDATE, read through BGP's own parser.
+fn parse_attrs(bytes: &[u8]) -> Option<PathAttributes> {
+    let len = u16::try_from(bytes.len()).ok()?;
+    let mut body = Vec::with_capacity(bytes.len() + 4);
+    body.extend_from_slice(&[0, 0]);
+    body.extend_from_slice(&len.to_be_bytes());
+    body.extend_from_slice(bytes);
+    let parsed = Update::parse(&body, CTX).ok()?;
+    let mut attrs = parsed.update.attributes?;
+    if let Some(reach) = parsed.update.mp_reach {
+        attrs.next_hop = Some(reach.next_hop);
+    }
+    Some(attrs)
+}
+
+fn to_bmp(prefix: BgpPrefix) -> Prefix {
+    match prefix {
+        BgpPrefix::V4(p) => Prefix { addr: IpAddr::V4(p.addr()), len: p.len() },
+        BgpPrefix::V6(p) => Prefix { addr: IpAddr::V6(p.addr()), len: p.len() },
+    }
+}
+
+fn to_bgp(prefix: Prefix) -> Option<BgpPrefix> {
+    match prefix.addr {
+        IpAddr::V4(a) => Ipv4Prefix::new_truncating(a, prefix.len).ok().map(BgpPrefix::V4),
+        IpAddr::V6(a) => Ipv6Prefix::new_truncating(a, prefix.len).ok().map(BgpPrefix::V6),
+    }
+}
+
+impl Subsystem for BmpSubsystem {
+    fn name(&self) -> &'static str {
+        "bmp"
+    }
+
+    fn domain(&self) -> Domain {
+        Domain::Bmp
+    }
+
+    fn start(&mut self, cx: &mut Context<'_>) -> Result<(), StartError> {
+        if self.config.collectors.is_empty() {
+            return Ok(());
+        }
+        cx.admit(self.config.channel_events * core::mem::size_of::<Event>())
+            .map_err(|_| StartError::OverQuota)?;
+        let mut running = Running::new(&self.config, cx.now);
+        running.actions(cx);
+        self.running = Some(running);
+        Ok(())
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>, budget: Budget) -> PollOutcome {
+        let BmpSubsystem { config, finders, running } = self;
+        let Some(r) = running.as_mut() else { return PollOutcome::Idle };
+        r.actions(cx);
+        r.sockets(cx);
+        let now = cx.now;
+        let work = {
+            let view = cx.peek(Domain::Bgp).and_then(|any| finders.iter().find_map(|f| f(any)));
+            let mut tables =
+                ViewTables { view, slab: &r.slab, post_policy: config.post_policy, loc_rib: config.loc_rib };
+            let mut encoder = ViewEncoder { view, slab: &r.slab, run: Vec::new() };
+            let budget = usize::try_from(budget.0).unwrap_or(usize::MAX).max(1);
+            r.exporter.poll(now, &mut tables, &mut encoder, &mut r.channel, budget)
+        };
+        // Only one slice's sets were ever kept: give them back.
+        *r.slab.borrow_mut() = Vec::new();
+        let mut left = r.write(cx);
+        r.actions(cx);
+        r.reap(cx);
+        left |= work == bulkhead_bmp::Poll::Pending;
+        if left {
+            PollOutcome::Pending
+        } else {
+            PollOutcome::Idle
+        }
+    }
+
+    fn poll_at(&self, _now: Instant) -> Option<Instant> {
+        let r = self.running.as_ref()?;
+        let closing = r.closing.iter().map(|&(_, t)| t).min();
+        match (r.exporter.poll_at(), closing) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn pressure(&mut self, cx: &mut Context<'_>, on: bool) {
+        let Some(r) = self.running.as_mut() else { return };
+        r.pressure = on;
+        if on {
+            if let Some(id) = r.exporter.relieve_pressure(cx.now) {
+                log::warn!("bmp: memory pressure: the session of collector {} dropped", id.0);
+                r.actions(cx);
+            }
+        }
+    }
+
+    fn farewell(&mut self, cx: &mut Context<'_>) {
+        let Some(r) = self.running.as_mut() else { return };
+        r.exporter.shutdown(cx.now);
+        r.write(cx);
+        for link in &r.links {
+            if let Some(socket) = link.socket {
+                if let Ok(s) = cx.tcp(socket) {
+                    s.close();
+                }
+            }
+        }
+    }
+
+    fn shed(&mut self) {
+        self.running = None;
+    }
+
+    fn status(&self, out: &mut dyn Write) -> fmt::Result {
+        match &self.running {
+            None if self.config.collectors.is_empty() => write!(out, "no collectors configured"),
+            None => write!(out, "not running"),
+            Some(r) => show::status_line(out, r),
+        }
+    }
+
+    fn command(&mut self, _cx: &mut Context<'_>, words: &[&str], out: &mut dyn Write) -> Option<fmt::Result> {
+        match words {
+            ["show", "bmp"] => Some(show::text(out, self.running.as_ref(), &self.config)),
+            ["show", "bmp", "json"] => Some(show::json(out, self.running.as_ref(), &self.config)),
+            _ => None,
+        }
+    }
+
+    fn help(&self) -> &'static str {
+        "  show bmp [json]              BMP collectors: state, queued bytes, messages and bytes sent, drops, re-synchronisations\n"
+    }
+
+    fn accept(&mut self, from: Domain, message: &dyn Any) -> bool {
+        let (Domain::Bgp, Some(r), Some(event)) =
+            (from, self.running.as_mut(), message.downcast_ref::<Event>())
+        else {
+            return false;
+        };
+        r.accept(&self.config, event)
+    }
+}
+
+#[cfg(test)]
+mod tests;
