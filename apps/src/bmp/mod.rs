@@ -628,13 +628,15 @@ fn pack_one(
     Ok(Encoded { len: message.len(), prefixes: carried })
 }
 
-/// Path attributes as they appear in an UPDATE, read through BGP's own parser.
+/// Path attributes as they appear in an UPDATE, read through BGP's own parser (with one
+/// stand-in prefix, 0.0.0.0/0, so that it keeps NEXT_HOP).
 fn parse_attrs(bytes: &[u8]) -> Option<PathAttributes> {
     let len = u16::try_from(bytes.len()).ok()?;
-    let mut body = Vec::with_capacity(bytes.len() + 4);
+    let mut body = Vec::with_capacity(bytes.len() + 5);
     body.extend_from_slice(&[0, 0]);
     body.extend_from_slice(&len.to_be_bytes());
     body.extend_from_slice(bytes);
+    body.push(0);
     let parsed = Update::parse(&body, CTX).ok()?;
     let mut attrs = parsed.update.attributes?;
     if let Some(reach) = parsed.update.mp_reach {
