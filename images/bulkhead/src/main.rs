@@ -117,7 +117,7 @@ fn main(boot: BootInfo) -> ! {
         Box::new(ForwarderSubsystem::new(forwarder_plan, &NIC_NAMES)),
         Box::new(bulkhead_apps::sctp::SctpSubsystem::new(config.sctp.clone())),
         Box::new(bulkhead_apps::bgp::BgpSubsystem::new(config.bgp.clone())),
-        Box::new(Reserved::new("bmp", Domain::Bmp, "the BMP exporter")),
+        Box::new(bulkhead_apps::bmp::BmpSubsystem::new(config.bmp.clone())),
         Box::new(Reserved::new("mgmt", Domain::Mgmt, "the management TCP port")),
         Box::new(Diag::new(config.diagnostics.enabled)),
     ];
