@@ -32,7 +32,8 @@ pub fn run(json: Option<&Path>) -> Result<(), String> {
     if !bulkhead_testbed::is_root() {
         return Err("needs root (network namespaces and TAP devices)".into());
     }
-    let config = TempFile::new("bench-shed", CONFIG).map_err(|e| format!("writing its configuration: {e}"))?;
+    let config =
+        TempFile::new("bench-shed", CONFIG).map_err(|e| format!("writing its configuration: {e}"))?;
     let (accel, mut recoveries) = measure(&config.0)?;
     println!("recoveries (ms): {recoveries:.3?}");
     let max = recoveries.iter().copied().fold(0.0, f64::max);
