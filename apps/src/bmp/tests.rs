@@ -1,1 +1,367 @@
+//! The subsystem's pieces without a network: the encoder against BGP's own parser, the
+//! tables adapter over a real RIB, what `accept` keeps, and the console's forms. The whole
+//! subsystem with TCP collectors is in `apps/tests/sim_bmp.rs`.
 
+extern crate std;
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use bulkhead_bgp::packet::attribute::{AsPath, NextHop, PathAttributes};
+use bulkhead_bgp::packet::nlri::{Ipv4Prefix, Ipv6Prefix, Prefix as BgpPrefix};
+use bulkhead_bgp::packet::update::Update;
+use bulkhead_bgp::policy::Policy;
+use bulkhead_bgp::rib::{PeerConfig, PeerId as RibPeer, Rib, RibConfig, RibView};
+use bulkhead_bmp::packet::{PeerFlags, PeerHeader, PeerType};
+use bulkhead_bmp::{
+    Attrs, DownReason, Event, Family, PeerId, PeerUpInfo, Prefix, RouteGroup, Tables, UpdateEncoder,
+};
+
+use super::*;
+
+fn attrs(path: &[u32]) -> PathAttributes {
+    PathAttributes {
+        as_path: AsPath::from_sequence(path),
+        next_hop: Some(NextHop::V4(Ipv4Addr::new(198, 51, 100, 9))),
+        med: Some(5),
+        ..PathAttributes::default()
+    }
+}
+
+fn v4(i: u32) -> BgpPrefix {
+    BgpPrefix::V4(Ipv4Prefix::new(Ipv4Addr::from(0x0a00_0000 + (i << 8)), 24).unwrap())
+}
+
+fn parse(pdu: &[u8]) -> Update {
+    assert_eq!(&pdu[..16], &[0xff; 16]);
+    assert_eq!(usize::from(u16::from_be_bytes([pdu[16], pdu[17]])), pdu.len());
+    assert_eq!(pdu[18], 2, "an UPDATE");
+    let parsed = Update::parse(&pdu[19..], CTX).unwrap();
+    assert_eq!(parsed.action, None, "{:?}", parsed.errors);
+    parsed.update
+}
+
+/// Encodes the whole group the way the exporter does, one UPDATE of at most `max` at a time.
+fn encode_all(encoder: &mut ViewEncoder<'_>, group: &RouteGroup, max: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < group.prefixes.len() {
+        let mut buf = vec![0u8; max];
+        let e = encoder.encode(PeerId(4), group, start, &mut buf).unwrap();
+        assert!(e.prefixes > 0 && e.len <= max);
+        out.push(buf[..e.len].to_vec());
+        start += e.prefixes;
+    }
+    out
+}
+
+#[test]
+fn many_prefixes_sharing_attributes_go_in_one_update() {
+    let slab = RefCell::new(vec![attrs(&[65001, 65010])]);
+    let mut encoder = ViewEncoder { view: None, slab: &slab, run: Vec::new() };
+    let prefixes: Vec<Prefix> = (0..2000).map(|i| to_bmp(v4(i))).collect();
+    let group = RouteGroup { attrs: Some(Attrs::Id(SLAB)), prefixes: prefixes.clone() };
+    let messages = encode_all(&mut encoder, &group, 4096);
+    // 4 bytes per /24: about a thousand to a 4096-byte UPDATE.
+    assert_eq!(messages.len(), 2);
+    let mut seen = Vec::new();
+    for m in &messages {
+        let u = parse(m);
+        assert_eq!(u.attributes.as_ref(), Some(&attrs(&[65001, 65010])));
+        seen.extend(u.nlri.iter().map(|p| to_bmp(BgpPrefix::V4(*p))));
+    }
+    assert_eq!(seen, prefixes);
+    // A small PDU: more messages, every one within it, nothing lost.
+    let small = encode_all(&mut encoder, &group, 200);
+    assert!(small.len() > 40);
+    let n: usize = small.iter().map(|m| parse(m).nlri.len()).sum();
+    assert_eq!(n, 2000);
+}
+
+#[test]
+fn withdrawals_ipv6_and_attributes_told_as_bytes() {
+    let slab = RefCell::new(Vec::new());
+    let mut encoder = ViewEncoder { view: None, slab: &slab, run: Vec::new() };
+    let gone = RouteGroup { attrs: None, prefixes: (0..300).map(|i| to_bmp(v4(i))).collect() };
+    let messages = encode_all(&mut encoder, &gone, 4096);
+    assert_eq!(messages.len(), 1);
+    assert_eq!(parse(&messages[0]).withdrawn.len(), 300);
+
+    // Attributes as an UPDATE carries them (NEXT_HOP included) survive the trip.
+    let a = attrs(&[65001]);
+    let mut bytes = Vec::new();
+    a.emit(CTX, true, &[], &mut bytes);
+    let told =
+        RouteGroup { attrs: Some(Attrs::Bytes(bytes.into_boxed_slice())), prefixes: vec![to_bmp(v4(1))] };
+    let u = parse(&encode_all(&mut encoder, &told, 4096)[0]);
+    assert_eq!(u.attributes, Some(a.clone()));
+
+    // IPv6 goes in MP_REACH_NLRI with the set's next hop; a mixed group is split by family.
+    let mut a6 = a.clone();
+    a6.next_hop =
+        Some(NextHop::V6 { global: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 9), link_local: None });
+    *slab.borrow_mut() = vec![a6];
+    let p6 = BgpPrefix::V6(Ipv6Prefix::new(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0), 48).unwrap());
+    let mixed =
+        RouteGroup { attrs: Some(Attrs::Id(SLAB)), prefixes: vec![to_bmp(p6), to_bmp(p6), to_bmp(v4(3))] };
+    let mut buf = vec![0u8; 4096];
+    let e = encoder.encode(PeerId(4), &mixed, 0, &mut buf).unwrap();
+    assert_eq!(e.prefixes, 2, "the IPv6 run only");
+    let u = parse(&buf[..e.len]);
+    assert_eq!(u.mp_reach.map(|r| r.nlri), Some(vec![p6, p6]));
+
+    // An attribute set nobody can name is refused, not guessed.
+    let unknown = RouteGroup { attrs: Some(Attrs::Id(7)), prefixes: vec![to_bmp(v4(1))] };
+    assert_eq!(encoder.encode(PeerId(4), &unknown, 0, &mut buf), Err(EncodeError::UnknownAttrs));
+    let garbage =
+        RouteGroup { attrs: Some(Attrs::Bytes(Box::new([0x40, 1]))), prefixes: vec![to_bmp(v4(1))] };
+    assert_eq!(encoder.encode(PeerId(4), &garbage, 0, &mut buf), Err(EncodeError::UnknownAttrs));
+}
+
+#[test]
+fn a_route_without_next_hop_gets_the_unspecified_one() {
+    let slab = RefCell::new(vec![PathAttributes::default()]);
+    let mut encoder = ViewEncoder { view: None, slab: &slab, run: Vec::new() };
+    let group = RouteGroup { attrs: Some(Attrs::Id(SLAB)), prefixes: vec![to_bmp(v4(1))] };
+    let mut buf = vec![0u8; 4096];
+    let e = encoder.encode(PeerId(4), &group, 0, &mut buf).unwrap();
+    // BGP's parser treats 0.0.0.0 as an invalid NEXT_HOP; the bytes say what was sent.
+    assert!(buf[..e.len].windows(7).any(|w| w == [0x40, 3, 4, 0, 0, 0, 0]));
+}
+
+/// A RIB with one session holding `routes`, seen as BGP would offer it.
+struct OneSession {
+    rib: Rib<Ipv4Prefix>,
+    rib6: Rib<Ipv6Prefix>,
+    peer: RibPeer,
+    peer6: RibPeer,
+}
+
+impl OneSession {
+    fn new(routes: &[(u32, &PathAttributes)]) -> OneSession {
+        let config = RibConfig::new(65000, Ipv4Addr::new(192, 0, 2, 1));
+        let (mut rib, mut rib6) = (Rib::new(config), Rib::new(config));
+        let pc = PeerConfig {
+            addr: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 9)),
+            remote_as: 65001,
+            next_hop_self: NextHop::V4(Ipv4Addr::new(198, 51, 100, 1)),
+            rr_client: false,
+            import: Some(Policy::accept_all()),
+            export: None,
+            prefix_limit: None,
+        };
+        let peer = rib.add_peer(pc.clone()).unwrap();
+        let peer6 = rib6.add_peer(pc).unwrap();
+        rib.peer_up(peer, Ipv4Addr::new(10, 0, 0, 9)).unwrap();
+        let cost = |_: &NextHop| Some(0u32);
+        for (i, a) in routes {
+            let BgpPrefix::V4(p) = v4(*i) else { unreachable!() };
+            rib.update(peer, &[], &[p], a, &cost).unwrap();
+        }
+        OneSession { rib, rib6, peer, peer6 }
+    }
+}
+
+fn info() -> PeerUpInfo {
+    PeerUpInfo {
+        header: PeerHeader {
+            peer_type: PeerType::Global,
+            flags: PeerFlags(0),
+            distinguisher: [0; 8],
+            address: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 9)),
+            asn: 65001,
+            bgp_id: Ipv4Addr::new(10, 0, 0, 9),
+            timestamp_secs: 0,
+            timestamp_micros: 0,
+        },
+        local_address: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)),
+        local_port: 179,
+        remote_port: 40000,
+        sent_open: vec![0xff; 29],
+        received_open: vec![0xff; 29],
+        table_name: None,
+        families: vec![Family::IPV4_UNICAST],
+    }
+}
+
+impl BgpView for OneSession {
+    fn sessions(&self, out: &mut Vec<u64>) {
+        out.push(3);
+    }
+    fn peer_up(&self, session: u64) -> Option<PeerUpInfo> {
+        (session == 3).then(info)
+    }
+    fn loc_rib_up(&self) -> Option<PeerUpInfo> {
+        None
+    }
+    fn adj_rib_in_page<'a>(
+        &'a self,
+        _session: u64,
+        view: RibView,
+        cursor: &mut BgpCursor,
+        max: usize,
+        out: &mut Vec<(BgpPrefix, &'a PathAttributes)>,
+    ) {
+        if !cursor.v4.is_done() {
+            let page = self.rib.adj_rib_in_page(self.peer, view, &mut cursor.v4, max).unwrap();
+            out.extend(page.into_iter().map(|r| (BgpPrefix::V4(r.prefix), r.attrs)));
+        } else {
+            let page = self.rib6.adj_rib_in_page(self.peer6, view, &mut cursor.v6, max).unwrap();
+            out.extend(page.into_iter().map(|r| (BgpPrefix::V6(r.prefix), r.attrs)));
+        }
+    }
+    fn loc_rib_page<'a>(&'a self, _: &mut BgpCursor, _: usize, _: &mut Vec<(BgpPrefix, &'a PathAttributes)>) {
+    }
+    fn attrs(&self, _id: u64) -> Option<&PathAttributes> {
+        None
+    }
+}
+
+#[test]
+fn a_table_is_read_in_slices_grouped_by_attribute_set() {
+    let (a, b) = (attrs(&[65001]), attrs(&[65001, 65002]));
+    let routes: Vec<(u32, &PathAttributes)> =
+        (0..10).map(|i| (i, if i % 2 == 0 { &a } else { &b })).collect();
+    let bgp = OneSession::new(&routes);
+    let slab = RefCell::new(Vec::new());
+    let mut tables = ViewTables { view: Some(&bgp), slab: &slab, post_policy: true, loc_rib: true };
+    let mut peers = Vec::new();
+    tables.peers(&mut peers);
+    assert_eq!(peers, vec![peer_id(3, View::PrePolicy), peer_id(3, View::PostPolicy)], "no Loc-RIB offered");
+    let post = tables.peer_up(peer_id(3, View::PostPolicy)).unwrap();
+    assert!(post.header.flags.contains(PeerFlags::L));
+    assert!(!tables.peer_up(peer_id(3, View::PrePolicy)).unwrap().header.flags.contains(PeerFlags::L));
+
+    let mut cursor = BgpCursor::default();
+    let mut seen = Vec::new();
+    let mut slices = 0;
+    loop {
+        let mut groups = Vec::new();
+        let next = tables.next_routes(peer_id(3, View::PrePolicy), &cursor, 4, &mut groups);
+        slices += 1;
+        assert!(groups.iter().map(|g| g.prefixes.len()).sum::<usize>() <= 4, "a slice is bounded");
+        assert!(groups.len() <= 2 && slab.borrow().len() == groups.len(), "one copy per set per slice");
+        for g in &groups {
+            let Some(Attrs::Id(id)) = g.attrs else { panic!("{g:?}") };
+            let set = slab.borrow()[(id & !SLAB) as usize].clone();
+            for p in &g.prefixes {
+                let i = (u32::from(match p.addr {
+                    IpAddr::V4(a) => a,
+                    IpAddr::V6(_) => unreachable!(),
+                }) - 0x0a00_0000)
+                    >> 8;
+                assert_eq!(set, if i % 2 == 0 { a.clone() } else { b.clone() });
+                seen.push(i);
+            }
+        }
+        match next {
+            Some(c) => cursor = c,
+            None => break,
+        }
+    }
+    assert!(slices >= 3);
+    seen.sort_unstable();
+    assert_eq!(seen, (0..10).collect::<Vec<_>>(), "every route once");
+
+    // No BGP to read (it is down): no peers, every walk over at once.
+    let mut none = ViewTables { view: None, slab: &slab, post_policy: true, loc_rib: true };
+    let mut peers = Vec::new();
+    none.peers(&mut peers);
+    assert!(peers.is_empty());
+    assert_eq!(
+        none.next_routes(peer_id(3, View::PrePolicy), &BgpCursor::default(), 4, &mut Vec::new()),
+        None
+    );
+}
+
+fn running(post_policy: bool, loc_rib: bool, channel_events: usize) -> (BmpConfig, Running) {
+    let config = BmpConfig {
+        collectors: vec![Collector { address: Ipv4Addr::new(192, 0, 2, 2), port: 1790 }],
+        post_policy,
+        loc_rib,
+        channel_events,
+        ..BmpConfig::default()
+    };
+    let r = Running::new(&config, Instant::ZERO);
+    (config, r)
+}
+
+#[test]
+fn accept_keeps_what_is_configured_within_the_channel_bound() {
+    let peer = peer_id(5, View::PrePolicy);
+    let up = Event::PeerUp { peer, info: Box::new(info()) };
+    let (config, mut r) = running(true, false, 3);
+    assert!(r.accept(&config, &up));
+    assert_eq!(r.channel.len(), 2, "the post-policy peer's Peer Up follows");
+    r.channel.pop();
+    match r.channel.pop() {
+        Some(Event::PeerUp { peer: p, info }) => {
+            assert_eq!(p, peer_id(5, View::PostPolicy));
+            assert!(info.header.flags.contains(PeerFlags::L));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The Loc-RIB is off: taken and dropped, not queued, not a refusal.
+    let loc = Event::EndOfRib { peer: LOC_RIB, family: Family::IPV4_UNICAST };
+    assert!(r.accept(&config, &loc));
+    assert!(r.channel.is_empty());
+    // At the bound: refused at once, and the channel marked for re-synchronisation.
+    let routes = |n| Event::Routes {
+        peer,
+        routes: RouteGroup { attrs: Some(Attrs::Id(1)), prefixes: (0..n).map(|i| to_bmp(v4(i))).collect() },
+    };
+    assert!(r.accept(&config, &routes(10)));
+    assert!(r.accept(&config, &routes(10)));
+    assert!(r.accept(&config, &routes(10)));
+    assert!(!r.accept(&config, &routes(10)));
+    assert!(r.channel.take_overflowed());
+    let down = Event::PeerDown { peer, reason: DownReason::RemoteNoData };
+    assert!(!r.accept(&config, &down));
+}
+
+#[test]
+fn the_subsystem_accepts_only_bgp_events_while_running() {
+    let (config, _) = running(false, false, 16);
+    let mut bmp = BmpSubsystem::new(config);
+    let event = Event::PeerDown { peer: peer_id(1, View::PrePolicy), reason: DownReason::Deconfigured };
+    assert!(!bmp.accept(Domain::Bgp, &event), "not running");
+    bmp.running = Some(Running::new(&bmp.config, Instant::ZERO));
+    assert!(!bmp.accept(Domain::Sctp, &event), "only BGP tells BMP");
+    assert!(!bmp.accept(Domain::Bgp, &7u32), "only events");
+    assert!(bmp.accept(Domain::Bgp, &event));
+    bmp.shed();
+    assert!(bmp.running.is_none());
+}
+
+#[test]
+fn peers_name_a_session_and_a_view() {
+    for (s, v) in [(0, View::LocRib), (1, View::PrePolicy), (1 << 40, View::PostPolicy)] {
+        assert_eq!(split_peer(peer_id(s, v)), (s, v));
+    }
+    assert_eq!(LOC_RIB, PeerId(2));
+}
+
+#[test]
+fn show_bmp_forms() {
+    let (config, r) = running(false, false, 16);
+    let mut text = String::new();
+    show::text(&mut text, Some(&r), &config).unwrap();
+    assert!(text.starts_with("bmp: 1 collectors, channel 0 of 16 events"), "{text}");
+    assert!(text.contains("collector 192.0.2.2:1790 backoff: queued 0 bytes"), "{text}");
+    let mut json = String::new();
+    show::json(&mut json, Some(&r), &config).unwrap();
+    assert!(json.starts_with("{\"channel\":{\"events\":0,\"max_events\":16,"), "{json}");
+    assert!(
+        json.contains("\"collectors\":[{\"address\":\"192.0.2.2\",\"port\":1790,\"state\":\"backoff\",\"queued_bytes\":0,"),
+        "{json}"
+    );
+    for key in ["messages_sent", "bytes_sent", "drops", "resyncs", "last_drop"] {
+        assert!(json.contains(&alloc::format!("\"{key}\":")), "{key} in {json}");
+    }
+    let mut off = String::new();
+    show::json(&mut off, None, &BmpConfig::default()).unwrap();
+    assert!(off.ends_with("\"collectors\":[]}\n"), "{off}");
+}
