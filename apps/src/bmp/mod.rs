@@ -35,6 +35,22 @@
 //! Peers: BGP names each BMP peer with [`peer_id`]: the session number (unique per session,
 //! never reused) and the [`View`] (pre-policy Adj-RIB-In, post-policy, or the Loc-RIB, which is
 //! [`LOC_RIB`]). Events of a view that is not configured are taken and dropped at once.
+//!
+//! # What BGP does for BMP (in `crate::bgp`, not here)
+//!
+//! - `Subsystem::peek` returns `Some(self)`, and `BgpSubsystem` implements [`BgpView`]: its
+//!   established peers by a BMP session number (a counter bumped at each `Established`); their
+//!   Peer Up (per-peer header with the V flag for IPv6, both OPENs as sent and received); a page
+//!   of `rib4.adj_rib_in_page(id4, view, &mut cursor.v4, max)`, then of `rib6` once `cursor.v4`
+//!   is done (likewise `loc_rib_page`); `attrs` may return `None` when events carry
+//!   `Attrs::Bytes`; `stats` from `peer_counts`.
+//! - `cx.tell(Domain::Bmp, &Event)` (the result is only counted: BGP never waits on it): a
+//!   `PeerUp` at `Action::Established`; a `PeerDown` at `Action::Down` (NOTIFICATION sent or
+//!   received, whole, else `RemoteNoData`); per UPDATE applied, one `Routes` for what it
+//!   withdrew (`attrs: None`) and one for what it announced (`Attrs::Bytes`, the attributes as
+//!   received, NEXT_HOP included); an `EndOfRib` at `Action::EndOfRib`. Loc-RIB changes, if
+//!   wanted, from a `LocConsumer` told as `Routes` of [`LOC_RIB`].
+//! - The image registers the view: `BmpSubsystem::new(..).reading::<bgp::BgpSubsystem>()`.
 
 pub mod config;
 mod show;
