@@ -365,3 +365,43 @@ fn show_bmp_forms() {
     show::json(&mut off, None, &BmpConfig::default()).unwrap();
     assert!(off.ends_with("\"collectors\":[]}\n"), "{off}");
 }
+
+#[test]
+fn pressure_drops_the_session_with_the_largest_queue() {
+    use crate::testing::{AdmitAll, NullIo, TestRng};
+    use bulkhead_bmp::DropReason;
+    let config = BmpConfig {
+        collectors: vec![
+            Collector { address: Ipv4Addr::new(192, 0, 2, 2), port: 1790 },
+            Collector { address: Ipv4Addr::new(192, 0, 2, 3), port: 1790 },
+        ],
+        ..BmpConfig::default()
+    };
+    let mut bmp = BmpSubsystem::new(config);
+    let (mut io, mut rng) = (NullIo::default(), TestRng(1));
+    let mut cx = Context::new(Instant::ZERO, Domain::Bmp, &mut rng, &AdmitAll, &mut io);
+    bmp.start(&mut cx).unwrap();
+    let r = bmp.running.as_mut().unwrap();
+    for c in r.exporter.status() {
+        assert_eq!(
+            (c.state, c.counters.connect_failures),
+            (bulkhead_bmp::CollectorState::Backoff, 1),
+            "refused"
+        );
+    }
+    // Both sessions up by hand; the first collector has read its Initiation, the second not.
+    let now = Instant::ZERO + Duration::from_secs(2);
+    while let Some(Action::Connect(id)) = r.exporter.poll_action(now) {
+        r.exporter.connected(id, now);
+    }
+    let first = r.exporter.transmit(CollectorId(0)).len();
+    r.exporter.sent(CollectorId(0), first, now);
+    let mut cx = Context::new(now, Domain::Bmp, &mut rng, &AdmitAll, &mut io);
+    bmp.pressure(&mut cx, true);
+    let status = bmp.running.as_ref().unwrap().exporter.status();
+    assert_eq!(status[0].counters.drops, 0);
+    assert_eq!(status[1].counters.drops, 1);
+    assert_eq!(status[1].last_drop, Some(DropReason::MemoryPressure));
+    assert_eq!(status[1].queue_footprint, 0, "its queue freed at once");
+    assert_eq!(bmp.running.as_ref().unwrap().links[1].drops_seen, 1, "its Close was carried out");
+}
