@@ -30,7 +30,8 @@
 //! - socket writes: at most [`WRITE_PER_POLL`] bytes per poll over all collectors; socket
 //!   buffers [`BUFFERS`] each, in the `bmp` domain.
 //! - closing sockets linger at most [`CLOSE_LINGER`] for their last bytes, then are reset.
-//! - memory pressure (`pressure(true)`): the session holding the largest queue is dropped.
+//! - memory pressure (`pressure(true)`): the session holding the largest queue is dropped, and
+//!   one more each poll while the domain has no room left below its soft threshold.
 //!
 //! Peers: BGP names each BMP peer with [`peer_id`]: the session number (unique per session,
 //! never reused) and the [`View`] (pre-policy Adj-RIB-In, post-policy, or the Loc-RIB, which is
@@ -699,9 +700,13 @@ impl Subsystem for BmpSubsystem {
     fn poll(&mut self, cx: &mut Context<'_>, budget: Budget) -> PollOutcome {
         let BmpSubsystem { config, finders, running } = self;
         let Some(r) = running.as_mut() else { return PollOutcome::Idle };
+        let now = cx.now;
+        // Still over the soft threshold after a drop: the next largest queue goes, one a poll.
+        if r.pressure && cx.room().soft == 0 && r.exporter.relieve_pressure(now).is_some() {
+            log::warn!("bmp: memory pressure persists: another session dropped");
+        }
         r.actions(cx);
         r.sockets(cx);
-        let now = cx.now;
         let work = {
             let view = cx.peek(Domain::Bgp).and_then(|any| finders.iter().find_map(|f| f(any)));
             let mut tables =
