@@ -7,7 +7,15 @@
 //! `receive` and go to the endpoint whose port the SCTP common header names (a packet for a
 //! port no service has goes to the first endpoint, which answers it as out of the blue, 8.4).
 //!
+//! Inbound packets cost in proportion to their chunks (a packet of 1-byte messages holds about
+//! seventy). A loop turn handles at most [`CHUNKS_PER_TURN`] chunks (and at least one packet):
+//! `receive` hands packets to the endpoint at once while the turn's allowance lasts, and
+//! queues the rest, in order, in [`Running::inbound`] ([`MAX_INBOUND`] packets, copied; at the
+//! bound a packet is dropped and counted, and the peer retransmits it); `poll` takes them
+//! from the queue with the allowance of the next turn.
+//!
 //! One `poll`:
+//! 0. inbound: queued packets, within the turn's chunk allowance;
 //! 1. timers: `handle_timeout` of every endpoint that is due;
 //! 2. memory: every endpoint gets its share (by associations) of the domain's room below the
 //!    soft threshold (`set_memory_room`), so windows shrink as the domain fills;
@@ -23,7 +31,8 @@
 //! - an echo that finds its association's send queue full (`SendError::Full`) is held, ONE
 //!   message per association, and the association is paused (`set_paused`: its window closes
 //!   as its delivery queue fills) until `SendReady`; nothing else is buffered;
-//! - one held outgoing packet (the transmit buffer).
+//! - one held outgoing packet (the transmit buffer);
+//! - [`MAX_INBOUND`] queued inbound packets (beyond: dropped, counted as `inbound_dropped`).
 //!
 //! Pressure: the soft threshold's room is handed to the endpoints on every poll, and at once
 //! when pressure changes; over it, the room is zero and every association advertises the
@@ -34,7 +43,7 @@
 mod config;
 mod show;
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
@@ -55,9 +64,13 @@ pub use config::{footprint, SctpConfig, Service, ServiceKind, DEFAULT_UDP_PORT};
 /// IP protocol number of SCTP.
 pub const IPPROTO_SCTP: u8 = 132;
 /// Events (messages and state changes) handled per poll, over all services.
-pub const MESSAGES_PER_POLL: usize = 256;
+pub const MESSAGES_PER_POLL: usize = 64;
 /// Packets handed to the local-out queue per poll, at most.
 pub const PACKETS_PER_POLL: usize = 256;
+/// Chunks of inbound packets handled per loop turn (at least one packet is).
+pub const CHUNKS_PER_TURN: usize = 64;
+/// Inbound packets queued for a later turn, at most.
+pub const MAX_INBOUND: usize = 64;
 
 /// The SCTP subsystem of the `sctp` domain.
 pub struct SctpSubsystem {
@@ -78,7 +91,19 @@ struct Running {
     tx_cursor: usize,
     /// The last poll stopped with work left.
     busy: bool,
+    /// Packets beyond this turn's allowance, in arrival order: at most [`MAX_INBOUND`].
+    inbound: VecDeque<QueuedPacket>,
+    /// Chunks handled since the last poll.
+    chunks_this_turn: usize,
     counters: Counters,
+}
+
+/// A packet waiting in [`Running::inbound`].
+struct QueuedPacket {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    transport: Transport,
+    bytes: Vec<u8>,
 }
 
 /// The subsystem's own counters (the endpoints keep theirs).
@@ -92,6 +117,9 @@ struct Counters {
     queue_full: u64,
     /// Packets `send_datagram` refused for good (too big, source not local).
     send_failed: u64,
+    /// Packets queued for a later turn, and those dropped with the queue full.
+    inbound_queued: u64,
+    inbound_dropped: u64,
 }
 
 /// One service: its endpoint and what it did.
@@ -266,6 +294,43 @@ impl Running {
         true
     }
 
+    /// One packet to the endpoint its destination port names (the first for a port no service
+    /// has: it answers out of the blue, 8.4); counts its chunks against the turn's allowance.
+    fn handle(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        transport: Transport,
+        bytes: &[u8],
+    ) {
+        let Ok(packet) = Packet::new_checked(bytes) else {
+            self.counters.runt += 1;
+            return;
+        };
+        self.chunks_this_turn += packet.chunks().count().max(1);
+        let port = packet.dst_port();
+        let index = match self.services.iter().position(|s| s.service.port == port) {
+            Some(i) => i,
+            None => {
+                self.counters.no_service += 1;
+                0
+            }
+        };
+        if let Some(s) = self.services.get_mut(index) {
+            s.endpoint.handle(cx.now, cx.rng, Received { src, dst, transport, bytes });
+        }
+    }
+
+    /// Queued packets within the turn's allowance. True when some are left.
+    fn drain_inbound(&mut self, cx: &mut Context<'_>) -> bool {
+        while self.chunks_this_turn < CHUNKS_PER_TURN {
+            let Some(p) = self.inbound.pop_front() else { return false };
+            self.handle(cx, p.src, p.dst, p.transport, &p.bytes);
+        }
+        !self.inbound.is_empty()
+    }
+
     /// Each endpoint's share of the room below the soft threshold, by associations.
     fn share_room(&mut self, room: usize) {
         let total: usize = self.services.iter().map(|s| s.endpoint.associations().count()).sum();
@@ -316,6 +381,8 @@ impl Subsystem for SctpSubsystem {
             rx_cursor: 0,
             tx_cursor: 0,
             busy: false,
+            inbound: VecDeque::with_capacity(MAX_INBOUND),
+            chunks_this_turn: 0,
             counters: Counters::default(),
         };
         running.share_room(cx.room().soft);
@@ -325,6 +392,8 @@ impl Subsystem for SctpSubsystem {
 
     fn poll(&mut self, cx: &mut Context<'_>, _budget: Budget) -> PollOutcome {
         let Some(r) = self.running.as_mut() else { return PollOutcome::Idle };
+        let more_inbound = r.drain_inbound(cx);
+        r.chunks_this_turn = 0;
         for s in &mut r.services {
             if s.endpoint.poll_at().is_some_and(|t| t <= cx.now) {
                 s.endpoint.handle_timeout(cx.now, cx.rng);
@@ -333,7 +402,7 @@ impl Subsystem for SctpSubsystem {
         r.share_room(cx.room().soft);
         let more_events = r.events(MESSAGES_PER_POLL);
         let more_packets = r.transmit(cx);
-        r.busy = more_events || more_packets;
+        r.busy = more_inbound || more_events || more_packets;
         if r.busy {
             PollOutcome::Pending
         } else {
@@ -353,23 +422,20 @@ impl Subsystem for SctpSubsystem {
         let Some(r) = self.running.as_mut() else { return Delivery::Refused };
         let Inbound::Datagram(d) = inbound else { return Delivery::Refused };
         let Some(transport) = transport_of(&d, self.config.udp_port) else { return Delivery::Refused };
-        let Ok(header) = Packet::new_checked(d.payload) else {
+        if Packet::new_checked(d.payload).is_err() {
             r.counters.runt += 1;
             return Delivery::Taken;
-        };
-        let port = header.dst_port();
-        let index = match r.services.iter().position(|s| s.service.port == port) {
-            Some(i) => i,
-            None => {
-                r.counters.no_service += 1;
-                0
-            }
-        };
-        if let Some(s) = r.services.get_mut(index) {
-            let packet = Received { src: d.src, dst: d.dst, transport, bytes: d.payload };
-            s.endpoint.handle(cx.now, cx.rng, packet);
         }
         r.busy = true;
+        if r.inbound.is_empty() && r.chunks_this_turn < CHUNKS_PER_TURN {
+            r.handle(cx, d.src, d.dst, transport, d.payload);
+        } else if r.inbound.len() < MAX_INBOUND {
+            r.counters.inbound_queued += 1;
+            let bytes = d.payload.to_vec();
+            r.inbound.push_back(QueuedPacket { src: d.src, dst: d.dst, transport, bytes });
+        } else {
+            r.counters.inbound_dropped += 1;
+        }
         Delivery::Taken
     }
 
@@ -384,6 +450,7 @@ impl Subsystem for SctpSubsystem {
     fn farewell(&mut self, cx: &mut Context<'_>) {
         let Some(r) = self.running.as_mut() else { return };
         r.held = None;
+        r.inbound.clear();
         for s in &mut r.services {
             s.endpoint.abort_all();
         }

@@ -85,13 +85,18 @@ pub(super) fn text(out: &mut dyn Write, r: &Running, config: &SctpConfig) -> fmt
         q.delivery
     )?;
     let c = &r.counters;
-    if c.no_service + c.runt + c.queue_full + c.send_failed > 0 {
-        writeln!(
-            out,
-            "  packets: {} to no service, {} runts, {} waits for the local-out queue, {} refused",
-            c.no_service, c.runt, c.queue_full, c.send_failed
-        )?;
-    }
+    writeln!(
+        out,
+        "  packets: {} to no service, {} runts, {} waits for the local-out queue, {} refused; \
+         {} queued for a later turn ({} now), {} dropped with the queue full",
+        c.no_service,
+        c.runt,
+        c.queue_full,
+        c.send_failed,
+        c.inbound_queued,
+        r.inbound.len(),
+        c.inbound_dropped
+    )?;
     for s in &r.services {
         let st = &s.stats;
         writeln!(
@@ -209,6 +214,8 @@ pub(super) fn json(out: &mut dyn Write, r: &Running, config: &SctpConfig) -> fmt
     j.field_u64("runts", c.runt)?;
     j.field_u64("queue_full", c.queue_full)?;
     j.field_u64("send_failed", c.send_failed)?;
+    j.field_u64("inbound_queued", c.inbound_queued)?;
+    j.field_u64("inbound_dropped", c.inbound_dropped)?;
     j.key("services")?;
     j.begin_array()?;
     for s in &r.services {

@@ -453,6 +453,39 @@ fn packets_for_no_service_and_runts_are_counted() {
 }
 
 #[test]
+fn a_turn_handles_a_bounded_number_of_chunks_and_queues_the_rest() {
+    let mut r = Rig::new(SctpConfig::default(), Transport::Ip);
+    let id = r.up(9);
+    r.run_until(300, |_| false);
+    // A packet of 40 one-byte DATA chunks, arriving 200 times in one turn (duplicates cost
+    // their chunks as much as new data does).
+    for i in 0..40u32 {
+        r.peer.send(id, 0, i, false, &[1]).unwrap();
+    }
+    let mut buf = [0u8; 1500];
+    let t = r.peer.poll_transmit(r.now, &mut buf).unwrap();
+    let chunks = Packet::new_checked(&buf[..t.len]).unwrap().chunks().count();
+    assert!(chunks >= 40, "{chunks} chunks");
+    for _ in 0..200 {
+        let d = Datagram { src: t.src, dst: t.dst, protocol: 132, ports: None, payload: &buf[..t.len] };
+        assert_eq!(r.cx_run(|s, cx| s.receive(cx, Inbound::Datagram(d))), Delivery::Taken);
+    }
+    let c = r.running().counters;
+    assert_eq!(r.running().inbound.len(), MAX_INBOUND, "the queue is bounded");
+    assert!(c.inbound_dropped > 0 && c.inbound_queued == MAX_INBOUND as u64, "{c:?}");
+    assert!(r.running().chunks_this_turn < CHUNKS_PER_TURN + chunks);
+    // This turn's allowance is spent: its poll takes nothing from the queue; the next turn's
+    // poll takes one allowance's worth.
+    assert_eq!(r.cx_run(|s, cx| s.poll(cx, Budget(64))), PollOutcome::Pending);
+    assert_eq!(r.running().inbound.len(), MAX_INBOUND);
+    assert_eq!(r.cx_run(|s, cx| s.poll(cx, Budget(64))), PollOutcome::Pending);
+    let taken = MAX_INBOUND - r.running().inbound.len();
+    assert_eq!(taken, CHUNKS_PER_TURN.div_ceil(chunks), "packets taken in one turn");
+    let ok = r.run_until(30_000, |r| r.running().inbound.is_empty() && r.service(9).stats.messages == 40);
+    assert!(ok, "{} of 40 messages", r.service(9).stats.messages);
+}
+
+#[test]
 fn show_sctp_lists_associations_paths_windows_and_bytes() {
     let mut r = Rig::new(SctpConfig::default(), Transport::Udp { peer_port: 9899 });
     let id = r.up(5001);
