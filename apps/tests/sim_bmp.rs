@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::fmt::Write as _;
 use std::rc::Rc;
 
-use bulkhead_apps::bmp::{peer_id, BgpCursor, BgpView, BmpConfig, BmpSubsystem, Collector, View};
+use bulkhead_apps::bmp::{self, BgpCursor, BgpView, BmpConfig, BmpSubsystem, Collector};
 use bulkhead_apps::books::AllocatorBooks;
 use bulkhead_apps::config::ForwarderConfig;
 use bulkhead_apps::context::Context;
@@ -33,7 +33,7 @@ use bulkhead_bgp::packet::update::Update;
 use bulkhead_bgp::policy::Policy;
 use bulkhead_bgp::rib::{PeerConfig, PeerId as RibPeer, Rib, RibConfig, RibView};
 use bulkhead_bmp::packet::{Message, PeerFlags, PeerHeader, PeerType};
-use bulkhead_bmp::{Attrs, DownReason, Event, Family, PeerUpInfo, Prefix, RouteGroup};
+use bulkhead_bmp::{DownReason, Family, PeerUpInfo};
 use bulkhead_mem::HostHeap;
 use bulkhead_net::router;
 use core::net::{IpAddr, Ipv4Addr};
@@ -284,14 +284,6 @@ impl FakeBgp {
             families: vec![Family::IPV4_UNICAST],
         }
     }
-
-    fn tell(&self, cx: &mut Context<'_>, event: Event) {
-        if cx.tell(Domain::Bmp, &event) {
-            self.told.set(self.told.get() + 1);
-        } else {
-            self.refused.set(self.refused.get() + 1);
-        }
-    }
 }
 
 impl BgpView for FakeBgp {
@@ -368,39 +360,29 @@ impl Subsystem for FakeBgp {
     fn poll(&mut self, cx: &mut Context<'_>, _budget: Budget) -> PollOutcome {
         let Some(step) = self.script.borrow_mut().pop_front() else { return PollOutcome::Idle };
         let cost = |_: &NextHop| Some(0u32);
-        let peer = peer_id(self.session, View::PrePolicy);
-        match step {
+        let told = match step {
             Step::Up => {
                 self.rib.peer_up(self.peer, Ipv4Addr::new(10, 0, 0, 9)).unwrap();
                 self.up = true;
-                self.tell(cx, Event::PeerUp { peer, info: Box::new(self.info()) });
+                bmp::tell_peer_up(cx, self.session, self.info())
             }
             Step::Announce(prefixes) => {
                 self.rib.update(self.peer, &[], &prefixes, &self.attrs, &cost).unwrap();
-                let mut bytes = Vec::new();
-                self.attrs.emit(
-                    SessionContext { four_octet_as: true, external: false },
-                    true,
-                    &[],
-                    &mut bytes,
-                );
-                let routes = RouteGroup {
-                    attrs: Some(Attrs::Bytes(bytes.into_boxed_slice())),
-                    prefixes: prefixes
-                        .iter()
-                        .map(|p| Prefix { addr: IpAddr::V4(p.addr()), len: p.len() })
-                        .collect(),
-                };
-                self.tell(cx, Event::Routes { peer, routes });
+                let update =
+                    Update { attributes: Some(self.attrs.clone()), nlri: prefixes, ..Update::default() };
+                bmp::tell_update(cx, self.session, &update)
             }
             Step::Down => {
                 self.rib.peer_down(self.peer, &cost).unwrap();
                 self.up = false;
-                self.tell(cx, Event::PeerDown { peer, reason: DownReason::RemoteNoData });
+                let told = bmp::tell_peer_down(cx, self.session, DownReason::RemoteNoData);
                 // A new session gets a new number.
                 self.session += 1;
+                told
             }
-        }
+        };
+        let counter = if told { &self.told } else { &self.refused };
+        counter.set(counter.get() + 1);
         PollOutcome::Pending
     }
     fn poll_at(&self, _now: Instant) -> Option<Instant> {

@@ -45,12 +45,11 @@
 //!   of `rib4.adj_rib_in_page(id4, view, &mut cursor.v4, max)`, then of `rib6` once `cursor.v4`
 //!   is done (likewise `loc_rib_page`); `attrs` may return `None` when events carry
 //!   `Attrs::Bytes`; `stats` from `peer_counts`.
-//! - `cx.tell(Domain::Bmp, &Event)` (the result is only counted: BGP never waits on it): a
-//!   `PeerUp` at `Action::Established`; a `PeerDown` at `Action::Down` (NOTIFICATION sent or
-//!   received, whole, else `RemoteNoData`); per UPDATE applied, one `Routes` for what it
-//!   withdrew (`attrs: None`) and one for what it announced (`Attrs::Bytes`, the attributes as
-//!   received, NEXT_HOP included); an `EndOfRib` at `Action::EndOfRib`. Loc-RIB changes, if
-//!   wanted, from a `LocConsumer` told as `Routes` of [`LOC_RIB`].
+//! - it tells its events (the result is only counted: BGP never waits on it) with the helpers
+//!   here: [`tell_peer_up`] at `Action::Established`, [`tell_update`] after each
+//!   `Action::Update` is applied, [`tell_end_of_rib`] at `Action::EndOfRib`, [`tell_peer_down`]
+//!   at `Action::Down` (the NOTIFICATION sent or received, whole, else `RemoteNoData`).
+//!   Loc-RIB changes, if wanted, from a `LocConsumer`, told as `Routes` of [`LOC_RIB`].
 //! - The image registers the view: `BmpSubsystem::new(..).reading::<bgp::BgpSubsystem>()`.
 
 pub mod config;
@@ -63,7 +62,7 @@ use core::fmt::{self, Write};
 use core::net::IpAddr;
 
 use bulkhead_bgp::packet::attribute::{NextHop, PathAttributes, SessionContext};
-use bulkhead_bgp::packet::nlri::{Ipv4Prefix, Ipv6Prefix, Prefix as BgpPrefix};
+use bulkhead_bgp::packet::nlri::{Family as BgpFamily, Ipv4Prefix, Ipv6Prefix, Prefix as BgpPrefix};
 use bulkhead_bgp::packet::update::{self, Update};
 use bulkhead_bgp::rib::{RibCursor, RibView};
 use bulkhead_bmp::exporter::Config as ExporterConfig;
@@ -170,6 +169,76 @@ pub trait BgpView {
     fn stats(&self, session: u64, out: &mut Vec<Stat<'static>>) {
         let _ = (session, out);
     }
+}
+
+/// BGP's side of the channel: what `crate::bgp` calls at its hooks, in its own domain (what
+/// these build is freed as soon as BMP has copied it). Each returns whether BMP took
+/// everything; BGP only counts a refusal, it never waits or retries.
+///
+/// After `Action::Established`: a Peer Up of `session`'s pre-policy peer.
+pub fn tell_peer_up(cx: &mut Context<'_>, session: u64, info: PeerUpInfo) -> bool {
+    cx.tell(
+        Domain::Bmp,
+        &Event::PeerUp { peer: peer_id(session, View::PrePolicy), info: alloc::boxed::Box::new(info) },
+    )
+}
+
+/// After `Action::Down`.
+pub fn tell_peer_down(cx: &mut Context<'_>, session: u64, reason: bulkhead_bmp::DownReason) -> bool {
+    cx.tell(Domain::Bmp, &Event::PeerDown { peer: peer_id(session, View::PrePolicy), reason })
+}
+
+/// After `Action::EndOfRib`.
+pub fn tell_end_of_rib(cx: &mut Context<'_>, session: u64, family: BgpFamily) -> bool {
+    let family = match family {
+        BgpFamily::Ipv4Unicast => bulkhead_bmp::Family::IPV4_UNICAST,
+        BgpFamily::Ipv6Unicast => bulkhead_bmp::Family::IPV6_UNICAST,
+    };
+    cx.tell(Domain::Bmp, &Event::EndOfRib { peer: peer_id(session, View::PrePolicy), family })
+}
+
+/// After an UPDATE of `session` was applied (pre-policy, as received): one `Routes` for what
+/// it withdrew, one per family for what it announced, with the attributes as UPDATE bytes.
+pub fn tell_update(cx: &mut Context<'_>, session: u64, update: &Update) -> bool {
+    let peer = peer_id(session, View::PrePolicy);
+    let mut all = true;
+    let withdrawn: Vec<Prefix> = update.withdrawn_all().map(to_bmp).collect();
+    if !withdrawn.is_empty() {
+        all &= cx.tell(
+            Domain::Bmp,
+            &Event::Routes { peer, routes: RouteGroup { attrs: None, prefixes: withdrawn } },
+        );
+    }
+    let Some(attrs) = &update.attributes else { return all };
+    let v4: Vec<BgpPrefix> = update.nlri.iter().map(|p| BgpPrefix::V4(*p)).collect();
+    let mut v6_attrs = attrs.clone();
+    let v6: Vec<BgpPrefix> = match &update.mp_reach {
+        Some(reach) => {
+            v6_attrs.next_hop = Some(reach.next_hop);
+            reach.nlri.clone()
+        }
+        None => Vec::new(),
+    };
+    for (attrs, prefixes) in [(attrs, v4), (&v6_attrs, v6)] {
+        let Some(bytes) = prefixes.first().and_then(|p| attr_bytes(attrs, *p)) else { continue };
+        let routes = RouteGroup {
+            attrs: Some(Attrs::Bytes(bytes)),
+            prefixes: prefixes.into_iter().map(to_bmp).collect(),
+        };
+        all &= cx.tell(Domain::Bmp, &Event::Routes { peer, routes });
+    }
+    all
+}
+
+/// The path attributes of an UPDATE announcing `prefix` with `attrs` (MP_REACH_NLRI with its
+/// next hop for IPv6), as BGP's packer writes them.
+fn attr_bytes(attrs: &PathAttributes, prefix: BgpPrefix) -> Option<alloc::boxed::Box<[u8]>> {
+    let messages = update::pack_announce(attrs, &[prefix], CTX, 4096).ok()?;
+    let body = messages.first()?.get(19..)?;
+    let withdrawn = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
+    let at = 2 + withdrawn;
+    let len = usize::from(u16::from_be_bytes([*body.get(at)?, *body.get(at + 1)?]));
+    Some(body.get(at + 2..at + 2 + len)?.into())
 }
 
 /// Finds the [`BgpView`] in what the `bgp` domain's subsystem offers with `peek`.
@@ -645,21 +714,30 @@ fn pack_one(
     Ok(Encoded { len: message.len(), prefixes: carried })
 }
 
-/// Path attributes as they appear in an UPDATE, read through BGP's own parser (with one
-/// stand-in prefix, 0.0.0.0/0, so that it keeps NEXT_HOP).
+/// Path attributes as they appear in an UPDATE, read through BGP's own parser: with
+/// MP_REACH_NLRI, its next hop; without, read again with one stand-in prefix (0.0.0.0/0) so
+/// that the parser keeps NEXT_HOP.
 fn parse_attrs(bytes: &[u8]) -> Option<PathAttributes> {
-    let len = u16::try_from(bytes.len()).ok()?;
-    let mut body = Vec::with_capacity(bytes.len() + 5);
-    body.extend_from_slice(&[0, 0]);
-    body.extend_from_slice(&len.to_be_bytes());
-    body.extend_from_slice(bytes);
-    body.push(0);
-    let parsed = Update::parse(&body, CTX).ok()?;
-    let mut attrs = parsed.update.attributes?;
-    if let Some(reach) = parsed.update.mp_reach {
-        attrs.next_hop = Some(reach.next_hop);
+    let parse = |stand_in: bool| {
+        let len = u16::try_from(bytes.len()).ok()?;
+        let mut body = Vec::with_capacity(bytes.len() + 5);
+        body.extend_from_slice(&[0, 0]);
+        body.extend_from_slice(&len.to_be_bytes());
+        body.extend_from_slice(bytes);
+        if stand_in {
+            body.push(0);
+        }
+        Update::parse(&body, CTX).ok().map(|p| p.update)
+    };
+    let update = parse(false)?;
+    match update.mp_reach {
+        Some(reach) => {
+            let mut attrs = update.attributes?;
+            attrs.next_hop = Some(reach.next_hop);
+            Some(attrs)
+        }
+        None => parse(true)?.attributes,
     }
-    Some(attrs)
 }
 
 fn to_bmp(prefix: BgpPrefix) -> Prefix {

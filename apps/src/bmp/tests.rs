@@ -405,3 +405,75 @@ fn pressure_drops_the_session_with_the_largest_queue() {
     assert_eq!(status[1].queue_footprint, 0, "its queue freed at once");
     assert_eq!(bmp.running.as_ref().unwrap().links[1].drops_seen, 1, "its Close was carried out");
 }
+
+/// The other subsystems as BGP sees them: BMP takes everything, kept here.
+#[derive(Default)]
+struct Recorder(Vec<Event>);
+
+impl crate::context::Peers for Recorder {
+    fn peek(&self, _d: Domain) -> Option<&dyn Any> {
+        None
+    }
+    fn tell(&mut self, d: Domain, message: &dyn Any) -> bool {
+        assert_eq!(d, Domain::Bmp);
+        self.0.push(message.downcast_ref::<Event>().expect("an event").clone());
+        true
+    }
+}
+
+#[test]
+fn what_bgp_tells_encodes_back_to_the_same_update() {
+    use crate::testing::{AdmitAll, NullIo, TestRng};
+    use bulkhead_bgp::packet::update::{MpReach, MpUnreach};
+    let (mut io, mut rng, mut rec) = (NullIo::default(), TestRng(1), Recorder::default());
+    let mut cx = Context::new(Instant::ZERO, Domain::Bgp, &mut rng, &AdmitAll, &mut io).with_peers(&mut rec);
+    let v6 =
+        |i: u16| BgpPrefix::V6(Ipv6Prefix::new(Ipv6Addr::new(0x2001, 0xdb8, i, 0, 0, 0, 0, 0), 48).unwrap());
+    let nh6 = NextHop::V6 { global: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 9), link_local: None };
+    let BgpPrefix::V4(w) = v4(9) else { unreachable!() };
+    let update = Update {
+        withdrawn: vec![w],
+        attributes: Some(attrs(&[65001, 65010])),
+        nlri: (0..3).filter_map(|i| if let BgpPrefix::V4(p) = v4(i) { Some(p) } else { None }).collect(),
+        mp_reach: Some(MpReach {
+            family: bulkhead_bgp::packet::nlri::Family::Ipv6Unicast,
+            next_hop: nh6,
+            nlri: vec![v6(1), v6(2)],
+        }),
+        mp_unreach: Some(MpUnreach {
+            family: bulkhead_bgp::packet::nlri::Family::Ipv6Unicast,
+            withdrawn: vec![v6(3)],
+        }),
+    };
+    assert!(tell_peer_up(&mut cx, 4, info()));
+    assert!(tell_update(&mut cx, 4, &update));
+    assert!(tell_end_of_rib(&mut cx, 4, bulkhead_bgp::packet::nlri::Family::Ipv6Unicast));
+    assert!(tell_peer_down(&mut cx, 4, DownReason::RemoteNoData));
+    let peer = peer_id(4, View::PrePolicy);
+    let events = rec.0;
+    assert_eq!(events.len(), 6, "{events:?}");
+    assert!(matches!(&events[0], Event::PeerUp { peer: p, .. } if *p == peer));
+    assert!(
+        matches!(&events[4], Event::EndOfRib { peer: p, family } if *p == peer && *family == Family::IPV6_UNICAST)
+    );
+    assert!(
+        matches!(&events[5], Event::PeerDown { peer: p, reason: DownReason::RemoteNoData } if *p == peer)
+    );
+    // Through the encoder, the routes are the UPDATE's again.
+    let slab = RefCell::new(Vec::new());
+    let mut encoder = ViewEncoder { view: None, slab: &slab, run: Vec::new() };
+    let mut back = Vec::new();
+    for e in &events[1..4] {
+        let Event::Routes { peer: p, routes } = e else { panic!("{e:?}") };
+        assert_eq!(*p, peer);
+        back.extend(encode_all(&mut encoder, routes, 4096).iter().map(|m| parse(m)));
+    }
+    // A mixed group goes out one family to an UPDATE: withdrawals in two, announcements in two.
+    assert_eq!(back.len(), 4);
+    assert_eq!(back[0].withdrawn, vec![w]);
+    assert_eq!(back[1].mp_unreach.as_ref().map(|u| u.withdrawn.clone()), Some(vec![v6(3)]));
+    assert_eq!(back[2].nlri, update.nlri);
+    assert_eq!(back[2].attributes, update.attributes);
+    let reach = back[3].mp_reach.clone().expect("MP_REACH_NLRI");
+    assert_eq!((reach.next_hop, reach.nlri), (nh6, vec![v6(1), v6(2)]));
+}
