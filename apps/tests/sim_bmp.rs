@@ -193,6 +193,8 @@ impl Peer {
 enum Step {
     Up,
     Announce(Vec<Ipv4Prefix>),
+    /// Several UPDATEs applied in one poll, each told to BMP at once.
+    Burst(Vec<Vec<Ipv4Prefix>>),
     Down,
 }
 
@@ -372,6 +374,19 @@ impl Subsystem for FakeBgp {
                     Update { attributes: Some(self.attrs.clone()), nlri: prefixes, ..Update::default() };
                 bmp::tell_update(cx, self.session, &update)
             }
+            Step::Burst(updates) => {
+                let mut all = true;
+                for prefixes in updates {
+                    self.rib.update(self.peer, &[], &prefixes, &self.attrs, &cost).unwrap();
+                    let update =
+                        Update { attributes: Some(self.attrs.clone()), nlri: prefixes, ..Update::default() };
+                    if !bmp::tell_update(cx, self.session, &update) {
+                        self.refused.set(self.refused.get() + 1);
+                        all = false;
+                    }
+                }
+                all
+            }
             Step::Down => {
                 self.rib.peer_down(self.peer, &cost).unwrap();
                 self.up = false;
@@ -403,7 +418,10 @@ impl Subsystem for FakeBgp {
 /// A collector on the peer host: a listening socket and what it decoded from the stream.
 struct CollectorHost {
     socket: SocketHandle,
+    port: u16,
     reading: bool,
+    /// Sessions accepted (a reading collector listens again after each).
+    sessions: usize,
     buf: Vec<u8>,
     /// Message types in order of arrival.
     types: Vec<u8>,
@@ -418,6 +436,8 @@ impl CollectorHost {
             tcp::Socket::new(tcp::SocketBuffer::new(vec![0; rx]), tcp::SocketBuffer::new(vec![0; 1024]));
         socket.listen(port).unwrap();
         CollectorHost {
+            port,
+            sessions: 0,
             socket: peer.sockets.add(socket),
             reading,
             buf: Vec::new(),
@@ -459,6 +479,19 @@ impl CollectorHost {
             self.types.push(kind);
             self.buf.drain(..len);
         }
+        let socket = peer.sockets.get_mut::<tcp::Socket>(self.socket);
+        // Everything sent was read; like a real collector, accept the next session once this
+        // one is over (a new session's stream starts afresh).
+        match socket.state() {
+            tcp::State::CloseWait => socket.close(),
+            tcp::State::Closed | tcp::State::TimeWait => {
+                socket.abort();
+                socket.listen(self.port).unwrap();
+                self.sessions += 1;
+                self.buf.clear();
+            }
+            _ => {}
+        }
     }
 
     fn state(&self, peer: &Peer) -> tcp::State {
@@ -486,6 +519,10 @@ fn cidr(text: &str) -> Ipv4Cidr {
 
 impl Sim {
     fn new(seed: u64) -> Sim {
+        Sim::with(seed, BmpConfig::default().channel_events)
+    }
+
+    fn with(seed: u64, channel_events: usize) -> Sim {
         let allocator = HEAP.allocator();
         let quotas = std::array::from_fn(|_| Quota { hard: QUOTA, soft: QUOTA * 3 / 4 });
         allocator.set_quotas(quotas, 8 << 20).unwrap();
@@ -524,6 +561,7 @@ impl Sim {
                 Collector { address: Ipv4Addr::new(192, 0, 2, 3), port: STALLED_PORT },
             ],
             queue_limit: 64 << 10,
+            channel_events,
             stats_interval: None,
             ..BmpConfig::default()
         };
@@ -717,11 +755,46 @@ fn a_stalled_collector_is_dropped_and_the_live_one_gets_everything() {
     assert_eq!(report.leaks, 0, "{report:?}");
 }
 
+/// BGP tells faster than the channel holds: the excess is refused at once (BGP goes on), and
+/// BMP re-synchronises its collectors from the tables: Termination, reconnect, a fresh dump
+/// that gives the live collector every prefix.
+fn a_full_channel_refuses_at_once_and_resynchronises_from_the_tables() {
+    let mut sim = Sim::with(2, 4);
+    let connected = sim.run_until(3_000, |s| s.live.types.first() == Some(&4));
+    assert!(connected);
+    sim.script.borrow_mut().push_back(Step::Up);
+    let up = sim.run_until(1_000, |s| s.live.types.contains(&3));
+    assert!(up, "Peer Up");
+    let burst: Vec<Vec<Ipv4Prefix>> = (0..PREFIXES / BATCH)
+        .map(|b| {
+            (b * BATCH..(b + 1) * BATCH)
+                .map(|i| Ipv4Prefix::new(Ipv4Addr::from(0x0a00_0000 + (i << 8)), 24).unwrap())
+                .collect()
+        })
+        .collect();
+    sim.script.borrow_mut().push_back(Step::Burst(burst));
+    let all = all_prefixes();
+    let delivered = sim.run_until(60_000, |s| s.live.prefixes == all);
+    assert!(delivered, "{} of {}: {}", sim.live.prefixes.len(), all.len(), sim.console("show bmp"));
+    assert!(sim.refused.get() > 0, "the channel's bound refused BGP's excess");
+    assert!(sim.live.types.contains(&5), "a Termination before the re-synchronisation");
+    assert!(sim.live.sessions >= 1, "and a new session");
+    assert_ne!(sim.field(0, "resyncs"), "0");
+    let json = sim.console("show bmp json");
+    assert!(json.contains("\"overflows\":1"), "{json}");
+}
+
 fn main() {
-    let cases: [(&str, fn()); 1] = [(
-        "a_stalled_collector_is_dropped_and_the_live_one_gets_everything",
-        a_stalled_collector_is_dropped_and_the_live_one_gets_everything,
-    )];
+    let cases: [(&str, fn()); 2] = [
+        (
+            "a_stalled_collector_is_dropped_and_the_live_one_gets_everything",
+            a_stalled_collector_is_dropped_and_the_live_one_gets_everything,
+        ),
+        (
+            "a_full_channel_refuses_at_once_and_resynchronises_from_the_tables",
+            a_full_channel_refuses_at_once_and_resynchronises_from_the_tables,
+        ),
+    ];
     let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     let (mut passed, mut failed) = (0, 0);
     for (name, case) in cases {
