@@ -27,6 +27,8 @@ use bulkhead_bgp::packet::attribute::{AsPath, NextHop, PathAttributes};
 use bulkhead_bgp::packet::error::{CeaseSubcode, ErrorCode, UpdateSubcode};
 use bulkhead_bgp::packet::nlri::{Ipv4Prefix, Prefix};
 use bulkhead_bgp::packet::update;
+use bulkhead_bgp::policy::Policy;
+use bulkhead_bgp::rib::{PeerConfig, Rib, RibConfig};
 use bulkhead_mem::HostHeap;
 use bulkhead_net::router;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
@@ -499,6 +501,99 @@ fn a_shed_says_cease_8_and_leaves_nothing() {
     assert_eq!(report.leaks, 0, "the bgp domain is back to its baseline at the shed: {report:?}");
 }
 
+/// Not a test: the BGP core (session FSM and RIB, no platform) on the host over real TCP
+/// sockets, for `make bench` (`qemu/bench/src/bgp.rs`), run only when named: listens on
+/// `$BGP_BENCH_LISTEN` (default 10.9.0.1:179), takes `$BGP_BENCH_PEERS` sessions from AS 65001,
+/// and when every one has sent End-of-RIB prints `bench_core paths=N seconds=S bytes=B`:
+/// S from the first UPDATE to the last End-of-RIB processed, B the true bytes the core holds
+/// then (everything it allocated, booked to the `bgp` domain by the real allocator).
+fn bench_core() {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    let listen = std::env::var("BGP_BENCH_LISTEN").unwrap_or_else(|_| "10.9.0.1:179".into());
+    let peers: usize = std::env::var("BGP_BENCH_PEERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let listener = TcpListener::bind(&listen).expect("listen");
+    println!("listening on {listen}");
+    let _ = std::io::stdout().flush();
+    let _bgp = HEAP.allocator().enter(Domain::Bgp);
+    let before = HEAP.allocator().stats(Domain::Bgp).used;
+    let local = Ipv4Addr::new(10, 9, 0, 1);
+    let mut rib = Rib::<Ipv4Prefix>::new(RibConfig::new(65000, local));
+    let cost = |_: &NextHop| Some(0u32);
+    let epoch = std::time::Instant::now();
+    let now = || Instant::from_micros(epoch.elapsed().as_micros() as u64);
+    let mut sessions: Vec<(std::net::TcpStream, Neighbor, bulkhead_bgp::rib::PeerId, ConnId, bool)> =
+        Vec::new();
+    listener.set_nonblocking(true).expect("nonblocking");
+    let mut first: Option<std::time::Instant> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    while sessions.len() < peers || sessions.iter().any(|s| !s.4) {
+        let mut idle = true;
+        if sessions.len() < peers {
+            if let Ok((stream, from)) = listener.accept() {
+                stream.set_nonblocking(true).expect("nonblocking");
+                let id = rib
+                    .add_peer(PeerConfig {
+                        addr: from.ip(),
+                        remote_as: 65001,
+                        next_hop_self: NextHop::V4(local),
+                        rr_client: false,
+                        import: Some(Policy::accept_all()),
+                        export: Some(Policy::default()),
+                        prefix_limit: None,
+                    })
+                    .expect("peer");
+                let mut cfg = NeighborConfig::new(65000, 65001, local);
+                cfg.passive = true;
+                cfg.families = vec![bulkhead_bgp::packet::nlri::Family::Ipv4Unicast];
+                let mut fsm = Neighbor::new(cfg);
+                fsm.start(now());
+                let conn = ConnId(sessions.len() as u32);
+                fsm.tcp_connected(now(), conn, Direction::Incoming);
+                sessions.push((stream, fsm, id, conn, false));
+                idle = false;
+            }
+        }
+        for (stream, fsm, id, conn, done) in sessions.iter_mut() {
+            match stream.read(&mut buf) {
+                Ok(0) => panic!("a feeder closed its session"),
+                Ok(n) => {
+                    idle = false;
+                    fsm.tcp_received(now(), *conn, &buf[..n]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("read: {e}"),
+            }
+            while let Some(action) = fsm.pop_action() {
+                match action {
+                    Action::Established(n) => rib.peer_up(*id, n.peer_id).expect("peer up"),
+                    Action::Update(u) => {
+                        first.get_or_insert_with(std::time::Instant::now);
+                        let attrs = u.update.attributes.unwrap_or_default();
+                        rib.update(*id, &u.update.withdrawn, &u.update.nlri, &attrs, &cost).expect("update");
+                    }
+                    Action::EndOfRib(_) => *done = true,
+                    Action::Down { reason, .. } => panic!("session down: {reason:?}"),
+                    _ => {}
+                }
+            }
+            let out = fsm.pending_output(*conn).to_vec();
+            if !out.is_empty() {
+                let n = stream.write(&out).unwrap_or(0);
+                fsm.output_written(now(), *conn, n);
+            }
+        }
+        if idle {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+    }
+    let seconds = first.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    let paths: usize = sessions.iter().map(|s| rib.peer_counts(s.2).map_or(0, |c| c.received)).sum();
+    let bytes = HEAP.allocator().stats(Domain::Bgp).used - before;
+    println!("bench_core paths={paths} seconds={seconds:.6} bytes={bytes} best={}", rib.loc_rib().len());
+    let _ = std::io::stdout().flush();
+}
+
 fn main() {
     let cases: [(&str, fn()); 4] = [
         ("routes_in_and_out", routes_in_and_out),
@@ -507,6 +602,10 @@ fn main() {
         ("a_shed_says_cease_8_and_leaves_nothing", a_shed_says_cease_8_and_leaves_nothing),
     ];
     let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    if filter.as_deref() == Some("bench_core") {
+        bench_core();
+        return;
+    }
     let (mut passed, mut failed) = (0, 0);
     for (name, case) in cases {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {

@@ -6,13 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod alloc;
+mod bgp;
 mod boot;
 mod fib;
 mod figures;
 mod forward;
 mod shed;
 
-const BENCHES: [&str; 5] = ["boot", "shed", "alloc", "fib", "forward"];
+const BENCHES: [&str; 6] = ["boot", "shed", "alloc", "fib", "forward", "bgp"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -56,6 +57,7 @@ fn run(bench: &str, json: &Path) -> Result<(), String> {
         "shed" => shed::run(Some(json)),
         "forward" => forward::run(Some(json)),
         "fib" => fib::run(Some(json)),
+        "bgp" => bgp::run(Some(json)),
         "alloc" => match alloc::main(&["--json".to_string(), json.display().to_string()]) {
             ExitCode::SUCCESS => Ok(()),
             _ => Err("the allocator bench failed (see above)".into()),
