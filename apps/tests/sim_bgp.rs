@@ -286,8 +286,24 @@ import = "all"
 export = "all"
 "#;
 
+/// BMP's side of the event channel, for the test to read.
+struct Events(Rc<RefCell<Vec<bulkhead_bmp::Event>>>);
+
+impl bulkhead_apps::bgp::EventSink for Events {
+    fn push(&mut self, event: bulkhead_bmp::Event) -> Result<(), bulkhead_bmp::Overflowed> {
+        self.0.borrow_mut().push(event);
+        Ok(())
+    }
+}
+
 impl Sim {
     fn new(seed: u64, config: &str) -> Sim {
+        Sim::with_events(seed, config, None)
+    }
+
+    /// With `events`, BGP's BMP events are kept there (allocated in the `bgp` domain: a test
+    /// that sheds BGP must not keep them, or the leak check sees them).
+    fn with_events(seed: u64, config: &str, events: Option<Rc<RefCell<Vec<bulkhead_bmp::Event>>>>) -> Sim {
         let allocator = HEAP.allocator();
         let quotas = std::array::from_fn(|_| Quota { hard: QUOTA, soft: QUOTA * 3 / 4 });
         allocator.set_quotas(quotas, 8 << 20).unwrap();
@@ -323,8 +339,12 @@ impl Sim {
         let bgp = Config::parse(config).unwrap().bgp;
         let rng = Box::new(Csprng::seed_from_u64(seed));
         let mut platform = Platform::new(AllocatorBooks(allocator), ports, rng, true, Instant::ZERO);
+        let mut bgp = BgpSubsystem::new(bgp);
+        if let Some(events) = events {
+            bgp.set_event_sink(Box::new(Events(events)));
+        }
         let subsystems: Vec<Box<dyn Subsystem>> =
-            vec![Box::new(ForwarderSubsystem::new(plan, &NIC_NAMES)), Box::new(BgpSubsystem::new(bgp))];
+            vec![Box::new(ForwarderSubsystem::new(plan, &NIC_NAMES)), Box::new(bgp)];
         for s in subsystems {
             let policy =
                 RestartPolicy { initial_backoff: Duration::from_millis(1), ..RestartPolicy::default() };
@@ -392,7 +412,8 @@ fn established(sim: &mut Sim, speaker: &mut Speaker) {
 
 /// Establish, receive routes into the Loc-RIB and the FIB, advertise our network, withdraw.
 fn routes_in_and_out() {
-    let mut sim = Sim::new(1, CONFIG);
+    let events: Rc<RefCell<Vec<bulkhead_bmp::Event>>> = Rc::default();
+    let mut sim = Sim::with_events(1, CONFIG, Some(events.clone()));
     let mut sp = Speaker::new(&mut sim.peer);
     established(&mut sim, &mut sp);
     let prefixes = [v4(10, 1, 0, 0, 16), v4(10, 2, 0, 0, 16), v4(10, 3, 0, 0, 24)];
@@ -418,6 +439,19 @@ fn routes_in_and_out() {
     let withdrawn = sim.run_until(&mut sp, 2_000, |s, _| s.bgp_routes_in_fib() == 2);
     assert!(withdrawn, "{}", sim.console("show route"));
     assert!(!sim.console("show route 10.1.0.0/16").contains("best"), "gone from the Loc-RIB");
+    // BMP heard it all, pre-policy: Peer Up, the routes as received, the withdrawal.
+    let events = events.borrow();
+    assert!(matches!(events.first(), Some(bulkhead_bmp::Event::PeerUp { .. })), "{events:?}");
+    let routes: Vec<(bool, usize)> = events
+        .iter()
+        .filter_map(|e| match e {
+            bulkhead_bmp::Event::Routes { routes, .. } => {
+                Some((routes.attrs.is_some(), routes.prefixes.len()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(routes, vec![(true, 3), (false, 1)]);
 }
 
 /// A connection from an address that is not a neighbor gets an RST and is counted.

@@ -32,9 +32,11 @@
 //! - closing connections linger at most [`CLOSE_LINGER`] for their last NOTIFICATION, then are
 //!   released.
 
+mod bmp;
 mod config;
 mod show;
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
@@ -53,6 +55,7 @@ use bulkhead_bgp::rib::{
 use smoltcp::socket::tcp::State as TcpState;
 use smoltcp::wire::IpAddress;
 
+pub use bmp::{bmp_peer, BgpTables, EventSink};
 pub use config::{BgpConfig, NeighborSettings, PolicyRef, SpeakerConfig};
 
 use crate::addr::Ipv4Cidr;
@@ -84,11 +87,28 @@ pub const OUTPUT_LIMIT: usize = 256 * 1024;
 pub struct BgpSubsystem {
     config: BgpConfig,
     speaker: Option<Speaker>,
+    /// BMP's event channel, when one is attached; lent to the speaker for each call.
+    sink: Option<Box<dyn EventSink>>,
 }
 
 impl BgpSubsystem {
     pub fn new(config: BgpConfig) -> BgpSubsystem {
-        BgpSubsystem { config, speaker: None }
+        BgpSubsystem { config, speaker: None, sink: None }
+    }
+
+    /// Attaches BMP's event channel (see [`bmp`]): from now on every session's Peer Up, Peer
+    /// Down, routes as received and End-of-RIB are pushed to it, never waiting.
+    pub fn set_event_sink(&mut self, sink: Box<dyn EventSink>) {
+        self.sink = Some(sink);
+    }
+
+    /// Runs `f` on the speaker with the event sink lent to it.
+    fn with_speaker<R>(&mut self, f: impl FnOnce(&mut Speaker) -> R) -> Option<R> {
+        let speaker = self.speaker.as_mut()?;
+        speaker.sink = self.sink.take();
+        let r = f(speaker);
+        self.sink = speaker.sink.take();
+        Some(r)
     }
 
     /// The running speaker, for readers in the same image (BMP's tables, tests).
@@ -120,6 +140,8 @@ struct Conn {
 /// One configured neighbor: its session, its place in both RIBs, its sockets.
 pub struct Peer {
     pub settings: NeighborSettings,
+    /// Our address towards it (our next hop for it).
+    local: Ipv4Addr,
     fsm: Neighbor,
     id4: PeerId,
     id6: PeerId,
@@ -155,6 +177,7 @@ pub struct Speaker {
     refused: u64,
     next_conn: u32,
     fib_refused: u64,
+    sink: Option<Box<dyn EventSink>>,
 }
 
 /// The IGP cost of a next hop: 0 on a connected subnet, 1 beyond (the forwarder resolves it
@@ -208,6 +231,7 @@ impl Speaker {
             nc.output_limit = OUTPUT_LIMIT;
             peers.push(Peer {
                 settings: n.clone(),
+                local,
                 fsm: Neighbor::new(nc),
                 id4,
                 id6,
@@ -257,6 +281,7 @@ impl Speaker {
             refused: 0,
             next_conn: 0,
             fib_refused: 0,
+            sink: None,
         })
     }
 
@@ -393,9 +418,11 @@ impl Speaker {
                     if n.families.contains(&Family::Ipv6Unicast) {
                         let _ = self.rib6.peer_up(p.id6, n.peer_id);
                     }
+                    self.bmp_up(i);
                 }
                 Action::Update(parsed) => {
                     p.updates += 1;
+                    self.bmp_routes(i, &parsed.update);
                     self.apply_update(i, cx, &parsed.update);
                 }
                 Action::RouteRefresh(Family::Ipv4Unicast) => {
@@ -404,7 +431,14 @@ impl Speaker {
                 Action::RouteRefresh(Family::Ipv6Unicast) => {
                     let _ = self.rib6.route_refresh(p.id6);
                 }
-                Action::EndOfRib(family) | Action::DropStale(family) => match family {
+                Action::EndOfRib(family) => {
+                    match family {
+                        Family::Ipv4Unicast => p.sweep4 = Some(RibCursor::new()),
+                        Family::Ipv6Unicast => p.sweep6 = Some(RibCursor::new()),
+                    }
+                    self.bmp_end_of_rib(i, family);
+                }
+                Action::DropStale(family) => match family {
                     Family::Ipv4Unicast => p.sweep4 = Some(RibCursor::new()),
                     Family::Ipv6Unicast => p.sweep6 = Some(RibCursor::new()),
                 },
@@ -429,6 +463,7 @@ impl Speaker {
                         }
                         None => p.flushing = true,
                     }
+                    self.bmp_down(i, &reason);
                 }
                 Action::Failed(reason) => p.last_error = Some(last_error(&reason)),
             }
@@ -851,7 +886,7 @@ impl Subsystem for BgpSubsystem {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>, _budget: Budget) -> PollOutcome {
-        let left = self.speaker.as_mut().is_some_and(|s| s.poll(cx));
+        let left = self.with_speaker(|s| s.poll(cx)).unwrap_or(false);
         if left {
             PollOutcome::Pending
         } else {
@@ -870,9 +905,7 @@ impl Subsystem for BgpSubsystem {
     }
 
     fn farewell(&mut self, cx: &mut Context<'_>) {
-        if let Some(s) = self.speaker.as_mut() {
-            s.farewell(cx);
-        }
+        self.with_speaker(|s| s.farewell(cx));
     }
 
     fn shed(&mut self) {
@@ -901,7 +934,22 @@ impl Subsystem for BgpSubsystem {
     }
 
     fn command(&mut self, cx: &mut Context<'_>, words: &[&str], out: &mut dyn Write) -> Option<fmt::Result> {
-        let s = self.speaker.as_mut()?;
+        self.with_speaker(|s| command(s, cx, words, out)).flatten()
+    }
+
+    fn help(&self) -> &'static str {
+        "  show protocols [json]        BGP sessions: state, uptime, prefixes, last error\n  show route count [json]      BGP routes per family\n  show route PREFIX [json]     BGP's best path to PREFIX, its attributes and alternatives\n  bgp enable|disable|restart|refresh ADDR   operate the session with neighbor ADDR\n"
+    }
+}
+
+/// BGP's console commands (`None`: not one of them).
+fn command(
+    s: &mut Speaker,
+    cx: &mut Context<'_>,
+    words: &[&str],
+    out: &mut dyn Write,
+) -> Option<fmt::Result> {
+    {
         let (json, words) = match words.split_last() {
             Some((&"json", rest)) => (true, rest),
             _ => (false, words),
@@ -921,10 +969,6 @@ impl Subsystem for BgpSubsystem {
             }
             _ => None,
         }
-    }
-
-    fn help(&self) -> &'static str {
-        "  show protocols [json]        BGP sessions: state, uptime, prefixes, last error\n  show route count [json]      BGP routes per family\n  show route PREFIX [json]     BGP's best path to PREFIX, its attributes and alternatives\n  bgp enable|disable|restart|refresh ADDR   operate the session with neighbor ADDR\n"
     }
 }
 
