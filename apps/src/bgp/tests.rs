@@ -162,3 +162,87 @@ fn prefix_list_entries() {
     assert!(config::parse_prefix("2001:db8::/32").is_some());
     assert!(config::parse_prefix("10.0.0.0/33").is_none());
 }
+
+mod never_panics {
+    extern crate std;
+    use super::*;
+    use proptest::prelude::*;
+
+    const FULL: &str = r#"[bgp]
+asn = 65000
+router_id = "192.0.2.1"
+hold_time = 30
+connect_retry = "5s"
+networks = ["10.1.0.0/16", "2001:db8::/32"]
+[[bgp.policy]]
+name = "in"
+[[bgp.policy.term]]
+prefix = ["10.0.0.0/8 le 24", "172.16.0.0/12 ge 16 le 24"]
+as_path_contains = 65010
+originated_by = 65011
+community = "65000:1"
+set_local_pref = 200
+set_med = 5
+add_community = ["65000:7"]
+remove_community = "65000:8"
+prepend = 2
+action = "accept"
+[[bgp.neighbor]]
+address = "192.0.2.2"
+asn = 65001
+import = "in"
+export = "all"
+passive = true
+local_address = "192.0.2.1"
+multihop = 3
+hold_time = 9
+graceful_restart = false
+prefix_limit = 1000
+prefix_limit_action = "block"
+"#;
+
+    /// Byte flips, truncations, line swaps and drops of a full `[bgp]` section.
+    fn mutated() -> impl Strategy<Value = std::string::String> {
+        (0usize..4, any::<usize>(), any::<usize>(), any::<u8>()).prop_map(|(how, a, b, byte)| {
+            let mut bytes = FULL.as_bytes().to_vec();
+            let lines: Vec<&str> = FULL.lines().collect();
+            match how {
+                0 => {
+                    let i = a % bytes.len();
+                    bytes[i] = byte;
+                }
+                1 => bytes.truncate(a % bytes.len()),
+                2 => {
+                    let mut l = lines.clone();
+                    l.swap(a % lines.len(), b % lines.len());
+                    bytes = l.join("\n").into_bytes();
+                }
+                _ => {
+                    let mut l = lines.clone();
+                    l.remove(a % lines.len());
+                    bytes = l.join("\n").into_bytes();
+                }
+            }
+            std::string::String::from_utf8_lossy(&bytes).into_owned()
+        })
+    }
+
+    #[test]
+    fn the_full_section_parses() {
+        let c = parse(FULL).unwrap();
+        assert_eq!(c.neighbors.len(), 1);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn mutated_sections_never_panic(text in mutated()) {
+            let _ = Config::parse(&text);
+        }
+
+        #[test]
+        fn prefix_list_words_never_panic(text in "[0-9a-f:./ gel]{0,40}") {
+            let _ = config::parse_prefix(&text);
+        }
+    }
+}
