@@ -423,6 +423,10 @@ fn routes_in_and_out() {
     assert!(installed, "{}", sim.console("show route"));
     let json = sim.console("show protocols json");
     assert!(json.contains("\"received\":3,\"accepted\":3"), "{json}");
+    // The forwarder restarts: BGP announces its best routes again.
+    assert!(sim.console("debug shed forwarder").contains("ok"));
+    let back = sim.run_until(&mut sp, 2_000, |s, _| s.bgp_routes_in_fib() == 3);
+    assert!(back, "not announced again: {}", sim.console("show route"));
     let route = sim.console("show route 10.2.0.0/16 json");
     assert!(route.contains("\"as_path\":\"65001 65010\""), "{route}");
     assert!(route.contains("\"next_hop\":\"192.0.2.2\""), "{route}");
