@@ -444,6 +444,8 @@ impl Speaker {
                 },
                 Action::Down { reason, stale } => {
                     p.up_since = None;
+                    // Nothing of a session outlives it (the domain goes back to its baseline).
+                    p.families = Vec::new();
                     p.last_error = Some(last_error(&reason));
                     p.blocked_until = None;
                     let _ = self.rib4.session_down(p.id4);
@@ -751,6 +753,9 @@ impl Speaker {
             }
             !done
         });
+        if self.closing.is_empty() {
+            self.closing = Vec::new();
+        }
     }
 
     fn poll_at(&self) -> Option<Instant> {
