@@ -687,3 +687,40 @@ fn three_feeds_best_path_equals_birds() {
     }
     assert_eq!(compared, prefixes.len());
 }
+
+/// An iBGP multihop neighbor behind a static route (GoBGP at 10.20.0.1, reached through
+/// 198.51.100.2): the session comes up from our nic1 address, and its route, whose next hop is
+/// on no connected subnet, is installed through the forwarder's resolution and forwarded along.
+#[test]
+fn ibgp_multihop_next_hop_resolved_through_the_fib() {
+    if !can_run("ibgp_multihop_next_hop_resolved_through_the_fib") {
+        return;
+    }
+    let dir = TempDir::new("ibgp");
+    let bgp = "[[route]]\nprefix = \"10.20.0.0/16\"\nvia = \"198.51.100.2\"\n\n[bgp]\nasn = 65000\n\
+               router_id = \"192.0.2.1\"\nconnect_retry = \"2s\"\n\n[[bgp.neighbor]]\naddress = \"10.20.0.1\"\n\
+               asn = 65000\nlocal_address = \"198.51.100.1\"\nmultihop = 2\n";
+    let (mut vm, _config) = boot("ibgp", 2, bgp);
+    let ns1 = &vm.nic(1).ns;
+    ok(ns1, &["ip", "addr", "add", "10.20.0.1/32", "dev", "lo"]);
+    ok(ns1, &["ip", "addr", "add", "10.61.0.1/32", "dev", "lo"]);
+    let conf = dir.file(
+        "gobgpd.toml",
+        "[global.config]\n  as = 65000\n  router-id = \"10.20.0.1\"\n\n[[neighbors]]\n  [neighbors.config]\n    \
+         neighbor-address = \"198.51.100.1\"\n    peer-as = 65000\n  [neighbors.transport.config]\n    \
+         local-address = \"10.20.0.1\"\n  [neighbors.ebgp-multihop.config]\n    enabled = true\n    \
+         multihop-ttl = 2\n  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      \
+         afi-safi-name = \"ipv4-unicast\"\n",
+    );
+    let _gobgp = Daemon::spawn(ns1, &["gobgpd", "-f", &conf, "-t", "toml", "--log-level", "warn"], "gobgpd");
+    established(&mut vm, "10.20.0.1", Duration::from_secs(30));
+    let ns1 = &vm.nic(1).ns;
+    let add = ["gobgp", "global", "rib", "add", "-a", "ipv4", "10.61.0.0/16", "nexthop", "10.20.0.1"];
+    assert!(wait(Duration::from_secs(10), || run(ns1, &add).success()), "gobgp rib add");
+    let installed = wait(Duration::from_secs(15), || fib_via(&mut vm, "10.61.0.0/16").is_some());
+    assert!(installed, "{}", vm.command("show route").unwrap_or_default());
+    let best = json(&mut vm, "show route 10.61.0.0/16 json");
+    assert_eq!(best["best"]["next_hop"], "10.20.0.1", "{best}");
+    assert_eq!(best["best"]["local_pref"], 100, "iBGP carries LOCAL_PREF: {best}");
+    assert!(ping(&vm.nic(0).ns, "10.61.0.1"), "not forwarded through the resolved next hop");
+}
