@@ -319,8 +319,22 @@ impl Sim {
     /// With `events`, BGP's BMP events are kept there (allocated in the `bgp` domain: a test
     /// that sheds BGP must not keep them, or the leak check sees them).
     fn with_events(seed: u64, config: &str, events: Option<Rc<RefCell<Vec<bulkhead_bmp::Event>>>>) -> Sim {
+        Sim::build(seed, config, events, QUOTA)
+    }
+
+    /// `bgp_quota`: the `bgp` domain's hard quota (soft at 3/4 of it); every other domain has
+    /// `QUOTA`.
+    fn build(
+        seed: u64,
+        config: &str,
+        events: Option<Rc<RefCell<Vec<bulkhead_bmp::Event>>>>,
+        bgp_quota: usize,
+    ) -> Sim {
         let allocator = HEAP.allocator();
-        let quotas = std::array::from_fn(|_| Quota { hard: QUOTA, soft: QUOTA * 3 / 4 });
+        let quotas = std::array::from_fn(|d| {
+            let hard = if d == Domain::Bgp as usize { bgp_quota } else { QUOTA };
+            Quota { hard, soft: hard * 3 / 4 }
+        });
         allocator.set_quotas(quotas, 8 << 20).unwrap();
         let (to0, from0, to1, from1): (Wire, Wire, Wire, Wire) = Default::default();
         let link0 = FakeLink {
@@ -606,6 +620,51 @@ fn sessions_gone_domain_at_baseline() {
     }
 }
 
+/// Past the soft threshold BGP stops reading: a peer that sends more than the domain can hold
+/// is read at the rate the RIB can take it (here: not at all once full), its TCP window closes,
+/// and BGP is never shed for it.
+fn a_full_rib_stops_reading_instead_of_growing() {
+    let mut sim = Sim::build(6, CONFIG, None, 2 << 20);
+    let mut sp = Speaker::new(&mut sim.peer);
+    established(&mut sim, &mut sp);
+    let now = sim.now;
+    let prefixes: Vec<Prefix> = (0..40_000u32)
+        .map(|i| Prefix::V4(Ipv4Prefix::new(Ipv4Addr::from(0x1000_0000 + (i << 8)), 24).unwrap()))
+        .collect();
+    let mut sent = 0;
+    let mut fed = |sp: &mut Speaker, now: Instant| {
+        while sent < prefixes.len() && sp.fsm.output_room() > 8192 {
+            let end = (sent + 1000).min(prefixes.len());
+            sp.announce(now, &prefixes[sent..end], &[65001]);
+            sent = end;
+        }
+    };
+    for _ in 0..3_000 {
+        let now = sim.now;
+        fed(&mut sp, now);
+        sim.step(&mut sp);
+    }
+    let received = sim.console("show protocols json");
+    let row: Vec<&str> = received.split("\"received\":").collect();
+    let count: usize = row.get(1).and_then(|r| r.split(',').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(count > 0 && count < prefixes.len(), "read some, not all: {count}");
+    let stats = HEAP.allocator().stats(Domain::Bgp);
+    assert!(stats.used <= stats.hard, "{} over the quota {}", stats.used, stats.hard);
+    let report = sim.platform.supervisor().report(Domain::Bgp).unwrap();
+    assert_eq!(report.sheds, 0, "never shed for a fast peer: {report:?}");
+    let queued = sim.peer.sockets.get::<tcp::Socket>(sp.socket).send_queue();
+    assert!(queued > 0, "the peer is held back by TCP");
+    assert_eq!(sp.fsm.state(), State::Established, "the session stays up");
+    // Still stalled later: nothing grows while the peer waits.
+    let before = sim.used(Domain::Bgp);
+    for _ in 0..1_000 {
+        let now = sim.now;
+        fed(&mut sp, now);
+        sim.step(&mut sp);
+    }
+    assert!(sim.used(Domain::Bgp).0 <= before.0 + (64 << 10), "{:?} vs {before:?}", sim.used(Domain::Bgp));
+}
+
 /// Not a test: the BGP core (session FSM and RIB, no platform) on the host over real TCP
 /// sockets, for `make bench` (`qemu/bench/src/bgp.rs`), run only when named: listens on
 /// `$BGP_BENCH_LISTEN` (default 10.9.0.1:179), takes `$BGP_BENCH_PEERS` sessions from AS 65001,
@@ -700,12 +759,13 @@ fn bench_core() {
 }
 
 fn main() {
-    let cases: [(&str, fn()); 5] = [
+    let cases: [(&str, fn()); 6] = [
         ("routes_in_and_out", routes_in_and_out),
         ("strangers_are_refused", strangers_are_refused),
         ("a_malformed_update_gets_its_notification", a_malformed_update_gets_its_notification),
         ("a_shed_says_cease_8_and_leaves_nothing", a_shed_says_cease_8_and_leaves_nothing),
         ("sessions_gone_domain_at_baseline", sessions_gone_domain_at_baseline),
+        ("a_full_rib_stops_reading_instead_of_growing", a_full_rib_stops_reading_instead_of_growing),
     ];
     let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     if filter.as_deref() == Some("bench_core") {

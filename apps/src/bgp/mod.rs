@@ -72,7 +72,7 @@ pub const MAX_CONNS_PER_PEER: usize = 3;
 pub const READ_PER_POLL: usize = 64 * 1024;
 pub const READ_CHUNK: usize = 4096;
 /// Below this room under the soft threshold, no session is read.
-pub const SOFT_MARGIN: usize = 512 * 1024;
+pub const SOFT_MARGIN: usize = 128 * 1024;
 pub const BLOCK_PAUSE: Duration = Duration::from_secs(1);
 /// After a prefix limit with action Restart closed a session, it starts again after this.
 pub const LIMIT_RESTART_DELAY: Duration = Duration::from_secs(10);
