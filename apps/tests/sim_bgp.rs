@@ -322,18 +322,19 @@ impl Sim {
         Sim::build(seed, config, events, QUOTA)
     }
 
-    /// `bgp_quota`: the `bgp` domain's hard quota (soft at 3/4 of it); every other domain has
-    /// `QUOTA`.
+    /// `bgp_room`: what the `bgp` domain may hold beyond what it holds now (this process's
+    /// earlier cases leave it chunks), soft at 3/4 of that; every other domain has `QUOTA`.
     fn build(
         seed: u64,
         config: &str,
         events: Option<Rc<RefCell<Vec<bulkhead_bmp::Event>>>>,
-        bgp_quota: usize,
+        bgp_room: usize,
     ) -> Sim {
         let allocator = HEAP.allocator();
-        let quotas = std::array::from_fn(|d| {
-            let hard = if d == Domain::Bgp as usize { bgp_quota } else { QUOTA };
-            Quota { hard, soft: hard * 3 / 4 }
+        let held = allocator.stats(Domain::Bgp).used;
+        let quotas = std::array::from_fn(|d| match d == Domain::Bgp as usize {
+            true => Quota { hard: held + bgp_room, soft: held + bgp_room * 3 / 4 },
+            false => Quota { hard: QUOTA, soft: QUOTA * 3 / 4 },
         });
         allocator.set_quotas(quotas, 8 << 20).unwrap();
         let (to0, from0, to1, from1): (Wire, Wire, Wire, Wire) = Default::default();
@@ -627,7 +628,6 @@ fn a_full_rib_stops_reading_instead_of_growing() {
     let mut sim = Sim::build(6, CONFIG, None, 2 << 20);
     let mut sp = Speaker::new(&mut sim.peer);
     established(&mut sim, &mut sp);
-    let now = sim.now;
     let prefixes: Vec<Prefix> = (0..40_000u32)
         .map(|i| Prefix::V4(Ipv4Prefix::new(Ipv4Addr::from(0x1000_0000 + (i << 8)), 24).unwrap()))
         .collect();
