@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use std::rc::Rc;
 
 use bulkhead_apps::bgp::BgpSubsystem;
+use bulkhead_apps::bmp::{BmpConfig, BmpSubsystem, Collector};
 use bulkhead_apps::books::AllocatorBooks;
 use bulkhead_apps::config::{Config, ForwarderConfig};
 use bulkhead_apps::domain::{Domain, Quota};
@@ -301,35 +302,28 @@ import = "all"
 export = "all"
 "#;
 
-/// BMP's side of the event channel, for the test to read.
-struct Events(Rc<RefCell<Vec<bulkhead_bmp::Event>>>);
-
-impl bulkhead_apps::bgp::EventSink for Events {
-    fn push(&mut self, event: bulkhead_bmp::Event) -> Result<(), bulkhead_bmp::Overflowed> {
-        self.0.borrow_mut().push(event);
-        Ok(())
-    }
-}
-
 impl Sim {
     fn new(seed: u64, config: &str) -> Sim {
-        Sim::with_events(seed, config, None)
-    }
-
-    /// With `events`, BGP's BMP events are kept there (allocated in the `bgp` domain: a test
-    /// that sheds BGP must not keep them, or the leak check sees them).
-    fn with_events(seed: u64, config: &str, events: Option<Rc<RefCell<Vec<bulkhead_bmp::Event>>>>) -> Sim {
-        Sim::build(seed, config, events, QUOTA)
+        Sim::build(seed, config, QUOTA)
     }
 
     /// `bgp_room`: what the `bgp` domain may hold beyond what it holds now (this process's
     /// earlier cases leave it chunks), soft at 3/4 of that; every other domain has `QUOTA`.
-    fn build(
-        seed: u64,
-        config: &str,
-        events: Option<Rc<RefCell<Vec<bulkhead_bmp::Event>>>>,
-        bgp_room: usize,
-    ) -> Sim {
+    fn build(seed: u64, config: &str, bgp_room: usize) -> Sim {
+        Sim::assemble(seed, config, bgp_room, None)
+    }
+
+    /// With a BMP subsystem reading BGP and exporting to a collector at 192.0.2.2:`port`.
+    fn with_bmp(seed: u64, config: &str, port: u16) -> Sim {
+        let bmp = BmpConfig {
+            collectors: vec![Collector { address: Ipv4Addr::new(192, 0, 2, 2), port }],
+            stats_interval: None,
+            ..BmpConfig::default()
+        };
+        Sim::assemble(seed, config, QUOTA, Some(bmp))
+    }
+
+    fn assemble(seed: u64, config: &str, bgp_room: usize, bmp: Option<BmpConfig>) -> Sim {
         let allocator = HEAP.allocator();
         let held = allocator.stats(Domain::Bgp).used;
         let quotas = std::array::from_fn(|d| match d == Domain::Bgp as usize {
@@ -369,12 +363,12 @@ impl Sim {
         let bgp = Config::parse(config).unwrap().bgp;
         let rng = Box::new(Csprng::seed_from_u64(seed));
         let mut platform = Platform::new(AllocatorBooks(allocator), ports, rng, true, Instant::ZERO);
-        let mut bgp = BgpSubsystem::new(bgp);
-        if let Some(events) = events {
-            bgp.set_event_sink(Box::new(Events(events)));
-        }
-        let subsystems: Vec<Box<dyn Subsystem>> =
+        let bgp = BgpSubsystem::new(bgp);
+        let mut subsystems: Vec<Box<dyn Subsystem>> =
             vec![Box::new(ForwarderSubsystem::new(plan, &NIC_NAMES)), Box::new(bgp)];
+        if let Some(bmp) = bmp {
+            subsystems.push(Box::new(BmpSubsystem::new(bmp).reading::<BgpSubsystem>()));
+        }
         for s in subsystems {
             let policy =
                 RestartPolicy { initial_backoff: Duration::from_millis(1), ..RestartPolicy::default() };
@@ -448,8 +442,7 @@ fn established(sim: &mut Sim, speaker: &mut Speaker) {
 
 /// Establish, receive routes into the Loc-RIB and the FIB, advertise our network, withdraw.
 fn routes_in_and_out() {
-    let events: Rc<RefCell<Vec<bulkhead_bmp::Event>>> = Rc::default();
-    let mut sim = Sim::with_events(1, CONFIG, Some(events.clone()));
+    let mut sim = Sim::new(1, CONFIG);
     let mut sp = Speaker::new(&mut sim.peer);
     established(&mut sim, &mut sp);
     let prefixes = [v4(10, 1, 0, 0, 16), v4(10, 2, 0, 0, 16), v4(10, 3, 0, 0, 24)];
@@ -479,19 +472,6 @@ fn routes_in_and_out() {
     let withdrawn = sim.run_until(&mut sp, 2_000, |s, _| s.bgp_routes_in_fib() == 2);
     assert!(withdrawn, "{}", sim.console("show route"));
     assert!(!sim.console("show route 10.1.0.0/16").contains("best"), "gone from the Loc-RIB");
-    // BMP heard it all, pre-policy: Peer Up, the routes as received, the withdrawal.
-    let events = events.borrow();
-    assert!(matches!(events.first(), Some(bulkhead_bmp::Event::PeerUp { .. })), "{events:?}");
-    let routes: Vec<(bool, usize)> = events
-        .iter()
-        .filter_map(|e| match e {
-            bulkhead_bmp::Event::Routes { routes, .. } => {
-                Some((routes.attrs.is_some(), routes.prefixes.len()))
-            }
-            _ => None,
-        })
-        .collect();
-    assert_eq!(routes, vec![(true, 3), (false, 1)]);
 }
 
 /// A connection from an address that is not a neighbor gets an RST and is counted.
@@ -625,7 +605,7 @@ fn sessions_gone_domain_at_baseline() {
 /// is read at the rate the RIB can take it (here: not at all once full), its TCP window closes,
 /// and BGP is never shed for it.
 fn a_full_rib_stops_reading_instead_of_growing() {
-    let mut sim = Sim::build(6, CONFIG, None, 2 << 20);
+    let mut sim = Sim::build(6, CONFIG, 2 << 20);
     let mut sp = Speaker::new(&mut sim.peer);
     established(&mut sim, &mut sp);
     let prefixes: Vec<Prefix> = (0..40_000u32)
@@ -663,6 +643,49 @@ fn a_full_rib_stops_reading_instead_of_growing() {
         sim.step(&mut sp);
     }
     assert!(sim.used(Domain::Bgp).0 <= before.0 + (64 << 10), "{:?} vs {before:?}", sim.used(Domain::Bgp));
+}
+
+/// BGP told through the contract and read by the real BMP subsystem: a collector on the peer
+/// host hears Initiation, the session's Peer Up and its routes in Route Monitoring messages,
+/// and Peer Down when the session ends.
+fn a_bmp_collector_hears_bgp() {
+    let mut sim = Sim::with_bmp(7, CONFIG, 11019);
+    let mut collector =
+        tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 1 << 20]), tcp::SocketBuffer::new(vec![0; 4096]));
+    collector.listen(11019).unwrap();
+    let collector = sim.peer.sockets.add(collector);
+    let mut sp = Speaker::new(&mut sim.peer);
+    established(&mut sim, &mut sp);
+    let now = sim.now;
+    sp.announce(now, &[v4(10, 1, 0, 0, 16), v4(10, 2, 0, 0, 16)], &[65001]);
+    assert!(sim.run_until(&mut sp, 3_000, |s, _| s.bgp_routes_in_fib() == 2));
+    let now = sim.now;
+    sp.fsm.stop(now, CeaseSubcode::AdministrativeShutdown, None);
+    let mut bytes = Vec::new();
+    let mut kinds = Vec::new();
+    let heard = sim.run_until(&mut sp, 10_000, |s, _| {
+        let socket = s.peer.sockets.get_mut::<tcp::Socket>(collector);
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = socket.recv_slice(&mut buf) {
+            bytes.extend_from_slice(&buf[..n]);
+        }
+        // BMP common header: version 3, 4-octet length, type.
+        while bytes.len() >= 6 && bytes[0] == 3 {
+            let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+            if len < 6 || bytes.len() < len {
+                break;
+            }
+            kinds.push(bytes[5]);
+            bytes.drain(..len);
+        }
+        kinds.contains(&2)
+    });
+    assert!(heard, "BMP message types heard: {kinds:?}");
+    assert_eq!(kinds.first(), Some(&4), "Initiation first: {kinds:?}");
+    let up = kinds.iter().position(|k| *k == 3).expect("Peer Up");
+    let monitoring = kinds.iter().position(|k| *k == 0).expect("Route Monitoring");
+    let down = kinds.iter().position(|k| *k == 2).expect("Peer Down");
+    assert!(up < monitoring && monitoring < down, "{kinds:?}");
 }
 
 /// Not a test: the BGP core (session FSM and RIB, no platform) on the host over real TCP
@@ -759,13 +782,14 @@ fn bench_core() {
 }
 
 fn main() {
-    let cases: [(&str, fn()); 6] = [
+    let cases: [(&str, fn()); 7] = [
         ("routes_in_and_out", routes_in_and_out),
         ("strangers_are_refused", strangers_are_refused),
         ("a_malformed_update_gets_its_notification", a_malformed_update_gets_its_notification),
         ("a_shed_says_cease_8_and_leaves_nothing", a_shed_says_cease_8_and_leaves_nothing),
         ("sessions_gone_domain_at_baseline", sessions_gone_domain_at_baseline),
         ("a_full_rib_stops_reading_instead_of_growing", a_full_rib_stops_reading_instead_of_growing),
+        ("a_bmp_collector_hears_bgp", a_bmp_collector_hears_bgp),
     ];
     let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     if filter.as_deref() == Some("bench_core") {

@@ -1,55 +1,29 @@
-//! What BGP offers the BMP exporter (`net/bmp`, a subsystem of its own): per-session events
-//! pushed through a bounded channel, and its pre-policy Adj-RIB-In read a slice at a time.
+//! What BGP does for BMP (the contract is `crate::bmp`'s: its module docs say it): BGP offers
+//! itself to be read (`Subsystem::peek`) as a [`BgpView`] over its tables, read in place a page
+//! at a time, and tells BMP its per-session events with `crate::bmp::tell_*`, which BMP copies
+//! into its own domain within its own bound (BGP never waits, and only counts a refusal).
 //!
-//! - Events: the integrator hands [`super::BgpSubsystem::set_event_sink`] a sink (BMP's
-//!   `EventChannel`, behind whatever handle crosses the two domains). BGP pushes Peer Up,
-//!   Peer Down, the routes of every UPDATE as received (pre-policy: announced with their
-//!   attributes as an UPDATE carries them, and withdrawn), and End-of-RIB. A push never waits:
-//!   a full channel drops the event and marks itself overflowed, and the exporter then
-//!   re-synchronises from the tables. Without a sink nothing is encoded.
-//! - Tables: [`BgpTables`] implements `bulkhead_bmp::Tables` over a running [`Speaker`]: the
-//!   sessions that are up, their Peer Up, and their pre-policy IPv4 routes grouped by
-//!   attribute set, at most `max` prefixes per call, resumable with a `RibCursor`.
+//! BMP session numbers: a counter bumped at each `Established`, never reused, also across
+//! sheds (the subsystem keeps it); 0 is the Loc-RIB's.
 //!
-//! Not yet: IPv6 routes (their attributes need an MP_REACH_NLRI, which a group cannot carry
-//! without its next hop per prefix set), and the peer's OPEN in Peer Up (the session FSM does
-//! not keep the received OPEN; `received_open` is empty).
-//!
-//! A BMP peer is one session: `neighbor index << 32 | session number`, so an exporter tells
-//! a late event of an old session from the new one's.
+//! Not yet: the peer's OPEN in Peer Up (the session FSM does not keep the OPEN it received;
+//! `received_open` is empty), statistics reports.
 
-use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::vec::Vec;
-use core::net::IpAddr;
+use core::net::{IpAddr, Ipv4Addr};
 
-use bulkhead_bgp::neighbor::DownReason;
+use bulkhead_bgp::neighbor::{DownReason, NeighborConfig};
 use bulkhead_bgp::packet::attribute::{PathAttributes, SessionContext};
 use bulkhead_bgp::packet::message::{Message, MAX_LEN};
-use bulkhead_bgp::packet::nlri::{Family, Ipv4Prefix};
+use bulkhead_bgp::packet::nlri::{Family, Prefix};
 use bulkhead_bgp::packet::notification::Notification;
-use bulkhead_bgp::packet::update::Update;
-use bulkhead_bgp::rib::{RibCursor, RibView};
+use bulkhead_bgp::rib::RibView;
 use bulkhead_bmp::packet::{PeerFlags, PeerHeader, PeerType};
-use bulkhead_bmp::{Attrs, Event, EventChannel, Overflowed, PeerUpInfo, RouteGroup, Tables};
+use bulkhead_bmp::PeerUpInfo;
 
-use super::{Peer, Speaker};
-
-/// Where BGP pushes its events for BMP.
-pub trait EventSink {
-    /// Never waits: `Err` when the event was dropped (the channel is then marked overflowed).
-    fn push(&mut self, event: Event) -> Result<(), Overflowed>;
-}
-
-impl EventSink for EventChannel {
-    fn push(&mut self, event: Event) -> Result<(), Overflowed> {
-        self.try_push(event)
-    }
-}
-
-/// The BMP name of neighbor `index`'s session number `session`.
-pub fn bmp_peer(index: usize, session: u64) -> bulkhead_bmp::PeerId {
-    bulkhead_bmp::PeerId(((index as u64) << 32) | (session & 0xffff_ffff))
-}
+use super::{BgpSubsystem, Peer, Speaker};
+use crate::bmp::{BgpCursor, BgpView};
 
 fn family(f: Family) -> bulkhead_bmp::Family {
     match f {
@@ -58,29 +32,25 @@ fn family(f: Family) -> bulkhead_bmp::Family {
     }
 }
 
-fn prefix(p: Ipv4Prefix) -> bulkhead_bmp::Prefix {
-    bulkhead_bmp::Prefix { addr: IpAddr::V4(p.addr()), len: p.len() }
-}
-
-/// Path attributes as an UPDATE carries them (NEXT_HOP included).
-fn attribute_bytes(attrs: &PathAttributes, ctx: SessionContext) -> Box<[u8]> {
-    let mut out = Vec::new();
-    attrs.emit(ctx, true, &[], &mut out);
-    out.into_boxed_slice()
-}
-
 fn notification_bytes(n: &Notification) -> Vec<u8> {
     Message::Notification(n.clone()).to_bytes(SessionContext::default(), MAX_LEN).unwrap_or_default()
 }
 
+fn open_bytes(cfg: &NeighborConfig) -> Vec<u8> {
+    Message::Open(cfg.open()).to_bytes(SessionContext::default(), MAX_LEN).unwrap_or_default()
+}
+
+/// The Peer Up of a neighbor whose session is up.
 fn peer_up_info(p: &Peer) -> Option<PeerUpInfo> {
     let negotiated = p.fsm.negotiated()?;
-    let sent_open =
-        Message::Open(p.fsm.config().open()).to_bytes(SessionContext::default(), MAX_LEN).unwrap_or_default();
+    let mut flags = 0;
+    if !negotiated.ctx.four_octet_as {
+        flags |= PeerFlags::A;
+    }
     Some(PeerUpInfo {
         header: PeerHeader {
             peer_type: PeerType::Global,
-            flags: PeerFlags(0),
+            flags: PeerFlags(flags),
             distinguisher: [0; 8],
             address: IpAddr::V4(p.settings.address),
             asn: p.settings.asn,
@@ -91,7 +61,7 @@ fn peer_up_info(p: &Peer) -> Option<PeerUpInfo> {
         local_address: IpAddr::V4(p.local),
         local_port: 0,
         remote_port: super::BGP_PORT,
-        sent_open,
+        sent_open: open_bytes(p.fsm.config()),
         received_open: Vec::new(),
         table_name: None,
         families: negotiated.families.iter().map(|f| family(*f)).collect(),
@@ -99,17 +69,24 @@ fn peer_up_info(p: &Peer) -> Option<PeerUpInfo> {
 }
 
 impl Speaker {
-    /// The session of neighbor `i` is up.
-    pub(super) fn bmp_up(&mut self, i: usize) {
-        let (Some(sink), Some(p)) = (self.sink.as_mut(), self.peers.get(i)) else { return };
+    /// Neighbor `i`'s session is up: it gets its BMP session number and BMP its Peer Up.
+    pub(super) fn bmp_up(&mut self, i: usize, cx: &mut crate::context::Context<'_>) {
+        self.next_session += 1;
+        let session = self.next_session;
+        let Some(p) = self.peers.get_mut(i) else { return };
+        p.bmp_session = session;
         if let Some(info) = peer_up_info(p) {
-            let _ = sink.push(Event::PeerUp { peer: bmp_peer(i, p.sessions), info: Box::new(info) });
+            let told = crate::bmp::tell_peer_up(cx, session, info);
+            self.bmp_refused += u64::from(!told);
         }
     }
 
-    /// The session of neighbor `i` went down.
-    pub(super) fn bmp_down(&mut self, i: usize, reason: &DownReason) {
-        let (Some(sink), Some(p)) = (self.sink.as_mut(), self.peers.get(i)) else { return };
+    pub(super) fn bmp_down(&mut self, i: usize, cx: &mut crate::context::Context<'_>, reason: &DownReason) {
+        let Some(p) = self.peers.get_mut(i) else { return };
+        let session = core::mem::take(&mut p.bmp_session);
+        if session == 0 {
+            return;
+        }
         let reason = match reason {
             DownReason::NotificationSent(n) => {
                 bulkhead_bmp::DownReason::LocalNotification(notification_bytes(n))
@@ -119,82 +96,109 @@ impl Speaker {
             }
             DownReason::TcpClosed => bulkhead_bmp::DownReason::RemoteNoData,
         };
-        let _ = sink.push(Event::PeerDown { peer: bmp_peer(i, p.sessions), reason });
+        let told = crate::bmp::tell_peer_down(cx, session, reason);
+        self.bmp_refused += u64::from(!told);
     }
 
-    /// The IPv4 routes of one UPDATE of neighbor `i`, as received.
-    pub(super) fn bmp_routes(&mut self, i: usize, update: &Update) {
-        let (Some(sink), Some(p)) = (self.sink.as_mut(), self.peers.get(i)) else { return };
-        let peer = bmp_peer(i, p.sessions);
-        if !update.withdrawn.is_empty() {
-            let routes =
-                RouteGroup { attrs: None, prefixes: update.withdrawn.iter().map(|x| prefix(*x)).collect() };
-            let _ = sink.push(Event::Routes { peer, routes });
-        }
-        if let (false, Some(attrs)) = (update.nlri.is_empty(), update.attributes.as_ref()) {
-            let routes = RouteGroup {
-                attrs: Some(Attrs::Bytes(attribute_bytes(attrs, p.ctx))),
-                prefixes: update.nlri.iter().map(|x| prefix(*x)).collect(),
-            };
-            let _ = sink.push(Event::Routes { peer, routes });
-        }
-    }
-
-    pub(super) fn bmp_end_of_rib(&mut self, i: usize, f: Family) {
-        let (Some(sink), Some(p)) = (self.sink.as_mut(), self.peers.get(i)) else { return };
-        let _ = sink.push(Event::EndOfRib { peer: bmp_peer(i, p.sessions), family: family(f) });
-    }
-}
-
-/// BGP's tables as the BMP exporter reads them for a dump.
-pub struct BgpTables<'a>(pub &'a Speaker);
-
-impl Tables for BgpTables<'_> {
-    type Cursor = RibCursor<Ipv4Prefix>;
-
-    fn peers(&mut self, out: &mut Vec<bulkhead_bmp::PeerId>) {
-        for (i, p) in self.0.peers.iter().enumerate() {
-            if p.up_since.is_some() {
-                out.push(bmp_peer(i, p.sessions));
-            }
-        }
-    }
-
-    fn peer_up(&mut self, peer: bulkhead_bmp::PeerId) -> Option<PeerUpInfo> {
-        let (i, p) = self.session(peer)?;
-        let _ = i;
-        peer_up_info(p)
-    }
-
-    fn next_routes(
+    pub(super) fn bmp_update(
         &mut self,
-        peer: bulkhead_bmp::PeerId,
-        cursor: &Self::Cursor,
-        max: usize,
-        out: &mut Vec<RouteGroup>,
-    ) -> Option<Self::Cursor> {
-        let (_, p) = self.session(peer)?;
-        let mut cursor = *cursor;
-        let page = self.0.rib4.adj_rib_in_page(p.id4, RibView::PrePolicy, &mut cursor, max).ok()?;
-        let mut groups: Vec<(&PathAttributes, Vec<bulkhead_bmp::Prefix>)> = Vec::new();
-        for route in page {
-            match groups.iter_mut().find(|(a, _)| core::ptr::eq(*a, route.attrs) || *a == route.attrs) {
-                Some((_, prefixes)) => prefixes.push(prefix(route.prefix)),
-                None => groups.push((route.attrs, alloc::vec![prefix(route.prefix)])),
-            }
-        }
-        for (attrs, prefixes) in groups {
-            out.push(RouteGroup { attrs: Some(Attrs::Bytes(attribute_bytes(attrs, p.ctx))), prefixes });
-        }
-        (!cursor.is_done()).then_some(cursor)
+        i: usize,
+        cx: &mut crate::context::Context<'_>,
+        update: &bulkhead_bgp::packet::update::Update,
+    ) {
+        let Some(session) = self.peers.get(i).map(|p| p.bmp_session).filter(|s| *s != 0) else { return };
+        let told = crate::bmp::tell_update(cx, session, update);
+        self.bmp_refused += u64::from(!told);
+    }
+
+    pub(super) fn bmp_end_of_rib(&mut self, i: usize, cx: &mut crate::context::Context<'_>, f: Family) {
+        let Some(session) = self.peers.get(i).map(|p| p.bmp_session).filter(|s| *s != 0) else { return };
+        let told = crate::bmp::tell_end_of_rib(cx, session, f);
+        self.bmp_refused += u64::from(!told);
+    }
+
+    fn by_session(&self, session: u64) -> Option<&Peer> {
+        self.peers.iter().find(|p| session != 0 && p.bmp_session == session && p.up_since.is_some())
     }
 }
 
-impl<'a> BgpTables<'a> {
-    /// The neighbor of a BMP peer id, while that session is up.
-    fn session(&self, peer: bulkhead_bmp::PeerId) -> Option<(usize, &'a Peer)> {
-        let i = usize::try_from(peer.0 >> 32).ok()?;
-        let p = self.0.peers.get(i)?;
-        (p.up_since.is_some() && bmp_peer(i, p.sessions) == peer).then_some((i, p))
+impl BgpView for BgpSubsystem {
+    fn sessions(&self, out: &mut Vec<u64>) {
+        if let Some(s) = &self.speaker {
+            out.extend(
+                s.peers.iter().filter(|p| p.up_since.is_some() && p.bmp_session != 0).map(|p| p.bmp_session),
+            );
+        }
+    }
+
+    fn peer_up(&self, session: u64) -> Option<PeerUpInfo> {
+        peer_up_info(self.speaker.as_ref()?.by_session(session)?)
+    }
+
+    fn loc_rib_up(&self) -> Option<PeerUpInfo> {
+        let s = self.speaker.as_ref()?;
+        let open = open_bytes(&NeighborConfig::new(s.asn, s.asn, s.router_id));
+        Some(PeerUpInfo {
+            header: PeerHeader {
+                peer_type: PeerType::LocRib,
+                flags: PeerFlags(0),
+                distinguisher: [0; 8],
+                address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                asn: s.asn,
+                bgp_id: s.router_id,
+                timestamp_secs: 0,
+                timestamp_micros: 0,
+            },
+            local_address: IpAddr::V4(s.router_id),
+            local_port: 0,
+            remote_port: 0,
+            sent_open: open.clone(),
+            received_open: open,
+            table_name: Some(String::from("loc-rib")),
+            families: alloc::vec![bulkhead_bmp::Family::IPV4_UNICAST, bulkhead_bmp::Family::IPV6_UNICAST],
+        })
+    }
+
+    fn adj_rib_in_page<'a>(
+        &'a self,
+        session: u64,
+        view: RibView,
+        cursor: &mut BgpCursor,
+        max: usize,
+        out: &mut Vec<(Prefix, &'a PathAttributes)>,
+    ) {
+        let Some(s) = self.speaker.as_ref() else { return };
+        let Some(p) = s.by_session(session) else { return };
+        if !cursor.v4.is_done() {
+            if let Ok(page) = s.rib4.adj_rib_in_page(p.id4, view, &mut cursor.v4, max) {
+                out.extend(page.into_iter().map(|r| (Prefix::V4(r.prefix), r.attrs)));
+            }
+            return;
+        }
+        if let Ok(page) = s.rib6.adj_rib_in_page(p.id6, view, &mut cursor.v6, max) {
+            out.extend(page.into_iter().map(|r| (Prefix::V6(r.prefix), r.attrs)));
+        }
+    }
+
+    fn loc_rib_page<'a>(
+        &'a self,
+        cursor: &mut BgpCursor,
+        max: usize,
+        out: &mut Vec<(Prefix, &'a PathAttributes)>,
+    ) {
+        let Some(s) = self.speaker.as_ref() else { return };
+        if !cursor.v4.is_done() {
+            out.extend(
+                s.rib4.loc_rib_page(&mut cursor.v4, max).into_iter().map(|r| (Prefix::V4(r.prefix), r.attrs)),
+            );
+            return;
+        }
+        out.extend(
+            s.rib6.loc_rib_page(&mut cursor.v6, max).into_iter().map(|r| (Prefix::V6(r.prefix), r.attrs)),
+        );
+    }
+
+    fn attrs(&self, _id: u64) -> Option<&PathAttributes> {
+        None // events carry their attributes as bytes
     }
 }

@@ -36,7 +36,6 @@ mod bmp;
 mod config;
 mod show;
 
-use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
@@ -55,7 +54,6 @@ use bulkhead_bgp::rib::{
 use smoltcp::socket::tcp::State as TcpState;
 use smoltcp::wire::IpAddress;
 
-pub use bmp::{bmp_peer, BgpTables, EventSink};
 pub use config::{BgpConfig, NeighborSettings, PolicyRef, SpeakerConfig};
 
 use crate::addr::Ipv4Cidr;
@@ -87,33 +85,13 @@ pub const OUTPUT_LIMIT: usize = 256 * 1024;
 pub struct BgpSubsystem {
     config: BgpConfig,
     speaker: Option<Speaker>,
-    /// BMP's event channel, when one is attached; lent to the speaker for each call.
-    sink: Option<Box<dyn EventSink>>,
+    /// The last BMP session number given out, kept across sheds so none is reused.
+    next_session: u64,
 }
 
 impl BgpSubsystem {
     pub fn new(config: BgpConfig) -> BgpSubsystem {
-        BgpSubsystem { config, speaker: None, sink: None }
-    }
-
-    /// Attaches BMP's event channel (see [`bmp`]): from now on every session's Peer Up, Peer
-    /// Down, routes as received and End-of-RIB are pushed to it, never waiting.
-    pub fn set_event_sink(&mut self, sink: Box<dyn EventSink>) {
-        self.sink = Some(sink);
-    }
-
-    /// Runs `f` on the speaker with the event sink lent to it.
-    fn with_speaker<R>(&mut self, f: impl FnOnce(&mut Speaker) -> R) -> Option<R> {
-        let speaker = self.speaker.as_mut()?;
-        speaker.sink = self.sink.take();
-        let r = f(speaker);
-        self.sink = speaker.sink.take();
-        Some(r)
-    }
-
-    /// The running speaker, for readers in the same image (BMP's tables, tests).
-    pub fn speaker(&self) -> Option<&Speaker> {
-        self.speaker.as_ref()
+        BgpSubsystem { config, speaker: None, next_session: 0 }
     }
 }
 
@@ -142,6 +120,8 @@ pub struct Peer {
     pub settings: NeighborSettings,
     /// Our address towards it (our next hop for it).
     local: Ipv4Addr,
+    /// Its BMP session number while established (0: none).
+    bmp_session: u64,
     fsm: Neighbor,
     id4: PeerId,
     id6: PeerId,
@@ -177,7 +157,10 @@ pub struct Speaker {
     refused: u64,
     next_conn: u32,
     fib_refused: u64,
-    sink: Option<Box<dyn EventSink>>,
+    /// The last BMP session number given out.
+    next_session: u64,
+    /// Events BMP did not take (its channel full, or BMP down).
+    bmp_refused: u64,
 }
 
 /// The IGP cost of a next hop: 0 on a connected subnet, 1 beyond (the forwarder resolves it
@@ -232,6 +215,7 @@ impl Speaker {
             peers.push(Peer {
                 settings: n.clone(),
                 local,
+                bmp_session: 0,
                 fsm: Neighbor::new(nc),
                 id4,
                 id6,
@@ -281,7 +265,8 @@ impl Speaker {
             refused: 0,
             next_conn: 0,
             fib_refused: 0,
-            sink: None,
+            next_session: 0,
+            bmp_refused: 0,
         })
     }
 
@@ -418,12 +403,12 @@ impl Speaker {
                     if n.families.contains(&Family::Ipv6Unicast) {
                         let _ = self.rib6.peer_up(p.id6, n.peer_id);
                     }
-                    self.bmp_up(i);
+                    self.bmp_up(i, cx);
                 }
                 Action::Update(parsed) => {
                     p.updates += 1;
-                    self.bmp_routes(i, &parsed.update);
                     self.apply_update(i, cx, &parsed.update);
+                    self.bmp_update(i, cx, &parsed.update);
                 }
                 Action::RouteRefresh(Family::Ipv4Unicast) => {
                     let _ = self.rib4.route_refresh(p.id4);
@@ -436,7 +421,7 @@ impl Speaker {
                         Family::Ipv4Unicast => p.sweep4 = Some(RibCursor::new()),
                         Family::Ipv6Unicast => p.sweep6 = Some(RibCursor::new()),
                     }
-                    self.bmp_end_of_rib(i, family);
+                    self.bmp_end_of_rib(i, cx, family);
                 }
                 Action::DropStale(family) => match family {
                     Family::Ipv4Unicast => p.sweep4 = Some(RibCursor::new()),
@@ -465,7 +450,7 @@ impl Speaker {
                         }
                         None => p.flushing = true,
                     }
-                    self.bmp_down(i, &reason);
+                    self.bmp_down(i, cx, &reason);
                 }
                 Action::Failed(reason) => p.last_error = Some(last_error(&reason)),
             }
@@ -882,6 +867,7 @@ impl Subsystem for BgpSubsystem {
     fn start(&mut self, cx: &mut Context<'_>) -> Result<(), StartError> {
         let Some(cfg) = self.config.speaker.as_ref() else { return Ok(()) };
         let mut speaker = Speaker::new(cfg, cx)?;
+        speaker.next_session = self.next_session;
         for p in &mut speaker.peers {
             p.fsm.start(cx.now);
         }
@@ -891,7 +877,7 @@ impl Subsystem for BgpSubsystem {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>, _budget: Budget) -> PollOutcome {
-        let left = self.with_speaker(|s| s.poll(cx)).unwrap_or(false);
+        let left = self.speaker.as_mut().is_some_and(|s| s.poll(cx));
         if left {
             PollOutcome::Pending
         } else {
@@ -910,11 +896,19 @@ impl Subsystem for BgpSubsystem {
     }
 
     fn farewell(&mut self, cx: &mut Context<'_>) {
-        self.with_speaker(|s| s.farewell(cx));
+        if let Some(s) = self.speaker.as_mut() {
+            s.farewell(cx);
+        }
+    }
+
+    fn peek(&self) -> Option<&dyn core::any::Any> {
+        Some(self)
     }
 
     fn shed(&mut self) {
-        self.speaker = None;
+        if let Some(s) = self.speaker.take() {
+            self.next_session = s.next_session;
+        }
     }
 
     fn status(&self, out: &mut dyn Write) -> fmt::Result {
@@ -939,7 +933,7 @@ impl Subsystem for BgpSubsystem {
     }
 
     fn command(&mut self, cx: &mut Context<'_>, words: &[&str], out: &mut dyn Write) -> Option<fmt::Result> {
-        self.with_speaker(|s| command(s, cx, words, out)).flatten()
+        command(self.speaker.as_mut()?, cx, words, out)
     }
 
     fn help(&self) -> &'static str {
