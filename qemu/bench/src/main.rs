@@ -11,9 +11,10 @@ mod boot;
 mod fib;
 mod figures;
 mod forward;
+mod sctp;
 mod shed;
 
-const BENCHES: [&str; 6] = ["boot", "shed", "alloc", "fib", "forward", "bgp"];
+const BENCHES: [&str; 7] = ["boot", "shed", "alloc", "fib", "forward", "bgp", "sctp"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -58,6 +59,7 @@ fn run(bench: &str, json: &Path) -> Result<(), String> {
         "forward" => forward::run(Some(json)),
         "fib" => fib::run(Some(json)),
         "bgp" => bgp::run(Some(json)),
+        "sctp" => sctp::run(Some(json)),
         "alloc" => match alloc::main(&["--json".to_string(), json.display().to_string()]) {
             ExitCode::SUCCESS => Ok(()),
             _ => Err("the allocator bench failed (see above)".into()),

@@ -19,11 +19,12 @@
  *   rtt ADDR PORT COUNT SIZE         COUNT echo round trips; prints "ok N round trips in S s"
  *   blast ADDR PORT COUNT SIZE       COUNT messages one way, then a graceful close once all are
  *                                    acknowledged; prints "ok N messages in S s"
- *   flood ADDR PORT ASSOCS SIZE QUIET_MS
+ *   flood ADDR PORT ASSOCS SIZE QUIET_MS [MAX_MS]
  *                                    ASSOCS associations, SIZE-byte messages round robin,
  *                                    non-blocking, until every sender was refused for QUIET_MS;
- *                                    prints "blocked N" (messages accepted), then waits for a
- *                                    line on stdin, closes gracefully and prints "done N"
+ *                                    prints "blocked N" (messages accepted), or "stopped N"
+ *                                    after MAX_MS of sending, then waits for a line on stdin,
+ *                                    closes gracefully and prints "done N"
  *   serve PORT KIND                  a server: KIND echo, discard, or paused (accepts and never
  *                                    reads); prints "listening", runs until killed
  */
@@ -317,6 +318,7 @@ static int mode_flood(int argc, char **argv)
 	int n = atoi(argv[2]);
 	size_t size = strtoul(argv[3], NULL, 10);
 	double quiet = atoi(argv[4]) / 1000.0;
+	double max = argc > 5 ? atoi(argv[5]) / 1000.0 : 1e9;
 	struct socket *s[64];
 	if (n < 1 || n > 64)
 		die("1..64 associations");
@@ -325,9 +327,14 @@ static int mode_flood(int argc, char **argv)
 		usrsctp_set_non_blocking(s[i], 1);
 	}
 	long sent = 0;
-	double last_ok = now_s();
+	double last_ok = now_s(), t0 = now_s();
+	int stopped = 0;
 	memset(buf_out, 'x', size);
 	while (now_s() - last_ok < quiet) {
+		if (now_s() - t0 > max) {
+			stopped = 1;
+			break;
+		}
 		int any = 0;
 		for (int i = 0; i < n; i++) {
 			if (send_msg(s[i], buf_out, size, sent % 4, (uint32_t)sent) >= 0) {
@@ -342,7 +349,7 @@ static int mode_flood(int argc, char **argv)
 		else
 			usleep(1000);
 	}
-	printf("blocked %ld\n", sent);
+	printf("%s %ld\n", stopped ? "stopped" : "blocked", sent);
 	fflush(stdout);
 	char line[64];
 	if (!fgets(line, sizeof line, stdin))
