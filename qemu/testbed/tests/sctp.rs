@@ -292,7 +292,7 @@ fn a_multihomed_association_survives_its_primary_link_going_down() {
     let mut seq = Command::new("ip")
         .args(["netns", "exec", &ns0])
         .arg(&bin)
-        .args(["seq", "192.0.2.1", "7", "4", "50000", "100"])
+        .args(["seq", "192.0.2.1", "7", "4", "15000", "100"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("seq");
@@ -301,7 +301,10 @@ fn a_multihomed_association_survives_its_primary_link_going_down() {
         let out = Command::new("ip").args(["netns", "exec", &ns0, "cat", &path]).output().expect("cat");
         String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
     };
-    std::thread::sleep(Duration::from_millis(1000));
+    // Soon after the handshake: the stream is mostly still to come. New data stays on the
+    // primary until it is marked inactive (Path.Max.Retrans timeouts, about 30 s with RTO.Min
+    // 1 s); retransmissions go to the other path at once (6.4.1).
+    std::thread::sleep(Duration::from_millis(300));
     ip(&["-n", &ns0, "link", "set", &tap0, "down"]);
     let before = bytes_on(&tap1, "tx");
     let (tx, rx) = mpsc::channel();
@@ -314,10 +317,10 @@ fn a_multihomed_association_survives_its_primary_link_going_down() {
     let out = rx.recv_timeout(Duration::from_secs(120)).unwrap_or_default();
     let _ = seq.kill();
     let _ = seq.wait();
-    assert!(out.starts_with("ok 50000 messages"), "after nic0 went down: {out:?}");
+    assert!(out.starts_with("ok 15000 messages"), "after nic0 went down: {out:?}");
     // The echoes came back over nic1 (the TAP's tx is towards the peer).
     let over_nic1 = bytes_on(&tap1, "tx").saturating_sub(before);
-    println!("multi-homing: {out}; {over_nic1} bytes came back over nic1 after nic0 went down");
+    println!("multi-homing: {}; {over_nic1} bytes came back over nic1 after nic0 went down", out.trim());
     assert!(
         over_nic1 > 100_000,
         "only {over_nic1} bytes over nic1: the stream had ended or never failed over"
