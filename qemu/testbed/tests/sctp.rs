@@ -326,3 +326,58 @@ fn a_multihomed_association_survives_its_primary_link_going_down() {
         "only {over_nic1} bytes over nic1: the stream had ended or never failed over"
     );
 }
+
+/// A shed of SCTP while it holds a paused association's backlog: the domain goes back to its
+/// baseline with no leak, and SCTP serves again.
+#[test]
+fn shedding_sctp_aborts_its_associations_and_leaves_nothing() {
+    if !can_run("shedding_sctp_aborts_its_associations_and_leaves_nothing") {
+        return;
+    }
+    let (mut vm, _config) = boot("shed", "[diagnostics]\nenabled = true\n", 1);
+    let base = domain(&mut vm, "sctp");
+    vm.command("sctp pause 5001").unwrap_or_else(|e| panic!("{e}"));
+    let bin = peer_binary();
+    let ns = vm.nic(0).ns.name().to_string();
+    let mut flood = Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .arg(&bin)
+        .args(["flood", "192.0.2.1", "5001", "1", "100", "1000", "60000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("flood");
+    let (tx, rx) = mpsc::channel();
+    let stdout = flood.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let blocked = rx.recv_timeout(Duration::from_secs(90)).unwrap_or_default();
+    assert!(blocked.starts_with("blocked"), "{blocked:?}");
+    let held = domain(&mut vm, "sctp");
+    assert!(num(&held, "used") > num(&base, "used") + 100_000, "the backlog costs sctp: {held}");
+    let answer = vm.command("debug shed sctp").unwrap_or_else(|e| panic!("{e}"));
+    assert!(answer.contains("ok (sctp)"), "{answer}");
+    let _ = flood.kill();
+    let _ = flood.wait();
+    let end = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let row = domain(&mut vm, "sctp");
+        if row["state"] == "up" {
+            break row;
+        }
+        assert!(Instant::now() < end, "sctp did not come back: {row}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!vm.console_text().contains("LEAK"), "{}", vm.console_text());
+    assert_eq!(
+        (num(&after, "used"), num(&after, "blocks")),
+        (num(&base, "used"), num(&base, "blocks")),
+        "{after} vs {base}"
+    );
+    assert_eq!(num(&sctp_json(&mut vm), "associations"), 0);
+    let out = peer(&vm.nic(0).ns, &["echo", "192.0.2.1", "7", "2", "1", "1000"], 60);
+    assert!(out.starts_with("ok 2 messages"), "after the restart: {out}");
+}
