@@ -18,6 +18,7 @@ use crate::domain::OverQuota;
 use crate::link::TxError;
 use crate::testing::TestRng;
 use crate::time::Duration;
+use bulkhead_base::rand_core::RngCore;
 
 const A0: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const A1: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
@@ -536,4 +537,50 @@ fn pressure_hands_the_room_to_the_endpoints() {
     r.run_until(300, |_| false);
     let after = r.service(9).endpoint.status(AssocId(1)).unwrap().local_rwnd;
     assert!(after < before, "the window did not shrink under pressure: {before} -> {after}");
+}
+
+#[test]
+fn random_and_mutated_packets_panic_nothing() {
+    let mut r = Rig::new(SctpConfig::default(), Transport::Ip);
+    let id = r.up(7);
+    r.peer.send(id, 1, 2, false, &[9; 3000]).unwrap();
+    let mut buf = [0u8; 1500];
+    let mut templates: Vec<Vec<u8>> = Vec::new();
+    while let Some(t) = r.peer.poll_transmit(r.now, &mut buf) {
+        templates.push(buf[..t.len].to_vec());
+    }
+    templates.extend(r.wire.iter().map(|d| d.payload.clone()));
+    let mut rng = TestRng(99);
+    for i in 0..20_000u32 {
+        let mut bytes = match templates.get(i as usize % (templates.len() + 1)) {
+            Some(t) => t.clone(),
+            None => (0..rng.next_u32() % 200).map(|_| rng.next_u32() as u8).collect(),
+        };
+        for _ in 0..(rng.next_u32() % 4) {
+            if bytes.is_empty() {
+                break;
+            }
+            let at = rng.next_u32() as usize % bytes.len();
+            bytes[at] = rng.next_u32() as u8;
+        }
+        if rng.next_u32().is_multiple_of(8) {
+            bytes.truncate(rng.next_u32() as usize % (bytes.len() + 1));
+        }
+        let ports = if i.is_multiple_of(2) { None } else { Some((PEER_UDP, 9899)) };
+        let d = Datagram {
+            src: PEER,
+            dst: A0,
+            protocol: if ports.is_some() { 17 } else { 132 },
+            ports,
+            payload: &bytes,
+        };
+        r.cx_run(|s, cx| s.receive(cx, Inbound::Datagram(d)));
+        if i.is_multiple_of(64) {
+            r.now = r.now + Duration::from_millis(1);
+            r.cx_run(|s, cx| s.poll(cx, Budget(64)));
+            r.io.out.clear();
+        }
+    }
+    let text = r.command("show sctp");
+    assert!(text.starts_with("sctp: udp port 9899"), "{text}");
 }
