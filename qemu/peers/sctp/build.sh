@@ -10,7 +10,8 @@ bin="$out/sctp-peer"
 src="$here/sctp-peer.c"
 if [ ! -x "$bin" ] || [ "$src" -nt "$bin" ] || [ "$0" -nt "$bin" ]; then
     mkdir -p "$out"
-    cc -O2 -Wall -Wextra -o "$bin.tmp" "$src" -lusrsctp -lpthread
-    mv "$bin.tmp" "$bin"
+    # A name of this process's own: tests running in parallel may build at the same time.
+    cc -O2 -Wall -Wextra -o "$bin.$$" "$src" -lusrsctp -lpthread
+    mv -f "$bin.$$" "$bin"
 fi
 echo "$bin"
