@@ -32,6 +32,7 @@ impl MemoryBooks for AllocatorBooks {
         let s = self.0.stats(d);
         DomainFigures {
             used: s.used,
+            live: s.live,
             peak: s.peak,
             blocks: s.blocks,
             chunks: s.chunks,

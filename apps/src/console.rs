@@ -151,9 +151,13 @@ pub struct MemoryStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DomainMemory {
     pub domain: Domain,
-    /// Bytes of true footprint charged now, and the most ever.
+    /// Bytes of true footprint charged now (whole chunks, free slots and one cached free chunk
+    /// per size class included), and the most ever.
     pub used: usize,
     pub peak: usize,
+    /// What the live blocks hold (their slots or large footprints): back to a domain's baseline
+    /// to the byte when its work is gone, whatever chunks it keeps cached.
+    pub live: usize,
     /// Live allocations (blocks handed out and not yet freed).
     pub blocks: u64,
     /// 64 KiB chunks the domain holds from the shared heap for its size classes.
@@ -550,6 +554,7 @@ fn memory_json(out: &mut impl Write, memory: &MemoryStatus) -> fmt::Result {
             None => j.null()?,
         }
         j.field_u64("used", d.used as u64)?;
+        j.field_u64("live", d.live as u64)?;
         j.field_u64("peak", d.peak as u64)?;
         j.field_u64("blocks", d.blocks)?;
         j.field_u64("chunks", d.chunks)?;
@@ -825,6 +830,7 @@ nic3   52:54:00:12:34:56 00:06.0  unnumbered          1500          10          
             domain,
             used,
             peak: used * 2,
+            live: used / 2,
             blocks: 7,
             chunks: 2,
             soft: quota / 4 * 3,
@@ -907,9 +913,9 @@ Heap: 256.0 MB total, 3.0 MB used, 253.0 MB free, largest free block 250.0 MB
         let mut s = String::new();
         show_memory(&mut s, &memory(), true).unwrap();
         let want = concat!(
-            r#"{"domains":[{"domain":"kernel","state":null,"used":1048576,"peak":2097152,"blocks":7,"chunks":2,"#,
+            r#"{"domains":[{"domain":"kernel","state":null,"used":1048576,"live":524288,"peak":2097152,"blocks":7,"chunks":2,"#,
             r#""soft":12582912,"quota":16777216,"failed_admissions":0,"sheds":0,"leaks":0,"last_leak":null},"#,
-            r#"{"domain":"bmp","state":"held-down","used":900,"peak":1800,"blocks":7,"chunks":2,"soft":12582912,"#,
+            r#"{"domain":"bmp","state":"held-down","used":900,"live":450,"peak":1800,"blocks":7,"chunks":2,"soft":12582912,"#,
             r#""quota":16777216,"failed_admissions":12,"sheds":3,"leaks":1,"last_leak":{"bytes":4096,"blocks":2}}],"#,
             r#""heap":{"total":268435456,"used":3145728,"free":265289728,"largest_free":262144000}}"#,
             "\n"

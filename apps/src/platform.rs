@@ -400,26 +400,31 @@ impl<B: MemoryBooks> Platform<B> {
     /// Runs one console line; what it prints goes to `out`.
     pub fn execute(&mut self, line: &str, now: Instant, out: &mut dyn Write) -> Action {
         let words: Vec<&str> = line.split_ascii_whitespace().collect();
-        let command = match Command::parse(line) {
-            Ok(Command::ShowRoute { .. } | Command::ShowFlows { .. }) | Err(CommandError::Unknown { .. }) => {
-                let (supervisor, mut io, rng) = self.split();
-                match supervisor.command(&words, out, now, &mut World { io: &mut io, rng, clock: &|| now }) {
-                    Some(result) => {
-                        report(out, result);
-                        return Action::None;
-                    }
-                    None => match Command::parse(line) {
-                        Ok(Command::ShowRoute { .. } | Command::ShowFlows { .. }) => {
-                            let _ = writeln!(out, "the forwarder is not running");
-                            return Action::None;
-                        }
-                        Ok(c) => c,
-                        Err(e) => {
-                            let _ = writeln!(out, "{}", e);
-                            return Action::None;
-                        }
-                    },
-                }
+        // A subsystem's own commands (and `show route …`, which a protocol answers for its own
+        // routes before the forwarder does) are offered to the subsystems first; the platform's
+        // parser then answers, or says what was wrong with the line.
+        let parsed = Command::parse(line);
+        let offered = match &parsed {
+            Ok(Command::ShowRoute { .. } | Command::ShowFlows { .. }) => true,
+            Err(CommandError::Unknown { .. }) => true,
+            Err(
+                CommandError::BadArgument { command, .. } | CommandError::UnexpectedArgument { command, .. },
+            ) => *command == "show route",
+            _ => false,
+        };
+        if offered {
+            let (supervisor, mut io, rng) = self.split();
+            if let Some(result) =
+                supervisor.command(&words, out, now, &mut World { io: &mut io, rng, clock: &|| now })
+            {
+                report(out, result);
+                return Action::None;
+            }
+        }
+        let command = match parsed {
+            Ok(Command::ShowRoute { .. } | Command::ShowFlows { .. }) => {
+                let _ = writeln!(out, "the forwarder is not running");
+                return Action::None;
             }
             Ok(command) => command,
             Err(CommandError::Empty) => return Action::None,
@@ -631,6 +636,7 @@ impl<B: MemoryBooks> Platform<B> {
                 DomainMemory {
                     domain,
                     used: s.used,
+                    live: s.live,
                     peak: s.peak,
                     blocks: s.blocks as u64,
                     chunks: s.chunks as u64,

@@ -219,7 +219,10 @@ pub trait MemoryBooks: Admission {
 /// A domain's figures, as `show memory` prints them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DomainFigures {
+    /// Chunks held (free slots and cached free chunks included) and large blocks.
     pub used: usize,
+    /// What live blocks hold: back to the baseline, to the byte, when a domain's work is gone.
+    pub live: usize,
     pub peak: usize,
     pub blocks: usize,
     pub chunks: usize,

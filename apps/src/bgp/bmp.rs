@@ -6,8 +6,7 @@
 //! BMP session numbers: a counter bumped at each `Established`, never reused, also across
 //! sheds (the subsystem keeps it); 0 is the Loc-RIB's.
 //!
-//! Not yet: the peer's OPEN in Peer Up (the session FSM does not keep the OPEN it received;
-//! `received_open` is empty), statistics reports.
+//! Not yet: statistics reports.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -62,7 +61,7 @@ fn peer_up_info(p: &Peer) -> Option<PeerUpInfo> {
         local_port: 0,
         remote_port: super::BGP_PORT,
         sent_open: open_bytes(p.fsm.config()),
-        received_open: Vec::new(),
+        received_open: negotiated.received_open.clone(),
         table_name: None,
         families: negotiated.families.iter().map(|f| family(*f)).collect(),
     })

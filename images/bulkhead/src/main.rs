@@ -117,7 +117,11 @@ fn main(boot: BootInfo) -> ! {
         Box::new(ForwarderSubsystem::new(forwarder_plan, &NIC_NAMES)),
         Box::new(bulkhead_apps::sctp::SctpSubsystem::new(config.sctp.clone())),
         Box::new(bulkhead_apps::bgp::BgpSubsystem::new(config.bgp.clone())),
-        Box::new(bulkhead_apps::bmp::BmpSubsystem::new(config.bmp.clone())),
+        // BMP reads BGP's tables through BGP's `peek`; BGP tells BMP its events.
+        Box::new(
+            bulkhead_apps::bmp::BmpSubsystem::new(config.bmp.clone())
+                .reading::<bulkhead_apps::bgp::BgpSubsystem>(),
+        ),
         Box::new(Reserved::new("mgmt", Domain::Mgmt, "the management TCP port")),
         Box::new(Diag::new(config.diagnostics.enabled)),
     ];

@@ -141,6 +141,8 @@ pub struct Negotiated {
     pub ctx: SessionContext,
     /// The peer's Graceful Restart capability, if it sent one.
     pub peer_graceful_restart: Option<GracefulRestart>,
+    /// The peer's OPEN as a message (header included), for BMP's Peer Up (RFC 7854 4.10).
+    pub received_open: Vec<u8>,
 }
 
 impl Negotiated {
@@ -201,6 +203,7 @@ pub fn validate_open(cfg: &NeighborConfig, open: &Open) -> Result<Negotiated, Op
             && open.has(crate::packet::open::capability_code::EXTENDED_MESSAGE),
         ctx: SessionContext { four_octet_as: open.four_octet_as().is_some(), external: cfg.external() },
         peer_graceful_restart: open.graceful_restart().cloned(),
+        received_open: message_bytes(&Message::Open(open.clone())),
     })
 }
 
