@@ -3,9 +3,7 @@
 //! Delivery, registration, backpressure, shedding, route sources and the random source, without
 //! QEMU. Cases run one after another on the main thread (the current domain is per process).
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
-use std::fmt::Write as _;
+use std::cell::Cell;
 use std::rc::Rc;
 
 use bulkhead_apps::books::AllocatorBooks;
@@ -14,179 +12,25 @@ use bulkhead_apps::context::{Context, RouteChange, SocketId, TcpBuffers};
 use bulkhead_apps::diag::Diag;
 use bulkhead_apps::domain::{Domain, Quota};
 use bulkhead_apps::forwarder::{ForwarderPlan, ForwarderSubsystem};
-use bulkhead_apps::link::{Link, LinkCounters, RxFrame, TxError};
 use bulkhead_apps::platform::{Platform, Port};
 use bulkhead_apps::supervisor::{Budget, PollOutcome, RestartPolicy, StartError, Subsystem};
 use bulkhead_apps::time::{Duration, Instant};
-use bulkhead_base::addr::Ipv4Cidr;
 use bulkhead_base::rand_core::SeedableRng;
 use bulkhead_base::rng::Csprng;
 use bulkhead_mem::HostHeap;
 use bulkhead_net::fib::Prefix;
 use bulkhead_net::router;
-use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
-use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, Icmpv4Packet, IpAddress, IpCidr,
-    IpEndpoint, IpProtocol, Ipv4Address, Ipv4Packet,
+    EthernetFrame, EthernetProtocol, Icmpv4Packet, IpAddress, IpEndpoint, IpProtocol, Ipv4Address, Ipv4Packet,
 };
+
+mod common;
+
+use common::*;
 
 #[global_allocator]
 static HEAP: HostHeap = HostHeap::new();
-
-const NIC0_MAC: [u8; 6] = [0x52, 0x54, 0, 0xb0, 0, 0];
-const NIC1_MAC: [u8; 6] = [0x52, 0x54, 0, 0xb0, 0, 1];
-const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x22];
-const NIC_NAMES: [&str; 2] = ["nic0", "nic1"];
-const QUOTA: usize = 16 << 20;
-
-type Wire = Rc<RefCell<VecDeque<Vec<u8>>>>;
-
-/// A NIC whose other end is two queues. Its own allocations are the wire's, outside the
-/// appliance: booked to `kernel`.
-struct FakeLink {
-    mac: [u8; 6],
-    to_appliance: Wire,
-    from_appliance: Wire,
-    counters: LinkCounters,
-}
-
-impl Link for FakeLink {
-    fn mac(&self) -> [u8; 6] {
-        self.mac
-    }
-    fn pci(&self) -> (u8, u8, u8) {
-        (0, 3, 0)
-    }
-    fn receive(&mut self) -> Option<RxFrame> {
-        let _wire = HEAP.allocator().enter(Domain::Kernel);
-        let frame = self.to_appliance.borrow_mut().pop_front()?;
-        self.counters.rx_packets += 1;
-        let len = frame.len();
-        Some(RxFrame { buffer: frame.into_boxed_slice(), start: 0, len, slot: 0 })
-    }
-    fn recycle(&mut self, frame: RxFrame) {
-        let _wire = HEAP.allocator().enter(Domain::Kernel);
-        drop(frame);
-    }
-    fn transmit(&mut self, frame: &[u8]) -> Result<(), TxError> {
-        let _wire = HEAP.allocator().enter(Domain::Kernel);
-        if frame.len() > 1514 {
-            return Err(TxError::Oversize);
-        }
-        self.counters.tx_packets += 1;
-        self.from_appliance.borrow_mut().push_back(frame.to_vec());
-        Ok(())
-    }
-    fn can_transmit(&mut self) -> bool {
-        true
-    }
-    fn rx_pending(&self) -> bool {
-        !self.to_appliance.borrow().is_empty()
-    }
-    fn counters(&self) -> LinkCounters {
-        self.counters
-    }
-}
-
-/// The host on nic0's wire: 192.0.2.2/24, its default route through the appliance. Every
-/// frame the appliance sent it is kept in `seen` for inspection.
-struct Peer {
-    iface: Interface,
-    sockets: SocketSet<'static>,
-    to_appliance: Wire,
-    from_appliance: Wire,
-    seen: Vec<Vec<u8>>,
-}
-
-struct PeerDevice<'a> {
-    rx: &'a Wire,
-    tx: &'a Wire,
-    seen: &'a mut Vec<Vec<u8>>,
-}
-
-struct PeerRx(Vec<u8>);
-struct PeerTx<'a>(&'a Wire);
-
-impl RxToken for PeerRx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl TxToken for PeerTx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut frame = vec![0u8; len];
-        let r = f(&mut frame);
-        self.0.borrow_mut().push_back(frame);
-        r
-    }
-}
-
-impl Device for PeerDevice<'_> {
-    type RxToken<'b>
-        = PeerRx
-    where
-        Self: 'b;
-    type TxToken<'b>
-        = PeerTx<'b>
-    where
-        Self: 'b;
-    fn receive(&mut self, _now: smoltcp::time::Instant) -> Option<(PeerRx, PeerTx<'_>)> {
-        let frame = self.rx.borrow_mut().pop_front()?;
-        self.seen.push(frame.clone());
-        Some((PeerRx(frame), PeerTx(self.tx)))
-    }
-    fn transmit(&mut self, _now: smoltcp::time::Instant) -> Option<PeerTx<'_>> {
-        Some(PeerTx(self.tx))
-    }
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = 1514;
-        caps
-    }
-}
-
-impl Peer {
-    fn new(to_appliance: Wire, from_appliance: Wire) -> Peer {
-        let mut seen = Vec::new();
-        let mut device = PeerDevice { rx: &from_appliance, tx: &to_appliance, seen: &mut seen };
-        let config = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(PEER_MAC)));
-        let mut iface = Interface::new(config, &mut device, smoltcp::time::Instant::ZERO);
-        iface.update_ip_addrs(|a| {
-            a.push(IpCidr::new(IpAddress::v4(192, 0, 2, 2), 24)).unwrap();
-        });
-        iface.routes_mut().add_default_ipv4_route(Ipv4Address::new(192, 0, 2, 1)).unwrap();
-        Peer { iface, sockets: SocketSet::new(Vec::new()), to_appliance, from_appliance, seen }
-    }
-
-    fn poll(&mut self, now: Instant) {
-        let mut device =
-            PeerDevice { rx: &self.from_appliance, tx: &self.to_appliance, seen: &mut self.seen };
-        let t = smoltcp::time::Instant::from_micros(now.total_micros() as i64);
-        self.iface.poll(t, &mut device, &mut self.sockets);
-    }
-
-    fn tcp(&mut self, remote: (Ipv4Address, u16), local_port: u16, buffer: usize) -> SocketHandle {
-        let rx = tcp::SocketBuffer::new(vec![0; buffer]);
-        let tx = tcp::SocketBuffer::new(vec![0; buffer]);
-        let mut socket = tcp::Socket::new(rx, tx);
-        socket
-            .connect(self.iface.context(), IpEndpoint::new(IpAddress::Ipv4(remote.0), remote.1), local_port)
-            .unwrap();
-        self.sockets.add(socket)
-    }
-
-    fn udp(&mut self, port: u16) -> SocketHandle {
-        let rx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 16384]);
-        let tx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 16384]);
-        let mut socket = udp::Socket::new(rx, tx);
-        socket.bind(port).unwrap();
-        self.sockets.add(socket)
-    }
-}
 
 /// A subsystem in the `sctp` domain that listens on TCP 5001 with small buffers and reads only
 /// while `reading` is set: the seed's suspended receiver, over TCP.
@@ -287,28 +131,14 @@ struct Sim {
     first_random: Rc<Cell<u64>>,
 }
 
-fn cidr(text: &str) -> Ipv4Cidr {
-    Ipv4Cidr::parse(text).unwrap()
-}
-
 impl Sim {
     fn new(seed: u64, bgp_route_limit: u32) -> Sim {
         let allocator = HEAP.allocator();
         let quotas = std::array::from_fn(|_| Quota { hard: QUOTA, soft: QUOTA * 3 / 4 });
         allocator.set_quotas(quotas, 8 << 20).unwrap();
         let (to0, from0, to1, from1): (Wire, Wire, Wire, Wire) = Default::default();
-        let link0 = FakeLink {
-            mac: NIC0_MAC,
-            to_appliance: to0.clone(),
-            from_appliance: from0.clone(),
-            counters: LinkCounters::default(),
-        };
-        let link1 = FakeLink {
-            mac: NIC1_MAC,
-            to_appliance: to1,
-            from_appliance: from1.clone(),
-            counters: LinkCounters::default(),
-        };
+        let link0 = FakeLink::new(HEAP.allocator(), NIC0_MAC, to0.clone(), from0.clone());
+        let link1 = FakeLink::new(HEAP.allocator(), NIC1_MAC, to1, from1.clone());
         let (a0, a1) = (cidr("192.0.2.1/24"), cidr("198.51.100.1/24"));
         let ports = {
             let _net = allocator.enter(Domain::Net);
@@ -646,27 +476,5 @@ fn main() {
         ("the_random_source_reaches_subsystems", the_random_source_reaches_subsystems),
         ("no_bytes_from_the_wire_panic_or_move_memory", no_bytes_from_the_wire_panic_or_move_memory),
     ];
-    let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    let (mut passed, mut failed) = (0, 0);
-    for (name, case) in cases {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-            continue;
-        }
-        let mut line = String::new();
-        match std::panic::catch_unwind(case) {
-            Ok(()) => {
-                passed += 1;
-                let _ = write!(line, "test {name} ... ok");
-            }
-            Err(_) => {
-                failed += 1;
-                let _ = write!(line, "test {name} ... FAILED");
-            }
-        }
-        println!("{line}");
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    common::run_cases(&cases);
 }
