@@ -179,9 +179,10 @@ fn check_net_bound(plan: &MemoryPlan, nics: usize) {
 fn run(mut platform: Platform<AllocatorBooks>) -> ! {
     let mut editor = LineEditor::new();
     loop {
-        let turn = now();
+        // The console is management's work, bounded per turn, and slow under emulation (one
+        // exit per byte): the turn the platform times is the data path's.
         poll_console(&mut platform, &mut editor);
-        platform.turn(turn, &now);
+        platform.turn(now(), &now);
         let wake = platform.next_deadline(now());
         sleep(&platform, wake);
     }
