@@ -146,6 +146,8 @@ pub struct Platform<B: MemoryBooks> {
     no_forwarder: u64,
     /// Packets delivered to subsystems that were not up.
     owner_down: u64,
+    /// smoltcp took a packet this turn: the sockets' owners are polled.
+    socket_activity: bool,
 }
 
 /// The I/O subsystems see, over the platform's parts.
@@ -188,6 +190,7 @@ impl<B: MemoryBooks> Platform<B> {
             turns: TurnStats::default(),
             no_forwarder: 0,
             owner_down: 0,
+            socket_activity: false,
         }
     }
 
@@ -229,6 +232,18 @@ impl<B: MemoryBooks> Platform<B> {
                 self.dispatch(index, frame.bytes_mut(), now, clock);
                 if let Some(port) = self.ports.get_mut(index) {
                     port.link.recycle(frame);
+                }
+            }
+        }
+        // A route source asked to announce again (the forwarder restarted) has work.
+        if self.routes.resync.get(RouteSource::Bgp.index()).is_some_and(|r| *r) {
+            self.supervisor.wake(Domain::Bgp);
+        }
+        // Sockets that saw segments, or whose timers ran, may have news for their owners.
+        if core::mem::take(&mut self.socket_activity) || self.host.poll_at(now).is_some_and(|t| t <= now) {
+            for d in Domain::ALL {
+                if self.host.sockets_of(d) > 0 {
+                    self.supervisor.wake(d);
                 }
             }
         }
@@ -327,6 +342,7 @@ impl<B: MemoryBooks> Platform<B> {
                         }
                     }
                     Local::Stack => {
+                        self.socket_activity = true;
                         let host = &mut self.host;
                         self.supervisor.books().with_domain(Domain::Net, || host.ingress(now, packet));
                     }

@@ -444,6 +444,13 @@ impl<B: MemoryBooks> Supervisor<B> {
         self.slots.iter().find(|s| s.domain == d && s.state == SubsystemState::Up).map(|s| f(&*s.sub))
     }
 
+    /// Has the subsystem of `d` polled on the next turn (its sockets saw activity).
+    pub fn wake(&mut self, d: Domain) {
+        if let Some(slot) = self.slots.iter_mut().find(|s| s.domain == d && s.state == SubsystemState::Up) {
+            slot.pending = true;
+        }
+    }
+
     /// Whether the subsystem of `d` is up.
     pub fn is_up(&self, d: Domain) -> bool {
         self.slots.iter().any(|s| s.domain == d && s.state == SubsystemState::Up)
@@ -469,6 +476,13 @@ impl<B: MemoryBooks> Supervisor<B> {
             let (before, rest) = self.slots.split_at_mut(i);
             let Some((slot, after)) = rest.split_first_mut() else { continue };
             if slot.state != SubsystemState::Up {
+                continue;
+            }
+            // Polled when it has something to do: work left from its last poll, traffic handed
+            // to it, activity on its sockets (the platform wakes it), a task, or its deadline.
+            let due =
+                slot.pending || !slot.tasks.is_empty() || slot.sub.poll_at(now).is_some_and(|t| t <= now);
+            if !due {
                 continue;
             }
             let (budget, d, sub, tasks) = (slot.policy.budget, slot.domain, &mut slot.sub, &mut slot.tasks);
@@ -648,6 +662,7 @@ impl<B: MemoryBooks> Supervisor<B> {
         match started {
             Ok(()) => {
                 slot.state = SubsystemState::Up;
+                slot.pending = true;
                 world.io.subsystem_up(d);
                 if let Some(down) = slot.taken_down_at.take() {
                     let took = Duration::from_micros(now.total_micros().saturating_sub(down.total_micros()));
@@ -758,7 +773,10 @@ impl<B: MemoryBooks> Peers for SlotPeers<'_, B> {
         match self.find(d) {
             Some(slot) => {
                 let sub = &mut slot.sub;
-                books.with_domain(d, || sub.accept(from, message))
+                let taken = books.with_domain(d, || sub.accept(from, message));
+                // Whether it took it or not (a refusal means re-synchronising), it has work.
+                slot.pending = true;
+                taken
             }
             None => false,
         }
@@ -967,6 +985,8 @@ mod tests {
             if self.per_poll > 0 {
                 self.books.0.alloc(self.per_poll);
                 self.held.push(self.per_poll);
+                // Work left: polled again on the next turn.
+                return PollOutcome::Pending;
             }
             PollOutcome::Idle
         }
@@ -1264,7 +1284,9 @@ mod tests {
     #[test]
     fn next_deadline_and_registration_rules() {
         let mut r = rig(0, 0, 250, 1000);
-        assert_eq!(r.sup.next_deadline(ms(5)), Some(ms(1000)));
+        assert_eq!(r.sup.next_deadline(ms(5)), Some(ms(5)), "a fresh start is polled at once");
+        r.sup.poll(ms(5), w!());
+        assert_eq!(r.sup.next_deadline(ms(5)), Some(ms(1000)), "then at its deadline");
         let dup = FakeSub {
             books: r.books.clone(),
             domain: Domain::Bmp,
@@ -1334,7 +1356,7 @@ mod tests {
             let held = cx.peek(Domain::Bmp).and_then(|a| a.downcast_ref::<Mailbox>()).map(|m| m.held.len());
             self.seen_by_peek.set(held.unwrap_or(usize::MAX));
             assert_eq!(self.books.0.current.get(), Some(Domain::Bgp), "back in its own domain");
-            PollOutcome::Idle
+            PollOutcome::Pending
         }
         fn poll_at(&self, _now: Instant) -> Option<Instant> {
             None
