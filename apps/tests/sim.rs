@@ -11,15 +11,14 @@ use bulkhead_apps::config::ForwarderConfig;
 use bulkhead_apps::context::{Context, RouteChange, SocketId, TcpBuffers};
 use bulkhead_apps::diag::Diag;
 use bulkhead_apps::domain::{Domain, Quota};
-use bulkhead_apps::forwarder::{ForwarderPlan, ForwarderSubsystem};
-use bulkhead_apps::platform::{Platform, Port};
+use bulkhead_apps::forwarder::ForwarderSubsystem;
+use bulkhead_apps::platform::Platform;
 use bulkhead_apps::supervisor::{Budget, PollOutcome, RestartPolicy, StartError, Subsystem};
 use bulkhead_apps::time::{Duration, Instant};
 use bulkhead_base::rand_core::SeedableRng;
 use bulkhead_base::rng::Csprng;
 use bulkhead_mem::HostHeap;
 use bulkhead_net::fib::Prefix;
-use bulkhead_net::router;
 use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::{
     EthernetFrame, EthernetProtocol, Icmpv4Packet, IpAddress, IpEndpoint, IpProtocol, Ipv4Address, Ipv4Packet,
@@ -136,27 +135,9 @@ impl Sim {
         let allocator = HEAP.allocator();
         let quotas = std::array::from_fn(|_| Quota { hard: QUOTA, soft: QUOTA * 3 / 4 });
         allocator.set_quotas(quotas, 8 << 20).unwrap();
-        let (to0, from0, to1, from1): (Wire, Wire, Wire, Wire) = Default::default();
-        let link0 = FakeLink::new(HEAP.allocator(), NIC0_MAC, to0.clone(), from0.clone());
-        let link1 = FakeLink::new(HEAP.allocator(), NIC1_MAC, to1, from1.clone());
-        let (a0, a1) = (cidr("192.0.2.1/24"), cidr("198.51.100.1/24"));
-        let ports = {
-            let _net = allocator.enter(Domain::Net);
-            vec![
-                Port::new("nic0", Box::new(link0), Some(a0), 1500),
-                Port::new("nic1", Box::new(link1), Some(a1), 1500),
-            ]
-        };
         let forwarder_config =
             ForwarderConfig { max_routes_bgp: bgp_route_limit, ..ForwarderConfig::default() };
-        let plan = ForwarderPlan {
-            interfaces: vec![
-                (0, router::Interface { mac: NIC0_MAC, address: Some((a0.addr.to_bits(), 24)), mtu: 1500 }),
-                (1, router::Interface { mac: NIC1_MAC, address: Some((a1.addr.to_bits(), 24)), mtu: 1500 }),
-            ],
-            routes: vec![],
-            settings: ForwarderPlan::settings(&forwarder_config, 1 << 20),
-        };
+        let TwoNics { ports, plan, to0, from0, from1 } = two_nics(allocator, &forwarder_config);
         let rng = Box::new(Csprng::seed_from_u64(seed));
         let mut platform = Platform::new(AllocatorBooks(allocator), ports, rng, true, Instant::ZERO);
         let reading = Rc::new(Cell::new(false));

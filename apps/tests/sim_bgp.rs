@@ -10,8 +10,8 @@ use bulkhead_apps::bmp::{BmpConfig, BmpSubsystem, Collector};
 use bulkhead_apps::books::AllocatorBooks;
 use bulkhead_apps::config::{Config, ForwarderConfig};
 use bulkhead_apps::domain::{Domain, Quota};
-use bulkhead_apps::forwarder::{ForwarderPlan, ForwarderSubsystem};
-use bulkhead_apps::platform::{Platform, Port};
+use bulkhead_apps::forwarder::ForwarderSubsystem;
+use bulkhead_apps::platform::Platform;
 use bulkhead_apps::supervisor::{RestartPolicy, Subsystem};
 use bulkhead_apps::time::{Duration, Instant};
 use bulkhead_base::rand_core::SeedableRng;
@@ -24,7 +24,6 @@ use bulkhead_bgp::packet::update;
 use bulkhead_bgp::policy::Policy;
 use bulkhead_bgp::rib::{PeerConfig, Rib, RibConfig};
 use bulkhead_mem::HostHeap;
-use bulkhead_net::router;
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
@@ -185,25 +184,7 @@ impl Sim {
             false => Quota { hard: QUOTA, soft: QUOTA * 3 / 4 },
         });
         allocator.set_quotas(quotas, 8 << 20).unwrap();
-        let (to0, from0, to1, from1): (Wire, Wire, Wire, Wire) = Default::default();
-        let link0 = FakeLink::new(HEAP.allocator(), NIC0_MAC, to0.clone(), from0.clone());
-        let link1 = FakeLink::new(HEAP.allocator(), NIC1_MAC, to1, from1.clone());
-        let (a0, a1) = (cidr("192.0.2.1/24"), cidr("198.51.100.1/24"));
-        let ports = {
-            let _net = allocator.enter(Domain::Net);
-            vec![
-                Port::new("nic0", Box::new(link0), Some(a0), 1500),
-                Port::new("nic1", Box::new(link1), Some(a1), 1500),
-            ]
-        };
-        let plan = ForwarderPlan {
-            interfaces: vec![
-                (0, router::Interface { mac: NIC0_MAC, address: Some((a0.addr.to_bits(), 24)), mtu: 1500 }),
-                (1, router::Interface { mac: NIC1_MAC, address: Some((a1.addr.to_bits(), 24)), mtu: 1500 }),
-            ],
-            routes: vec![],
-            settings: ForwarderPlan::settings(&ForwarderConfig::default(), 1 << 20),
-        };
+        let TwoNics { ports, plan, to0, from0, from1 } = two_nics(allocator, &ForwarderConfig::default());
         let bgp = Config::parse(config).unwrap().bgp;
         let rng = Box::new(Csprng::seed_from_u64(seed));
         let mut platform = Platform::new(AllocatorBooks(allocator), ports, rng, true, Instant::ZERO);

@@ -18,8 +18,8 @@ use bulkhead_apps::books::AllocatorBooks;
 use bulkhead_apps::config::ForwarderConfig;
 use bulkhead_apps::context::Context;
 use bulkhead_apps::domain::{Domain, Quota};
-use bulkhead_apps::forwarder::{ForwarderPlan, ForwarderSubsystem};
-use bulkhead_apps::platform::{Platform, Port};
+use bulkhead_apps::forwarder::ForwarderSubsystem;
+use bulkhead_apps::platform::Platform;
 use bulkhead_apps::supervisor::{Budget, PollOutcome, RestartPolicy, StartError, Subsystem};
 use bulkhead_apps::time::{Duration, Instant};
 use bulkhead_base::rand_core::SeedableRng;
@@ -32,7 +32,6 @@ use bulkhead_bgp::rib::{PeerConfig, PeerId as RibPeer, Rib, RibConfig, RibView};
 use bulkhead_bmp::packet::{Message, PeerFlags, PeerHeader, PeerType};
 use bulkhead_bmp::{DownReason, Family, PeerUpInfo};
 use bulkhead_mem::HostHeap;
-use bulkhead_net::router;
 use core::net::{IpAddr, Ipv4Addr};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
@@ -386,25 +385,7 @@ impl Sim {
         let allocator = HEAP.allocator();
         let quotas = std::array::from_fn(|_| Quota { hard: QUOTA, soft: QUOTA * 3 / 4 });
         allocator.set_quotas(quotas, 8 << 20).unwrap();
-        let (to0, from0, to1, from1): (Wire, Wire, Wire, Wire) = Default::default();
-        let link0 = FakeLink::new(HEAP.allocator(), NIC0_MAC, to0.clone(), from0.clone());
-        let link1 = FakeLink::new(HEAP.allocator(), NIC1_MAC, to1, from1.clone());
-        let (a0, a1) = (cidr("192.0.2.1/24"), cidr("198.51.100.1/24"));
-        let ports = {
-            let _net = allocator.enter(Domain::Net);
-            vec![
-                Port::new("nic0", Box::new(link0), Some(a0), 1500),
-                Port::new("nic1", Box::new(link1), Some(a1), 1500),
-            ]
-        };
-        let plan = ForwarderPlan {
-            interfaces: vec![
-                (0, router::Interface { mac: NIC0_MAC, address: Some((a0.addr.to_bits(), 24)), mtu: 1500 }),
-                (1, router::Interface { mac: NIC1_MAC, address: Some((a1.addr.to_bits(), 24)), mtu: 1500 }),
-            ],
-            routes: vec![],
-            settings: ForwarderPlan::settings(&ForwarderConfig::default(), 1 << 20),
-        };
+        let TwoNics { ports, plan, to0, from0, from1 } = two_nics(allocator, &ForwarderConfig::default());
         let config = BmpConfig {
             collectors: vec![
                 Collector { address: Ipv4Addr::new(192, 0, 2, 2), port: LIVE_PORT },

@@ -8,10 +8,13 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use bulkhead_apps::domain::Domain;
+use bulkhead_apps::forwarder::{ForwarderConfig, ForwarderPlan};
 use bulkhead_apps::link::{Link, LinkCounters, RxFrame, TxError};
+use bulkhead_apps::platform::Port;
 use bulkhead_apps::time::Instant;
 use bulkhead_base::addr::Ipv4Cidr;
 use bulkhead_mem::DomainAllocator;
+use bulkhead_net::router;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::socket::{tcp, udp};
@@ -189,6 +192,40 @@ impl Peer {
         socket.bind(port).unwrap();
         self.sockets.add(socket)
     }
+}
+
+/// The simulated appliance's two NICs: nic0 192.0.2.1/24 (the peer's wire), nic1
+/// 198.51.100.1/24; their ports (reserved in `net`) and the forwarder's plan for them.
+pub struct TwoNics {
+    pub ports: Vec<Port>,
+    pub plan: ForwarderPlan,
+    /// nic0's wire, towards the appliance and from it, and what nic1 sends.
+    pub to0: Wire,
+    pub from0: Wire,
+    pub from1: Wire,
+}
+
+pub fn two_nics(heap: &'static DomainAllocator, forwarder: &ForwarderConfig) -> TwoNics {
+    let (to0, from0, to1, from1): (Wire, Wire, Wire, Wire) = Default::default();
+    let link0 = FakeLink::new(heap, NIC0_MAC, to0.clone(), from0.clone());
+    let link1 = FakeLink::new(heap, NIC1_MAC, to1, from1.clone());
+    let (a0, a1) = (cidr("192.0.2.1/24"), cidr("198.51.100.1/24"));
+    let ports = {
+        let _net = heap.enter(Domain::Net);
+        vec![
+            Port::new("nic0", Box::new(link0), Some(a0), 1500),
+            Port::new("nic1", Box::new(link1), Some(a1), 1500),
+        ]
+    };
+    let plan = ForwarderPlan {
+        interfaces: vec![
+            (0, router::Interface { mac: NIC0_MAC, address: Some((a0.addr.to_bits(), 24)), mtu: 1500 }),
+            (1, router::Interface { mac: NIC1_MAC, address: Some((a1.addr.to_bits(), 24)), mtu: 1500 }),
+        ],
+        routes: vec![],
+        settings: ForwarderPlan::settings(forwarder, 1 << 20),
+    };
+    TwoNics { ports, plan, to0, from0, from1 }
 }
 
 /// Runs `cases` in order (those whose name contains the first argument, if one is given),
