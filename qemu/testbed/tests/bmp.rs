@@ -215,7 +215,9 @@ fn bird_feeds_pmbmpd_gets_every_prefix_and_the_stalled_session_is_dropped() {
     if !can_run("bird_feeds_pmbmpd_gets_every_prefix_and_the_stalled_session_is_dropped") {
         return;
     }
-    const PREFIXES: usize = 20_000;
+    // Enough that the stalled collector's socket buffers (ours and its kernel's, about 190 KB)
+    // cannot absorb the stream (about 4 bytes a prefix) and its queue reaches its bound.
+    const PREFIXES: usize = 100_000;
     let dir = TempDir::new("bird");
     let bgp = "\n[bgp]\nasn = 65000\nrouter_id = \"192.0.2.1\"\nconnect_retry = \"2s\"\n\
                [[bgp.neighbor]]\naddress = \"192.0.2.2\"\nasn = 65001\nimport = \"all\"\nexport = \"none\"\n";
@@ -232,8 +234,9 @@ fn bird_feeds_pmbmpd_gets_every_prefix_and_the_stalled_session_is_dropped() {
     let before = domain(&mut vm, "bmp");
     let bgp_before = domain(&mut vm, "bgp");
 
-    let routes: String =
-        (0..PREFIXES).map(|i| format!("  route 10.{}.{}.0/24 blackhole;\n", 64 + i / 256, i % 256)).collect();
+    let routes: String = (0..PREFIXES)
+        .map(|i| format!("  route {}.{}.{}.0/24 blackhole;\n", 10 + i / 65536, (i / 256) % 256, i % 256))
+        .collect();
     let conf = format!(
         "router id 192.0.2.2;\nprotocol device {{}}\nprotocol static st {{\n  ipv4;\n{routes}}}\n\
          protocol bgp up {{\n  local 192.0.2.2 as 65001;\n  neighbor 192.0.2.1 as 65000;\n  \
