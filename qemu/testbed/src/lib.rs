@@ -12,6 +12,7 @@
 pub mod accel;
 pub mod checks;
 pub mod console;
+pub mod daemon;
 mod error;
 pub mod net;
 pub mod qemu;

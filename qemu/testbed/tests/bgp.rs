@@ -7,76 +7,13 @@
 //! prefix limit action does what it says; a stranger is refused.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bulkhead_testbed::daemon::{Daemon, TempDir};
 use bulkhead_testbed::net::default_interfaces_toml;
 use bulkhead_testbed::serde_json::Value;
 use bulkhead_testbed::{can_run, repo_root, Netns, RunOutput, TempFile, Vm, VmOptions};
-
-/// A daemon in a namespace, killed on drop.
-struct Daemon {
-    child: Child,
-    what: String,
-}
-
-impl Daemon {
-    fn spawn(ns: &Netns, argv: &[&str], what: &str) -> Daemon {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns.name()])
-            .args(argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
-        Daemon { child, what: what.to_string() }
-    }
-
-    /// SIGKILL: the kernel closes its connections, no NOTIFICATION is sent.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            eprintln!("stopped {}", self.what);
-        }
-    }
-}
-
-/// A directory under the temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("bulkhead-bgp-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("temp dir");
-        TempDir(path)
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write");
-        path.to_string_lossy().into_owned()
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn run(ns: &Netns, argv: &[&str]) -> RunOutput {
     ns.run_limited(argv.iter().copied(), Duration::from_secs(30)).unwrap_or_else(|e| panic!("{argv:?}: {e}"))
@@ -200,7 +137,7 @@ fn bird_and_gobgp_exchange_install_forward_withdraw_restart() {
     if !can_run("bird_and_gobgp_exchange_install_forward_withdraw_restart") {
         return;
     }
-    let dir = TempDir::new("bird-gobgp");
+    let dir = TempDir::new("bgp-bird-gobgp");
     let (mut vm, _config) = boot("bird-gobgp", 2, ROUTER_BGP);
     let (ns0, ns1) = (&vm.nic(0).ns, &vm.nic(1).ns);
     ok(ns0, &["ip", "addr", "add", "10.50.0.1/32", "dev", "lo"]);
@@ -333,8 +270,8 @@ fn frr_and_exabgp_exchange_install_forward_withdraw() {
     if !can_run("frr_and_exabgp_exchange_install_forward_withdraw") {
         return;
     }
-    let dir = TempDir::new("frr-exabgp");
-    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("chmod");
+    let dir = TempDir::new("bgp-frr-exabgp");
+    std::fs::set_permissions(dir.dir(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("chmod");
     let (mut vm, _config) = boot("frr-exabgp", 2, FRR_EXABGP_BGP);
     let (ns0, ns1) = (&vm.nic(0).ns, &vm.nic(1).ns);
     ok(ns0, &["ip", "addr", "add", "10.70.0.1/32", "dev", "lo"]);
@@ -389,7 +326,7 @@ fn frr_and_exabgp_exchange_install_forward_withdraw() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map(|child| Daemon { child, what: "exabgp".into() })
+        .map(|child| Daemon::adopt(child, "exabgp"))
         .expect("exabgp");
 
     established(&mut vm, "192.0.2.2", Duration::from_secs(30));
@@ -551,7 +488,7 @@ fn three_feeds_best_path_equals_birds() {
     if !can_run("three_feeds_best_path_equals_birds") {
         return;
     }
-    let dir = TempDir::new("three");
+    let dir = TempDir::new("bgp-three");
     let mut bgp = String::from("[bgp]\nasn = 65000\nrouter_id = \"192.0.2.1\"\nconnect_retry = \"2s\"\n");
     let feeders = ["192.0.2.2", "198.51.100.2", "203.0.113.2"];
     for (k, addr) in feeders.iter().enumerate() {
@@ -621,7 +558,7 @@ fn three_feeds_best_path_equals_birds() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map(|child| Daemon { child, what: "reference bird".into() })
+        .map(|child| Daemon::adopt(child, "reference bird"))
         .expect("bird");
 
     // The feed: 48 prefixes, each from two or three feeders, attributes from a fixed sequence.
@@ -696,7 +633,7 @@ fn ibgp_multihop_next_hop_resolved_through_the_fib() {
     if !can_run("ibgp_multihop_next_hop_resolved_through_the_fib") {
         return;
     }
-    let dir = TempDir::new("ibgp");
+    let dir = TempDir::new("bgp-ibgp");
     let bgp = "[[route]]\nprefix = \"10.20.0.0/16\"\nvia = \"198.51.100.2\"\n\n[bgp]\nasn = 65000\n\
                router_id = \"192.0.2.1\"\nconnect_retry = \"2s\"\n\n[[bgp.neighbor]]\naddress = \"10.20.0.1\"\n\
                asn = 65000\nlocal_address = \"198.51.100.1\"\nmultihop = 2\n";

@@ -9,82 +9,16 @@
 //! back to its level before the feed.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use bulkhead_testbed::daemon::{Daemon, TempDir};
 use bulkhead_testbed::net::default_interfaces_toml;
 use bulkhead_testbed::serde_json::Value;
 use bulkhead_testbed::{can_run, repo_root, Netns, TempFile, Vm, VmOptions};
 
 const LIVE_PORT: u16 = 1790;
 const STALLED_PORT: u16 = 1791;
-
-/// A process in a namespace, stopped on drop (SIGINT first, so that captures are whole).
-struct Daemon {
-    child: Child,
-    what: String,
-}
-
-impl Daemon {
-    fn spawn(ns: &Netns, argv: &[&str], what: &str) -> Daemon {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns.name()])
-            .args(argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
-        Daemon { child, what: what.to_string() }
-    }
-
-    fn stop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
-            let end = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < end {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.stop();
-            eprintln!("stopped {}", self.what);
-        }
-    }
-}
-
-/// A directory under the temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("bulkhead-bmp-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("temp dir");
-        TempDir(path)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Polls `check` every 200 ms until it holds or `limit` passes.
 fn wait(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
@@ -150,7 +84,7 @@ fn pmbmpd_reads_initiation_and_termination_and_tshark_decodes_them() {
     if !can_run("pmbmpd_reads_initiation_and_termination_and_tshark_decodes_them") {
         return;
     }
-    let dir = TempDir::new("pmbmpd");
+    let dir = TempDir::new("bmp-pmbmpd");
     let (mut vm, _config) = boot("pmbmpd", "");
     let log = dir.path("bmp.json");
     let pcap = dir.path("bmp.pcapng");
@@ -218,7 +152,7 @@ fn bird_feeds_pmbmpd_gets_every_prefix_and_the_stalled_session_is_dropped() {
     // Enough that the stalled collector's socket buffers (ours and its kernel's, about 190 KB)
     // cannot absorb the stream (about 4 bytes a prefix) and its queue reaches its bound.
     const PREFIXES: usize = 100_000;
-    let dir = TempDir::new("bird");
+    let dir = TempDir::new("bmp-bird");
     let bgp = "\n[bgp]\nasn = 65000\nrouter_id = \"192.0.2.1\"\nconnect_retry = \"2s\"\n\
                [[bgp.neighbor]]\naddress = \"192.0.2.2\"\nasn = 65001\nimport = \"all\"\nexport = \"none\"\n";
     let (mut vm, _config) = boot("bird", bgp);
