@@ -3,9 +3,9 @@
 //! or stale). One usrsctp process per namespace at a time (as root, each opens raw SCTP sockets).
 //!
 //! Covered: handshake and echo of 1 B..64 KiB messages over several streams, graceful shutdown
-//! and ABORT, over raw IP and over UDP encapsulation; 5 % loss from `tc netem` with every
-//! message arriving once and in order per stream; the seed (4 associations of 1-byte messages
-//! to a paused sink, then resumed).
+//! and ABORT, over raw IP and over UDP encapsulation; 5 % loss (`tc netem`, or nftables where
+//! the kernel has no netem) with every message arriving once and in order per stream; the seed
+//! (4 associations of 1-byte messages to a paused sink, then resumed).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -135,39 +135,116 @@ fn echo_shutdown_and_abort_over_raw_ip_and_udp() {
     assert!(!vm.console_text().contains("LEAK"), "{}", vm.console_text());
 }
 
+/// 5 % of the packets lost at random. `tc netem loss 5%` on the TAP where the kernel has
+/// `sch_netem` (packets towards the appliance); otherwise an nftables table in the peer's
+/// namespace (`numgen random mod 100 < 5 drop`) for the SCTP and UDP packets crossing the TAP,
+/// both ways, with a counter per direction. Created and removed by the test.
+enum Loss {
+    Netem { tap: String },
+    Nftables,
+}
+
+/// The nftables table of [`Loss::Nftables`].
+const LOSS_TABLE: &str = "bulkhead_sctp_loss";
+
+impl Loss {
+    fn install(ns: &Netns, tap: &str) -> Loss {
+        let netem = ns
+            .run_limited(
+                ["tc", "qdisc", "add", "dev", tap, "root", "netem", "loss", "5%"],
+                Duration::from_secs(10),
+            )
+            .unwrap_or_else(|e| panic!("tc: {e}"));
+        if netem.success() {
+            return Loss::Netem { tap: tap.to_string() };
+        }
+        eprintln!("loss: no netem here ({}); nftables instead", netem.stderr.trim());
+        let rule = |hook: &str, dir: &str, counter: &str| {
+            format!(
+                "\tchain {hook} {{\n\t\ttype filter hook {hook} priority 0; policy accept;\n\
+                 \t\t{dir} \"{tap}\" ip protocol {{ 17, 132 }} numgen random mod 100 < 5 \
+                 counter name {counter} drop\n\t}}\n"
+            )
+        };
+        let rules = format!(
+            "table inet {LOSS_TABLE} {{\n\tcounter to_appliance {{ }}\n\tcounter from_appliance {{ }}\n{}{}}}\n",
+            rule("output", "oifname", "to_appliance"),
+            rule("input", "iifname", "from_appliance"),
+        );
+        let file = TempFile::new("sctp-loss-nft", &rules).expect("write the nftables rules");
+        let path = file.0.to_str().expect("utf-8 path");
+        let out = ns
+            .run_limited(["nft", "-f", path], Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("nft (package nftables): {e}"));
+        assert!(out.success(), "nft -f {path}: {out:?}\n{rules}");
+        Loss::Nftables
+    }
+
+    /// Packets dropped so far: (towards the appliance, from it).
+    fn dropped(&self, ns: &Netns) -> (u64, u64) {
+        let after = |text: &str, word: &str| -> u64 {
+            text.split_whitespace()
+                .skip_while(|w| *w != word)
+                .nth(1)
+                .and_then(|n| n.trim_end_matches(',').parse().ok())
+                .unwrap_or_else(|| panic!("no {word} count in {text:?}"))
+        };
+        match self {
+            Loss::Netem { tap } => {
+                let out = run(ns, &["tc", "-s", "qdisc", "show", "dev", tap], 10);
+                (after(&out.stdout, "dropped"), 0)
+            }
+            Loss::Nftables => {
+                let count = |name: &str| {
+                    after(
+                        &run(ns, &["nft", "list", "counter", "inet", LOSS_TABLE, name], 10).stdout,
+                        "packets",
+                    )
+                };
+                (count("to_appliance"), count("from_appliance"))
+            }
+        }
+    }
+
+    fn remove(self, ns: &Netns) {
+        match self {
+            Loss::Netem { tap } => run(ns, &["tc", "qdisc", "del", "dev", &tap, "root"], 10),
+            Loss::Nftables => run(ns, &["nft", "delete", "table", "inet", LOSS_TABLE], 10),
+        };
+    }
+}
+
 #[test]
 fn every_message_once_and_in_order_under_5_percent_loss() {
     if !can_run("every_message_once_and_in_order_under_5_percent_loss") {
         return;
     }
     let (mut vm, _config) = boot("loss", "", 1);
-    let nic = &vm.topology().nics()[0];
-    let tap = nic.tap_name().to_string();
-    let netem = nic
-        .ns
-        .run_limited(
-            ["tc", "qdisc", "add", "dev", &tap, "root", "netem", "loss", "5%"],
-            Duration::from_secs(10),
-        )
-        .unwrap_or_else(|e| panic!("tc: {e}"));
-    if !netem.success() && netem.stderr.contains("unknown") {
-        // Some kernels are built without sch_netem; nothing else here can drop packets.
-        eprintln!(
-            "SKIPPED every_message_once_and_in_order_under_5_percent_loss: no netem ({})",
-            netem.stderr.trim()
-        );
-        return;
-    }
-    assert!(netem.success(), "tc netem: {netem:?}");
+    let ns = &vm.nic(0).ns;
+    let tap = vm.topology().nics()[0].tap_name().to_string();
+    let loss = Loss::install(ns, &tap);
+    let started = Instant::now();
     for udp in [false, true] {
         let mut args: Vec<&str> = if udp { vec!["-u", PEER_UDP] } else { vec![] };
         args.extend_from_slice(&["seq", "192.0.2.1", "7", "4", "1500", "300"]);
-        let out = peer(&vm.nic(0).ns, &args, 150);
+        // `seq` checks every echo: once, in order per stream (sequence number and PPID).
+        let out = peer(ns, &args, 150);
         assert!(out.starts_with("ok 1500 messages"), "udp {udp}: {out}");
     }
+    let took = started.elapsed();
+    let (to, from) = loss.dropped(ns);
+    println!(
+        "loss: 2 x 1500 echoes in {:.1} s; {to} packets dropped towards the appliance and {from} \
+         from it",
+        took.as_secs_f64()
+    );
+    let both_ways = matches!(loss, Loss::Nftables);
+    loss.remove(ns);
+    assert!(to > 0 && (from > 0 || !both_ways), "no packet was dropped: {to} and {from}");
     let json = sctp_json(&mut vm);
     let echo = service(&json, 7);
     assert_eq!(num(&echo, "echoed"), 3000, "{echo}");
+    assert_eq!(num(&echo, "messages"), 3000, "each message once: {echo}");
 }
 
 /// The seed: 4 associations of 1-byte messages to the sink, paused until every sender blocks.
