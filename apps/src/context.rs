@@ -83,6 +83,28 @@ pub enum TcpError {
     OverQuota,
 }
 
+/// GTSM (RFC 5082) for one peer: every TCP segment from `peer` with `port` as its source or
+/// destination port must arrive with a TTL of at least `min_ttl`, else it is dropped before the
+/// stack sees it (and counted). Held on behalf of its owner until the owner is shed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TtlGuard {
+    pub peer: Ipv4Addr,
+    pub port: u16,
+    /// 255 - (hops - 1): 255 for a directly connected peer.
+    pub min_ttl: u8,
+}
+
+/// Why a [`TtlGuard`] was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TtlGuardError {
+    /// Another subsystem guards this peer and port.
+    Taken { by: Domain },
+    /// The guard table is full (a fixed number of guards, see `host`).
+    TableFull,
+    /// This platform cannot see received TTLs.
+    Unsupported,
+}
+
 /// A route change a route source hands the FIB.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RouteChange {
@@ -179,6 +201,17 @@ pub trait Io {
     fn tcp(&mut self, owner: Domain, id: SocketId) -> Result<&mut tcp::Socket<'static>, TcpError>;
     /// Gives the socket up: aborted (the peer gets an RST) unless already closed, then freed.
     fn tcp_release(&mut self, owner: Domain, id: SocketId) -> Result<(), TcpError>;
+    /// Guards a TCP peer by its TTL (GTSM, RFC 5082) until `owner` is shed; asking again
+    /// changes the minimum and keeps the count. A platform that cannot see TTLs refuses.
+    fn ttl_guard(&mut self, owner: Domain, guard: TtlGuard) -> Result<(), TtlGuardError> {
+        let _ = (owner, guard);
+        Err(TtlGuardError::Unsupported)
+    }
+    /// Segments dropped so far by `owner`'s guard of `peer` and `port` (`None`: no such guard).
+    fn ttl_guard_drops(&self, owner: Domain, peer: Ipv4Addr, port: u16) -> Option<u64> {
+        let _ = (owner, peer, port);
+        None
+    }
     /// Hands a route change to the forwarder (in order, through a bounded queue).
     fn route(&mut self, owner: Domain, change: RouteChange) -> Result<(), RouteQueueError>;
     /// True once after the forwarder restarted: the source must announce its routes again.
@@ -187,6 +220,11 @@ pub trait Io {
     fn subsystem_up(&mut self, d: Domain);
     /// The supervisor's: the subsystem of `d` was taken down; release everything it held.
     fn subsystem_down(&mut self, d: Domain, now: Instant);
+    /// Unix time in microseconds at `Instant::ZERO`, when the platform knows the date (the
+    /// image reads the RTC at boot); `None` (host simulations, unless they set one).
+    fn wall_epoch(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The other subsystems, as one subsystem may reach them: read one that offers itself
@@ -289,11 +327,28 @@ impl<'a> Context<'a> {
         self.io.tcp_release(self.domain, id)
     }
 
+    /// Asks for GTSM (RFC 5082) on the TCP segments of `guard.peer` (see [`Io::ttl_guard`]).
+    pub fn ttl_guard(&mut self, guard: TtlGuard) -> Result<(), TtlGuardError> {
+        self.io.ttl_guard(self.domain, guard)
+    }
+
+    /// Segments this subsystem's guard of `peer` and `port` dropped.
+    pub fn ttl_guard_drops(&self, peer: Ipv4Addr, port: u16) -> Option<u64> {
+        self.io.ttl_guard_drops(self.domain, peer, port)
+    }
+
     pub fn route(&mut self, change: RouteChange) -> Result<(), RouteQueueError> {
         self.io.route(self.domain, change)
     }
 
     pub fn take_route_resync(&mut self) -> bool {
         self.io.take_route_resync(self.domain)
+    }
+
+    /// The wall clock now: seconds and microseconds since the Unix epoch (the platform's date
+    /// at boot plus the monotonic clock since), `None` where the platform has no date.
+    pub fn wall_clock(&self) -> Option<(u64, u32)> {
+        let t = self.io.wall_epoch()?.saturating_add(self.now.total_micros());
+        Some((t / 1_000_000, (t % 1_000_000) as u32))
     }
 }

@@ -17,6 +17,10 @@
 //!   when it is full smoltcp holds its segments (it retransmits them) and `send_datagram` is
 //!   refused with `SendError::QueueFull`; smoltcp's own replies that find it full are counted.
 //! - ICMP errors (port and protocol unreachable) are limited to [`ICMP_ERRORS_PER_SECOND`].
+//! - [`MAX_TTL_GUARDS`] TTL guards (GTSM, RFC 5082), in a fixed table; beyond:
+//!   `TtlGuardError::TableFull`. A TCP segment from a guarded peer, with the guarded port on
+//!   either side, whose TTL is below the guard's minimum is dropped here, where the IP header
+//!   is still at hand, and counted per guard and in `ttl_security_dropped`.
 
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
@@ -31,7 +35,10 @@ use smoltcp::wire::{
 };
 
 use crate::addr::Ipv4Cidr;
-use crate::context::{BindError, Binding, Datagram, OutDatagram, SendError, SocketId, TcpBuffers, TcpError};
+use crate::context::{
+    BindError, Binding, Datagram, OutDatagram, SendError, SocketId, TcpBuffers, TcpError, TtlGuard,
+    TtlGuardError,
+};
 use crate::domain::Domain;
 use crate::time::Instant;
 
@@ -39,6 +46,8 @@ pub const MAX_SOCKETS: usize = 64;
 pub const MAX_BINDINGS: usize = 16;
 pub const OUT_SLOTS: usize = 128;
 pub const ICMP_ERRORS_PER_SECOND: u32 = 100;
+/// One per BGP neighbor at most.
+pub const MAX_TTL_GUARDS: usize = 64;
 const EPHEMERAL_FIRST: u16 = 49152;
 const IPV4_HEADER: usize = 20;
 const UDP_HEADER: usize = 8;
@@ -61,6 +70,8 @@ pub enum LocalDrop {
     BadChecksum,
     /// A fragment: the appliance does not reassemble.
     Fragment,
+    /// A TCP segment of a guarded peer below the guard's TTL (GTSM, RFC 5082).
+    TtlSecurity,
 }
 
 /// The host's counters, for `show interfaces` and the tests.
@@ -71,6 +82,8 @@ pub struct HostCounters {
     pub truncated: u64,
     pub bad_checksum: u64,
     pub fragments: u64,
+    /// TCP segments of TTL-guarded peers that arrived with too low a TTL (RFC 5082).
+    pub ttl_security_dropped: u64,
     /// A bound packet its owner did not take (down, restarting, held down, or refused).
     pub owner_down: u64,
     pub tcp_resets_sent: u64,
@@ -141,6 +154,8 @@ pub struct Host {
     /// Released sockets whose RST is still to go out; removed after the next egress.
     dying: Vec<SocketHandle>,
     bindings: heapless::Vec<(Binding, Domain), MAX_BINDINGS>,
+    /// GTSM guards, with their owner and the segments each dropped.
+    ttl_guards: heapless::Vec<(TtlGuard, Domain, u64), MAX_TTL_GUARDS>,
     addresses: Vec<Ipv4Cidr>,
     out: OutQueue,
     icmp: TokenBucket,
@@ -177,6 +192,7 @@ impl Host {
             owners: Vec::with_capacity(MAX_SOCKETS),
             dying: Vec::with_capacity(MAX_SOCKETS),
             bindings: heapless::Vec::new(),
+            ttl_guards: heapless::Vec::new(),
             addresses: addresses.to_vec(),
             out,
             icmp,
@@ -202,6 +218,10 @@ impl Host {
         if !ip.verify_checksum() {
             self.counters.bad_checksum += 1;
             return Local::Drop(LocalDrop::BadChecksum);
+        }
+        if ip.next_header() == IpProtocol::Tcp && !self.ttl_guards.is_empty() && self.below_ttl_guard(&ip) {
+            self.counters.ttl_security_dropped += 1;
+            return Local::Drop(LocalDrop::TtlSecurity);
         }
         let protocol = u8::from(ip.next_header());
         let bound_protocol = self.owner(Binding::IpProtocol(protocol));
@@ -236,6 +256,31 @@ impl Host {
         let udp_len = usize::from(segment.len()).min(payload.len());
         let body = payload.get(UDP_HEADER..udp_len).unwrap_or(&[]);
         Local::Bound(owner, Datagram { src, dst, protocol, ports, payload: body })
+    }
+
+    /// True when `ip` (TCP) comes from a guarded peer, has the guarded port on either side (a
+    /// later fragment, without ports, counts as having it) and arrived below the guard's TTL;
+    /// the guard's count is raised.
+    fn below_ttl_guard(&mut self, ip: &Ipv4Packet<&[u8]>) -> bool {
+        let src = ip.src_addr();
+        let ttl = ip.hop_limit();
+        let ports = if ip.frag_offset() != 0 {
+            None
+        } else {
+            match TcpPacket::new_checked(ip.payload()) {
+                Ok(tcp) => Some((tcp.src_port(), tcp.dst_port())),
+                // Not a TCP segment smoltcp will take either.
+                Err(_) => return false,
+            }
+        };
+        for (guard, _, drops) in self.ttl_guards.iter_mut() {
+            let port_matches = ports.is_none_or(|(s, d)| s == guard.port || d == guard.port);
+            if guard.peer == src && port_matches && ttl < guard.min_ttl {
+                *drops += 1;
+                return true;
+            }
+        }
+        false
     }
 
     /// Hands a local packet to smoltcp (it answers ARP-less: TCP, ICMP echo, RST, unreachable).
@@ -309,6 +354,33 @@ impl Host {
 
     pub fn bindings(&self) -> impl Iterator<Item = (Binding, Domain)> + '_ {
         self.bindings.iter().copied()
+    }
+
+    /// Guards `guard.peer`'s segments on `guard.port` by their TTL, on behalf of `owner`,
+    /// until `owner` is released; asked again, the minimum changes and the count stays.
+    pub fn ttl_guard(&mut self, owner: Domain, guard: TtlGuard) -> Result<(), TtlGuardError> {
+        let same = |g: &TtlGuard| g.peer == guard.peer && g.port == guard.port;
+        match self.ttl_guards.iter_mut().find(|(g, _, _)| same(g)) {
+            Some((g, d, _)) if *d == owner => {
+                g.min_ttl = guard.min_ttl;
+                Ok(())
+            }
+            Some((_, by, _)) => Err(TtlGuardError::Taken { by: *by }),
+            None => self.ttl_guards.push((guard, owner, 0)).map_err(|_| TtlGuardError::TableFull),
+        }
+    }
+
+    /// The segments `owner`'s guard of `peer` and `port` dropped.
+    pub fn ttl_guard_drops(&self, owner: Domain, peer: Ipv4Addr, port: u16) -> Option<u64> {
+        self.ttl_guards
+            .iter()
+            .find(|(g, d, _)| g.peer == peer && g.port == port && *d == owner)
+            .map(|(_, _, drops)| *drops)
+    }
+
+    /// The guards held, with their owners and counts.
+    pub fn ttl_guards(&self) -> impl Iterator<Item = (TtlGuard, Domain, u64)> + '_ {
+        self.ttl_guards.iter().copied()
     }
 
     /// Builds an IPv4 (and UDP) datagram in the local-out queue.
@@ -425,6 +497,7 @@ impl Host {
             }
         }
         self.bindings.retain(|(_, d)| *d != owner);
+        self.ttl_guards.retain(|(_, d, _)| *d != owner);
         self.egress(now);
     }
 
@@ -586,5 +659,124 @@ impl Device for HostDevice<'_> {
         caps.max_burst_size = Some(16);
         caps.checksum.ipv4 = Checksum::Both;
         caps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber};
+
+    use super::*;
+
+    const US: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+    const OTHER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+
+    fn host() -> Host {
+        Host::new(&[Ipv4Cidr { addr: US, prefix_len: 24 }], 7, Instant::from_micros(0))
+    }
+
+    /// A SYN from `src:sport` to us at `dport`, sent with `ttl`.
+    fn syn(src: Ipv4Addr, sport: u16, dport: u16, ttl: u8) -> Vec<u8> {
+        let tcp = TcpRepr {
+            src_port: sport,
+            dst_port: dport,
+            control: TcpControl::Syn,
+            seq_number: TcpSeqNumber(1000),
+            ack_number: None,
+            window_len: 1024,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None, None, None],
+            timestamp: None,
+            payload: &[],
+        };
+        let ip = Ipv4Repr {
+            src_addr: src,
+            dst_addr: US,
+            next_header: IpProtocol::Tcp,
+            payload_len: tcp.buffer_len(),
+            hop_limit: ttl,
+        };
+        let mut bytes = alloc::vec![0u8; IPV4_HEADER + tcp.buffer_len()];
+        let caps = ChecksumCapabilities::default();
+        let mut packet = Ipv4Packet::new_unchecked(&mut bytes[..]);
+        ip.emit(&mut packet, &caps);
+        let mut segment = TcpPacket::new_unchecked(packet.payload_mut());
+        tcp.emit(&mut segment, &IpAddress::Ipv4(src), &IpAddress::Ipv4(US), &caps);
+        bytes
+    }
+
+    fn dropped(h: &mut Host, packet: &[u8]) -> bool {
+        matches!(h.classify(packet), Local::Drop(LocalDrop::TtlSecurity))
+    }
+
+    #[test]
+    fn a_guarded_peer_below_its_ttl_is_dropped_and_counted() {
+        let mut h = host();
+        let guard = TtlGuard { peer: PEER, port: 179, min_ttl: 255 };
+        h.ttl_guard(Domain::Bgp, guard).unwrap();
+        // To port 179 and from port 179, both directions of the session.
+        assert!(dropped(&mut h, &syn(PEER, 40000, 179, 254)));
+        assert!(dropped(&mut h, &syn(PEER, 179, 40000, 1)));
+        assert!(matches!(h.classify(&syn(PEER, 40000, 179, 255)), Local::Stack));
+        // Other ports of the peer, and other peers, are not the guard's.
+        assert!(matches!(h.classify(&syn(PEER, 40000, 22, 1)), Local::Stack));
+        assert!(matches!(h.classify(&syn(OTHER, 40000, 179, 1)), Local::Stack));
+        assert_eq!(h.ttl_guard_drops(Domain::Bgp, PEER, 179), Some(2));
+        assert_eq!(h.counters.ttl_security_dropped, 2);
+        // Another domain neither reads nor takes it.
+        assert_eq!(h.ttl_guard_drops(Domain::Bmp, PEER, 179), None);
+        assert_eq!(h.ttl_guard(Domain::Bmp, guard), Err(TtlGuardError::Taken { by: Domain::Bgp }));
+    }
+
+    #[test]
+    fn a_multihop_guard_accepts_its_hops() {
+        let mut h = host();
+        // Three hops away: 255 - (3 - 1) = 253.
+        h.ttl_guard(Domain::Bgp, TtlGuard { peer: PEER, port: 179, min_ttl: 253 }).unwrap();
+        assert!(matches!(h.classify(&syn(PEER, 40000, 179, 253)), Local::Stack));
+        assert!(dropped(&mut h, &syn(PEER, 40000, 179, 252)));
+        // Asked again: the new minimum, the count kept.
+        h.ttl_guard(Domain::Bgp, TtlGuard { peer: PEER, port: 179, min_ttl: 255 }).unwrap();
+        assert!(dropped(&mut h, &syn(PEER, 40000, 179, 253)));
+        assert_eq!(h.ttl_guard_drops(Domain::Bgp, PEER, 179), Some(2));
+    }
+
+    #[test]
+    fn a_later_fragment_of_a_guarded_peer_is_checked_too() {
+        let mut h = host();
+        h.ttl_guard(Domain::Bgp, TtlGuard { peer: PEER, port: 179, min_ttl: 255 }).unwrap();
+        let mut packet = syn(PEER, 40000, 22, 64);
+        let mut ip = Ipv4Packet::new_unchecked(&mut packet[..]);
+        ip.set_frag_offset(8);
+        ip.fill_checksum();
+        assert!(dropped(&mut h, &packet));
+    }
+
+    #[test]
+    fn the_guards_go_with_their_owner_and_the_table_is_bounded() {
+        let mut h = host();
+        for i in 0..MAX_TTL_GUARDS {
+            let peer = Ipv4Addr::from_bits(0x0a00_0000 + i as u32);
+            h.ttl_guard(Domain::Bgp, TtlGuard { peer, port: 179, min_ttl: 255 }).unwrap();
+        }
+        let one_more = TtlGuard { peer: PEER, port: 179, min_ttl: 255 };
+        assert_eq!(h.ttl_guard(Domain::Bgp, one_more), Err(TtlGuardError::TableFull));
+        h.release_all(Domain::Bgp, Instant::from_micros(0));
+        assert_eq!(h.ttl_guards().count(), 0);
+        h.ttl_guard(Domain::Bgp, one_more).unwrap();
+        assert!(matches!(h.classify(&syn(Ipv4Addr::from_bits(0x0a00_0000), 40000, 179, 1)), Local::Stack));
+    }
+
+    #[test]
+    fn every_prefix_of_a_guarded_segment_classifies_without_panic() {
+        let mut h = host();
+        h.ttl_guard(Domain::Bgp, TtlGuard { peer: PEER, port: 179, min_ttl: 255 }).unwrap();
+        let packet = syn(PEER, 40000, 179, 3);
+        for len in 0..=packet.len() {
+            let _ = h.classify(&packet[..len]);
+        }
     }
 }

@@ -16,7 +16,10 @@
 //! export = "all"                 #   (eBGP imports / exports nothing, iBGP everything)
 //! passive = false                # never connect, wait for the peer
 //! local_address = "192.0.2.1"    # source of our connections (one of our addresses)
-//! multihop = 1                   # TTL of our segments, 1..=255 (default 1 eBGP, 64 iBGP)
+//! multihop = 1                   # TTL of our segments, 1..=255 (default 1 eBGP, 64 iBGP);
+//!                                #   with ttl_security: hops to the peer, 1..=254 (default 1)
+//! ttl_security = false           # GTSM (RFC 5082): send with TTL 255, drop the peer's segments
+//!                                #   below 255 - (hops - 1)
 //! hold_time = 90                 # overrides [bgp] hold_time
 //! graceful_restart = true        # announce the helper role (RFC 4724), default true
 //! prefix_limit = 500000          # most prefixes held from the peer (received, per family)
@@ -37,8 +40,10 @@
 //! action = "accept"              # required: "accept" or "reject"
 //! ```
 //!
-//! TTL security (RFC 5082) is not offered: the platform's TCP sockets do not report the TTL
-//! of what they receive.
+//! TTL security (RFC 5082) is enforced by the host stack, which still has the IP header: BGP
+//! asks for a guard of each such neighbor through its context (`Context::ttl_guard`) when it
+//! starts, and the guard goes when BGP is shed. Where the platform cannot guard, the neighbor's
+//! session is never started (its last error says why).
 
 use alloc::borrow::ToOwned;
 use alloc::string::String;
@@ -121,7 +126,10 @@ pub struct NeighborSettings {
     pub export: PolicyRef,
     pub passive: bool,
     pub local_address: Option<Ipv4Addr>,
+    /// TTL of our segments (255 with TTL security).
     pub ttl: u8,
+    /// TTL security (RFC 5082): the least TTL accepted from the peer, 255 - (hops - 1).
+    pub ttl_security: Option<u8>,
     pub hold_time: u16,
     pub graceful_restart: bool,
     pub prefix_limit: Option<PrefixLimit>,
@@ -216,6 +224,7 @@ fn parse_neighbor(
         "passive",
         "local_address",
         "multihop",
+        "ttl_security",
         "hold_time",
         "graceful_restart",
         "prefix_limit",
@@ -252,9 +261,24 @@ fn parse_neighbor(
         })?),
     };
     let default_ttl = if asn == local_as { 64 } else { 1 };
-    let ttl = match uint(n, "multihop", 1, 255, "1..=255")? {
-        Some(v) => v as u8,
-        None => default_ttl,
+    let multihop = uint(n, "multihop", 1, 255, "1..=255")?;
+    let (ttl, ttl_security) = if n.bool_opt("ttl_security")?.unwrap_or(false) {
+        // RFC 5082: we send 255; the peer, `hops` away, arrives with at least 255 - (hops - 1).
+        // 255 hops would accept every TTL: no security at all.
+        let hops = match multihop {
+            None => 1,
+            Some(255) => {
+                return Err(not_applicable(
+                    n,
+                    "multihop",
+                    "255 hops with ttl_security (it would accept any TTL)",
+                ))
+            }
+            Some(h) => h as u8,
+        };
+        (255, Some(255 - (hops - 1)))
+    } else {
+        (multihop.map_or(default_ttl, |v| v as u8), None)
     };
     let hold_time = hold_time(n)?.unwrap_or(default_hold);
     let prefix_limit = match uint(n, "prefix_limit", 1, u64::from(u32::MAX), "1..=4294967295")? {
@@ -292,6 +316,7 @@ fn parse_neighbor(
         passive: n.bool_opt("passive")?.unwrap_or(false),
         local_address,
         ttl,
+        ttl_security,
         hold_time,
         graceful_restart: n.bool_opt("graceful_restart")?.unwrap_or(true),
         prefix_limit,

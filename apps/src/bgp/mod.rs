@@ -31,6 +31,12 @@
 //! - table work after a session drops: [`FLUSH_SLICE`] routes per poll per peer.
 //! - closing connections linger at most [`CLOSE_LINGER`] for their last NOTIFICATION, then are
 //!   released.
+//!
+//! TTL security (RFC 5082, GTSM), per neighbor: its segments go out with TTL 255 (the listener
+//! too, so that our SYN-ACK passes the peer's check), and the host stack drops the peer's
+//! segments on port 179 below 255 - (hops - 1) before smoltcp sees them, counting them; the
+//! guard is asked for through the context at start and goes with a shed. A neighbor whose
+//! guard the platform refuses is never started: without its check, GTSM would be a TTL only.
 
 mod bmp;
 mod config;
@@ -57,7 +63,7 @@ use smoltcp::wire::IpAddress;
 pub use config::{BgpConfig, NeighborSettings, PolicyRef, SpeakerConfig};
 
 use crate::addr::Ipv4Cidr;
-use crate::context::{Context, RouteChange, SocketId, TcpBuffers};
+use crate::context::{Context, RouteChange, SocketId, TcpBuffers, TtlGuard, TtlGuardError};
 use crate::domain::Domain;
 use crate::supervisor::{Budget, PollOutcome, StartError, Subsystem};
 use crate::time::{Duration, Instant};
@@ -103,6 +109,20 @@ pub enum LastError {
     TcpClosed,
     ConnectFailed,
     PrefixLimit(LimitOutcome),
+    /// TTL security is configured but the platform refused its guard: never started.
+    TtlSecurity(TtlGuardError),
+}
+
+/// A neighbor's TTL security (RFC 5082), as the platform granted it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gtsm {
+    Off,
+    /// The host drops the peer's segments below `min_ttl`.
+    Guarded {
+        min_ttl: u8,
+    },
+    /// Configured, refused by the platform: the neighbor is not started.
+    Refused(TtlGuardError),
 }
 
 /// One TCP connection of a neighbor.
@@ -122,6 +142,7 @@ pub struct Peer {
     local: Ipv4Addr,
     /// Its BMP session number while established (0: none).
     bmp_session: u64,
+    gtsm: Gtsm,
     fsm: Neighbor,
     id4: PeerId,
     id6: PeerId,
@@ -141,6 +162,13 @@ pub struct Peer {
     sessions: u64,
 }
 
+impl Peer {
+    /// Not disabled, and its TTL security (if any) in force.
+    fn startable(&self) -> bool {
+        !self.disabled && !matches!(self.gtsm, Gtsm::Refused(_))
+    }
+}
+
 /// Everything BGP holds while it runs.
 pub struct Speaker {
     asn: u32,
@@ -149,6 +177,8 @@ pub struct Speaker {
     rib6: Rib<Ipv6Prefix>,
     peers: Vec<Peer>,
     listener: Option<SocketId>,
+    /// The listener's TTL: 255 while a neighbor has TTL security (our SYN-ACK must pass).
+    listen_ttl: Option<u8>,
     closing: Vec<(SocketId, Instant)>,
     fib: Option<LocConsumer>,
     fib_pending: VecDeque<RouteChange>,
@@ -212,10 +242,22 @@ impl Speaker {
             nc.passive = n.passive;
             nc.graceful_restart = n.graceful_restart.then_some(120);
             nc.output_limit = OUTPUT_LIMIT;
+            let gtsm = match n.ttl_security {
+                None => Gtsm::Off,
+                Some(min_ttl) => match cx.ttl_guard(TtlGuard { peer: n.address, port: BGP_PORT, min_ttl }) {
+                    Ok(()) => Gtsm::Guarded { min_ttl },
+                    Err(e) => Gtsm::Refused(e),
+                },
+            };
             peers.push(Peer {
                 settings: n.clone(),
                 local,
                 bmp_session: 0,
+                gtsm,
+                last_error: match gtsm {
+                    Gtsm::Refused(e) => Some(LastError::TtlSecurity(e)),
+                    _ => None,
+                },
                 fsm: Neighbor::new(nc),
                 id4,
                 id6,
@@ -224,7 +266,6 @@ impl Speaker {
                 ctx: SessionContext::default(),
                 max_len: bulkhead_bgp::packet::message::MAX_LEN,
                 families: Vec::new(),
-                last_error: None,
                 blocked_until: None,
                 disabled: false,
                 restart_at: None,
@@ -250,6 +291,7 @@ impl Speaker {
             rib6.update(local6, &[], &v6, &attrs, &cost).map_err(|_| StartError::Failed)?;
         }
         let fib = rib4.add_loc_consumer().ok();
+        let listen_ttl = peers.iter().any(|p| matches!(p.gtsm, Gtsm::Guarded { .. })).then_some(255);
         Ok(Speaker {
             asn: cfg.asn,
             router_id: cfg.router_id,
@@ -257,6 +299,7 @@ impl Speaker {
             rib6,
             peers,
             listener: None,
+            listen_ttl,
             closing: Vec::new(),
             fib,
             fib_pending: VecDeque::with_capacity(FIB_SLICE),
@@ -283,7 +326,7 @@ impl Speaker {
             let Some(p) = self.peers.get_mut(i) else { continue };
             if p.restart_at.is_some_and(|t| now >= t) {
                 p.restart_at = None;
-                if !p.disabled {
+                if p.startable() {
                     p.fsm.start(now);
                 }
             }
@@ -317,7 +360,7 @@ impl Speaker {
                 };
                 let peer = from.and_then(|a| {
                     self.peers.iter().position(|p| {
-                        p.settings.address == a && !p.disabled && p.conns.len() < MAX_CONNS_PER_PEER
+                        p.settings.address == a && p.startable() && p.conns.len() < MAX_CONNS_PER_PEER
                     })
                 });
                 match (state, peer) {
@@ -339,6 +382,11 @@ impl Speaker {
         }
         if self.listener.is_none() {
             self.listener = cx.tcp_listen(BGP_PORT, BUFFERS).ok();
+            if let (Some(l), Some(ttl)) = (self.listener, self.listen_ttl) {
+                if let Ok(s) = cx.tcp(l) {
+                    s.set_hop_limit(Some(ttl));
+                }
+            }
         }
     }
 
@@ -776,6 +824,9 @@ impl Speaker {
         let now = cx.now;
         let i = self.peers.iter().position(|p| p.settings.address == addr).ok_or("no such neighbor")?;
         let Some(p) = self.peers.get_mut(i) else { return Err("no such neighbor") };
+        if matches!(p.gtsm, Gtsm::Refused(_)) && matches!(verb, "enable" | "restart") {
+            return Err("its TTL security is refused by the platform");
+        }
         match verb {
             "enable" => {
                 p.disabled = false;
@@ -868,7 +919,7 @@ impl Subsystem for BgpSubsystem {
         let Some(cfg) = self.config.speaker.as_ref() else { return Ok(()) };
         let mut speaker = Speaker::new(cfg, cx)?;
         speaker.next_session = self.next_session;
-        for p in &mut speaker.peers {
+        for p in speaker.peers.iter_mut().filter(|p| p.startable()) {
             p.fsm.start(cx.now);
         }
         speaker.accept(cx);
@@ -954,7 +1005,7 @@ fn command(
             _ => (false, words),
         };
         match words {
-            ["show", "protocols"] => Some(show::protocols(s, cx.now, json, out)),
+            ["show", "protocols"] => Some(show::protocols(s, cx, json, out)),
             ["show", "route", "count"] => Some(show::route_count(s, json, out)),
             ["show", "route", prefix] => show::route(s, prefix, json, out),
             ["bgp", verb @ ("enable" | "disable" | "restart" | "refresh"), addr] if !json => {

@@ -3,7 +3,9 @@
 //!
 //! - `show protocols json`: `{"asn","router_id","refused_connections","protocols":[{"name",
 //!   "address","asn","state","uptime_s" (null when down),"received","accepted","advertised",
-//!   "stale","updates","sessions","disabled","last_error" (null or text)}]}`; `received` and
+//!   "stale","updates","sessions","disabled","last_error" (null or text),"ttl_security" (bool),
+//!   "ttl_min" (null, or the least TTL accepted),"ttl_dropped" (segments the host dropped below
+//!   it)}]}`; `received` and
 //!   `accepted` count both families (pre- and post-import-policy), `advertised` IPv4 and IPv6
 //!   prefixes in the Adj-RIB-Out; `state` is RFC 4271's (`Idle` .. `Established`).
 //! - `show route count json`: `{"ipv4","ipv6" (Loc-RIB best routes),"ipv4_paths","ipv6_paths"
@@ -22,9 +24,9 @@ use bulkhead_bgp::packet::attribute::{NextHop, Origin, PathAttributes};
 use bulkhead_bgp::packet::nlri::Prefix;
 use bulkhead_bgp::rib::{PeerId, Rib, RibPrefix};
 
-use super::{LastError, Speaker};
+use super::{Gtsm, LastError, Speaker, BGP_PORT};
+use crate::context::{Context, TtlGuardError};
 use crate::json::JsonWriter;
-use crate::time::Instant;
 
 fn state_name(s: State) -> &'static str {
     match s {
@@ -51,11 +53,20 @@ impl fmt::Display for LastError {
             LastError::TcpClosed => f.write_str("TCP closed"),
             LastError::ConnectFailed => f.write_str("connection failed"),
             LastError::PrefixLimit(o) => write!(f, "prefix limit: {:?}", o),
+            LastError::TtlSecurity(e) => match e {
+                TtlGuardError::Unsupported => f.write_str("TTL security: the platform cannot check TTLs"),
+                TtlGuardError::TableFull => f.write_str("TTL security: the host's guard table is full"),
+                TtlGuardError::Taken { by } => {
+                    write!(f, "TTL security: the peer is guarded by {}", by.name())
+                }
+            },
         }
     }
 }
 
-pub(super) fn protocols(s: &Speaker, now: Instant, json: bool, out: &mut dyn Write) -> fmt::Result {
+pub(super) fn protocols(s: &Speaker, cx: &Context<'_>, json: bool, out: &mut dyn Write) -> fmt::Result {
+    let now = cx.now;
+    let dropped = |p: &super::Peer| cx.ttl_guard_drops(p.settings.address, BGP_PORT).unwrap_or(0);
     if json {
         let mut j = JsonWriter::new(&mut *out);
         j.begin_object()?;
@@ -89,6 +100,13 @@ pub(super) fn protocols(s: &Speaker, now: Instant, json: bool, out: &mut dyn Wri
                 Some(e) => j.display(e)?,
                 None => j.null()?,
             }
+            j.field_bool("ttl_security", p.settings.ttl_security.is_some())?;
+            j.key("ttl_min")?;
+            match p.gtsm {
+                Gtsm::Guarded { min_ttl } => j.u64(u64::from(min_ttl))?,
+                _ => j.null()?,
+            }
+            j.field_u64("ttl_dropped", dropped(p))?;
             j.end_object()?;
         }
         j.end_array()?;
@@ -121,6 +139,19 @@ pub(super) fn protocols(s: &Speaker, now: Instant, json: bool, out: &mut dyn Wri
             c4.advertised + c6.advertised,
             error
         )?;
+    }
+    for p in &s.peers {
+        match p.gtsm {
+            Gtsm::Off => {}
+            Gtsm::Guarded { min_ttl } => writeln!(
+                out,
+                "{}: TTL security, TTL below {} dropped: {}",
+                p.settings.address,
+                min_ttl,
+                dropped(p)
+            )?,
+            Gtsm::Refused(_) => writeln!(out, "{}: TTL security refused, not started", p.settings.address)?,
+        }
     }
     writeln!(out, "{} connections refused (not a configured neighbor)", s.refused)
 }

@@ -163,6 +163,241 @@ fn prefix_list_entries() {
     assert!(config::parse_prefix("10.0.0.0/33").is_none());
 }
 
+fn gtsm_config(extra: &str) -> String {
+    alloc::format!(
+        "[bgp]\nasn = 65000\nrouter_id = \"192.0.2.1\"\n[[bgp.neighbor]]\naddress = \"192.0.2.2\"\nasn = 65001\nimport = \"all\"\nexport = \"all\"\nttl_security = true\n{extra}"
+    )
+}
+
+#[test]
+fn ttl_security_sends_255_and_accepts_its_hops() {
+    let n = parse(&gtsm_config("")).unwrap().neighbors.remove(0);
+    assert_eq!((n.ttl, n.ttl_security), (255, Some(255)), "directly connected by default");
+    let n = parse(&gtsm_config("multihop = 3\n")).unwrap().neighbors.remove(0);
+    assert_eq!((n.ttl, n.ttl_security), (255, Some(253)), "255 - (3 - 1)");
+    let n = parse(&gtsm_config("multihop = 254\n")).unwrap().neighbors.remove(0);
+    assert_eq!(n.ttl_security, Some(2));
+    let n = parse(&gtsm_config("ttl_security = false\n").replace("ttl_security = true\n", "")).unwrap();
+    assert_eq!(n.neighbors[0].ttl_security, None);
+    assert_eq!(parse(BASIC).unwrap().neighbors[0].ttl_security, None, "off by default");
+}
+
+#[test]
+fn ttl_security_errors_are_typed() {
+    // 255 hops would accept a TTL of 1: no check at all.
+    let (line, key, kind) = error(&gtsm_config("multihop = 255\n"));
+    assert_eq!((line, key.as_str()), (10, "bgp.neighbor[0].multihop"));
+    assert!(matches!(kind, ConfigErrorKind::NotApplicable { .. }), "{kind:?}");
+    let (_, key, kind) = error(&gtsm_config("multihop = 0\n"));
+    assert_eq!(key, "bgp.neighbor[0].multihop");
+    assert!(matches!(kind, ConfigErrorKind::OutOfRange { .. }), "{kind:?}");
+    let (_, key, _) = error(&gtsm_config("").replace("ttl_security = true", "ttl_security = 1"));
+    assert_eq!(key, "bgp.neighbor[0].ttl_security");
+}
+
+/// The subsystem over a real `Host` (as the platform forwards it), for TTL security.
+mod gtsm {
+    extern crate std;
+
+    use std::string::String;
+    use std::vec::Vec;
+
+    use smoltcp::socket::tcp;
+    use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
+
+    use super::*;
+    use crate::addr::Ipv4Cidr;
+    use crate::context::{
+        BindError, Binding, Io, OutDatagram, RouteQueueError, SendError, TcpError, TtlGuardError,
+    };
+    use crate::host::{Host, Local, LocalDrop};
+    use crate::link::TxError;
+    use crate::supervisor::Subsystem;
+    use crate::testing::{AdmitAll, NullIo, TestRng};
+
+    const US: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+
+    struct HostIo {
+        host: Host,
+    }
+
+    impl Io for HostIo {
+        fn addresses(&self) -> &[Ipv4Cidr] {
+            self.host.addresses()
+        }
+        fn transmit(&mut self, _iface: u8, _frame: &[u8]) -> Result<(), TxError> {
+            Err(TxError::NoLink)
+        }
+        fn bind(&mut self, owner: Domain, binding: Binding) -> Result<(), BindError> {
+            self.host.bind(owner, binding)
+        }
+        fn send_datagram(&mut self, _owner: Domain, d: OutDatagram<'_>) -> Result<(), SendError> {
+            self.host.send_datagram(d)
+        }
+        fn tcp_listen(&mut self, owner: Domain, port: u16, b: TcpBuffers) -> Result<SocketId, TcpError> {
+            self.host.tcp_listen(owner, port, b)
+        }
+        fn tcp_connect(
+            &mut self,
+            owner: Domain,
+            local: Option<Ipv4Addr>,
+            remote: (Ipv4Addr, u16),
+            b: TcpBuffers,
+        ) -> Result<SocketId, TcpError> {
+            self.host.tcp_connect(owner, local, remote, b)
+        }
+        fn tcp(&mut self, owner: Domain, id: SocketId) -> Result<&mut tcp::Socket<'static>, TcpError> {
+            self.host.tcp(owner, id)
+        }
+        fn tcp_release(&mut self, owner: Domain, id: SocketId) -> Result<(), TcpError> {
+            self.host.tcp_release(owner, id)
+        }
+        fn route(&mut self, _owner: Domain, _change: RouteChange) -> Result<(), RouteQueueError> {
+            Ok(())
+        }
+        fn take_route_resync(&mut self, _owner: Domain) -> bool {
+            false
+        }
+        fn subsystem_up(&mut self, _d: Domain) {}
+        fn subsystem_down(&mut self, d: Domain, now: Instant) {
+            self.host.release_all(d, now);
+        }
+        fn ttl_guard(&mut self, owner: Domain, guard: TtlGuard) -> Result<(), TtlGuardError> {
+            self.host.ttl_guard(owner, guard)
+        }
+        fn ttl_guard_drops(&self, owner: Domain, peer: Ipv4Addr, port: u16) -> Option<u64> {
+            self.host.ttl_guard_drops(owner, peer, port)
+        }
+    }
+
+    /// A SYN from the peer's `sport` to our port 179, sent with `ttl`.
+    fn syn(sport: u16, ttl: u8) -> Vec<u8> {
+        let tcp = TcpRepr {
+            src_port: sport,
+            dst_port: BGP_PORT,
+            control: TcpControl::Syn,
+            seq_number: TcpSeqNumber(1),
+            ack_number: None,
+            window_len: 1024,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None, None, None],
+            timestamp: None,
+            payload: &[],
+        };
+        let ip = Ipv4Repr {
+            src_addr: PEER,
+            dst_addr: US,
+            next_header: IpProtocol::Tcp,
+            payload_len: tcp.buffer_len(),
+            hop_limit: ttl,
+        };
+        let mut bytes = std::vec![0u8; 20 + tcp.buffer_len()];
+        let caps = smoltcp::phy::ChecksumCapabilities::default();
+        let mut packet = Ipv4Packet::new_unchecked(&mut bytes[..]);
+        ip.emit(&mut packet, &caps);
+        tcp.emit(
+            &mut TcpPacket::new_unchecked(packet.payload_mut()),
+            &smoltcp::wire::IpAddress::Ipv4(PEER),
+            &smoltcp::wire::IpAddress::Ipv4(US),
+            &caps,
+        );
+        bytes
+    }
+
+    /// Every packet the host sent, as (TTL, TCP source port, SYN, ACK).
+    fn sent(host: &mut Host, now: Instant) -> Vec<(u8, u16, bool, bool)> {
+        host.egress(now);
+        let mut out = Vec::new();
+        while let Some(p) = host.next_out() {
+            let ip = Ipv4Packet::new_checked(p).unwrap();
+            let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+            out.push((ip.hop_limit(), tcp.src_port(), tcp.syn(), tcp.ack()));
+            host.pop_out();
+        }
+        out
+    }
+
+    fn command(bgp: &mut BgpSubsystem, io: &mut dyn Io, now: Instant, line: &str) -> String {
+        let mut rng = TestRng(3);
+        let mut cx = Context::new(now, Domain::Bgp, &mut rng, &AdmitAll, io);
+        let words: Vec<&str> = line.split(' ').collect();
+        let mut out = String::new();
+        bgp.command(&mut cx, &words, &mut out).expect("a BGP command").unwrap();
+        out
+    }
+
+    #[test]
+    fn guarded_sessions_send_255_and_the_host_drops_what_arrives_below() {
+        let config = Config::parse(&gtsm_config("")).unwrap().bgp;
+        let mut bgp = BgpSubsystem::new(config);
+        let now = Instant::from_micros(1_000_000);
+        let mut io = HostIo { host: Host::new(&[Ipv4Cidr { addr: US, prefix_len: 24 }], 9, now) };
+        let mut rng = TestRng(1);
+        {
+            let mut cx = Context::new(now, Domain::Bgp, &mut rng, &AdmitAll, &mut io);
+            bgp.start(&mut cx).unwrap();
+            bgp.poll(&mut cx, crate::supervisor::Budget(64));
+        }
+        let guards: Vec<_> = io.host.ttl_guards().collect();
+        assert_eq!(guards, [(TtlGuard { peer: PEER, port: BGP_PORT, min_ttl: 255 }, Domain::Bgp, 0)]);
+        // Our active open goes out with TTL 255.
+        let syns = sent(&mut io.host, now);
+        assert!(syns.iter().any(|&(ttl, _, syn, ack)| ttl == 255 && syn && !ack), "{syns:?}");
+        assert!(syns.iter().all(|&(ttl, ..)| ttl == 255), "{syns:?}");
+
+        // Below 255: dropped before smoltcp, counted for the peer and in the host's counters.
+        let low = syn(40_000, 254);
+        assert!(matches!(io.host.classify(&low), Local::Drop(LocalDrop::TtlSecurity)));
+        assert_eq!(io.host.counters.ttl_security_dropped, 1);
+        // At 255: the listener answers, and its SYN-ACK also leaves with TTL 255.
+        let good = syn(40_001, 255);
+        assert!(matches!(io.host.classify(&good), Local::Stack));
+        io.host.ingress(now, &good);
+        let answers = sent(&mut io.host, now);
+        assert!(
+            answers.iter().any(|&(ttl, port, syn, ack)| (ttl, port, syn, ack) == (255, BGP_PORT, true, true)),
+            "{answers:?}"
+        );
+
+        let json = command(&mut bgp, &mut io, now, "show protocols json");
+        assert!(json.contains("\"ttl_security\":true,\"ttl_min\":255,\"ttl_dropped\":1"), "{json}");
+        let text = command(&mut bgp, &mut io, now, "show protocols");
+        assert!(text.contains("192.0.2.2: TTL security, TTL below 255 dropped: 1"), "{text}");
+
+        // Shed: the guard goes with the subsystem's other holdings.
+        bgp.shed();
+        io.subsystem_down(Domain::Bgp, now);
+        assert_eq!(io.host.ttl_guards().count(), 0);
+        assert!(matches!(io.host.classify(&low), Local::Stack));
+    }
+
+    #[test]
+    fn a_platform_that_cannot_guard_never_starts_the_neighbor() {
+        let config = Config::parse(&gtsm_config("")).unwrap().bgp;
+        let mut bgp = BgpSubsystem::new(config);
+        let mut io = NullIo::default();
+        let mut rng = TestRng(1);
+        let mut now = Instant::from_micros(0);
+        for _ in 0..5 {
+            let mut cx = Context::new(now, Domain::Bgp, &mut rng, &AdmitAll, &mut io);
+            if now == Instant::from_micros(0) {
+                bgp.start(&mut cx).unwrap();
+            }
+            bgp.poll(&mut cx, crate::supervisor::Budget(64));
+            now = now + crate::time::Duration::from_secs(10);
+        }
+        let json = command(&mut bgp, &mut io, now, "show protocols json");
+        assert!(json.contains("\"state\":\"Idle\""), "{json}");
+        assert!(json.contains("TTL security: the platform cannot check TTLs"), "{json}");
+        assert!(json.contains("\"ttl_security\":true,\"ttl_min\":null"), "{json}");
+        let answer = command(&mut bgp, &mut io, now, "bgp enable 192.0.2.2");
+        assert!(answer.contains("refused"), "{answer}");
+    }
+}
+
 mod never_panics {
     extern crate std;
     use super::*;
