@@ -118,6 +118,27 @@ impl Policy {
     }
 }
 
+/// Whether `policy` looks at the prefix of a route: when it does not, one decision holds for
+/// every prefix of an UPDATE.
+pub fn matches_prefixes(policy: Option<&Policy>) -> bool {
+    policy.is_some_and(|p| p.terms.iter().any(|t| t.matches.iter().any(|m| matches!(m, Match::Prefix(_)))))
+}
+
+/// Whether a peer with this export `policy` (RFC 8212 when `None`) is sent no route at all:
+/// an external peer without a policy, or a policy whose terms can only reject.
+pub fn exports_nothing(policy: Option<&Policy>, external: bool) -> bool {
+    let Some(policy) = policy else { return external };
+    for term in &policy.terms {
+        if term.verdict == Verdict::Accept {
+            return false;
+        }
+        if term.matches.is_empty() {
+            return true; // rejects whatever is left
+        }
+    }
+    true // no match rejects
+}
+
 /// The decision for a route imported from a peer with `policy` (RFC 8212 when `None`).
 pub fn import_default<'a>(
     policy: Option<&'a Policy>,

@@ -53,6 +53,22 @@ pub struct Candidate {
     pub peer_addr: IpAddr,
 }
 
+impl Candidate {
+    /// A placeholder (not eligible), for tables of a fixed size.
+    pub(crate) const NONE: Candidate = Candidate {
+        local_pref: 0,
+        as_path_len: 0,
+        origin: 0,
+        med: 0,
+        neighbor_as: None,
+        external: false,
+        igp_cost: None,
+        router_id: Ipv4Addr::UNSPECIFIED,
+        cluster_list_len: 0,
+        peer_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    };
+}
+
 /// One tie-break of the decision process, in the order they run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Step {
@@ -119,6 +135,14 @@ pub fn select(candidates: &[Candidate], config: DecisionConfig) -> Option<(usize
         // The common case of a prefix heard from one peer: no work list.
         return only.igp_cost.map(|_| (0, BestReason::OnlyRoute));
     }
+    if candidates.len() <= 64 {
+        return select_masked(candidates, config);
+    }
+    select_listed(candidates, config)
+}
+
+/// [`select`] over a list of survivors, for any number of candidates.
+fn select_listed(candidates: &[Candidate], config: DecisionConfig) -> Option<(usize, BestReason)> {
     let mut survivors: Vec<usize> = (0..candidates.len()).collect();
     eligible(&mut survivors, candidates);
     match survivors.len() {
@@ -144,6 +168,91 @@ pub fn select(candidates: &[Candidate], config: DecisionConfig) -> Option<(usize
         }
     }
     survivors.first().map(|&winner| (winner, BestReason::Tie))
+}
+
+/// [`select`] for at most 64 candidates, the survivors kept as bits of a `u64` instead of a
+/// list: the same steps in the same order, without allocating.
+fn select_masked(candidates: &[Candidate], config: DecisionConfig) -> Option<(usize, BestReason)> {
+    let mut survivors = candidates
+        .iter()
+        .enumerate()
+        .take(64)
+        .filter(|(_, c)| c.igp_cost.is_some())
+        .fold(0u64, |mask, (i, _)| mask | 1u64 << i);
+    let winner = |mask: u64| mask.trailing_zeros() as usize;
+    match survivors.count_ones() {
+        0 => return None,
+        1 => return Some((winner(survivors), BestReason::OnlyRoute)),
+        _ => {}
+    }
+    let steps = [
+        Step::LocalPref,
+        Step::AsPathLen,
+        Step::Origin,
+        Step::Med,
+        Step::External,
+        Step::IgpCost,
+        Step::RouterId,
+        Step::ClusterListLen,
+        Step::PeerAddr,
+    ];
+    for step in steps {
+        survivors = match step {
+            Step::LocalPref => keep_masked(survivors, candidates, |c| u32::MAX - c.local_pref),
+            Step::AsPathLen => keep_masked(survivors, candidates, |c| c.as_path_len),
+            Step::Origin => keep_masked(survivors, candidates, |c| c.origin),
+            Step::Med if config.always_compare_med => keep_masked(survivors, candidates, |c| c.med),
+            Step::Med => lowest_med_masked(survivors, candidates),
+            Step::External => keep_masked(survivors, candidates, |c| !c.external),
+            Step::IgpCost => keep_masked(survivors, candidates, |c| c.igp_cost.unwrap_or(u32::MAX)),
+            Step::RouterId => keep_masked(survivors, candidates, |c| c.router_id),
+            Step::ClusterListLen => keep_masked(survivors, candidates, |c| c.cluster_list_len),
+            Step::PeerAddr => keep_masked(survivors, candidates, |c| c.peer_addr),
+        };
+        if survivors.count_ones() == 1 {
+            return Some((winner(survivors), BestReason::Step(step)));
+        }
+    }
+    (survivors != 0).then(|| (winner(survivors), BestReason::Tie))
+}
+
+/// The candidates of `mask` (by index) with the least `key`.
+fn keep_masked<K: Ord>(mask: u64, candidates: &[Candidate], key: impl Fn(&Candidate) -> K) -> u64 {
+    let mut best: Option<K> = None;
+    let mut kept = 0u64;
+    for (i, c) in candidates.iter().enumerate().take(64) {
+        let bit = 1u64 << i;
+        if mask & bit == 0 {
+            continue;
+        }
+        let k = key(c);
+        match best.as_ref().map(|b| k.cmp(b)) {
+            Some(core::cmp::Ordering::Greater) => {}
+            Some(core::cmp::Ordering::Equal) => kept |= bit,
+            None | Some(core::cmp::Ordering::Less) => {
+                best = Some(k);
+                kept = bit;
+            }
+        }
+    }
+    kept
+}
+
+/// [`lowest_med`] on a mask.
+fn lowest_med_masked(mask: u64, candidates: &[Candidate]) -> u64 {
+    let mut kept = mask;
+    for (i, route) in candidates.iter().enumerate().take(64) {
+        if mask & (1u64 << i) == 0 {
+            continue;
+        }
+        let beaten = candidates.iter().enumerate().take(64).any(|(j, other)| {
+            mask & (1u64 << j) != 0 && other.neighbor_as == route.neighbor_as && other.med < route.med
+        });
+        if beaten {
+            kept &= !(1u64 << i);
+        }
+    }
+    kept
 }
 
 /// A tie-break: removes from `survivors` (indices into the candidates) the routes that lose.
@@ -459,5 +568,42 @@ mod tests {
             let got = select(&candidates, DecisionConfig::default()).map(|(i, _)| candidates[i]);
             assert_eq!(got, reference(&candidates), "{candidates:?}");
         }
+    }
+
+    #[test]
+    fn masked_and_listed_survivors_agree_on_winner_and_reason() {
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |bound: u32| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % u64::from(bound)) as u32
+        };
+        for round in 0..20_000 {
+            let n = 2 + next(11) as usize;
+            let candidates: Vec<Candidate> = (0..n)
+                .map(|_| Candidate {
+                    local_pref: 100 + 10 * next(2),
+                    as_path_len: next(3),
+                    origin: next(3) as u8,
+                    med: next(3),
+                    neighbor_as: if next(4) == 0 { None } else { Some(next(3)) },
+                    external: next(2) == 0,
+                    igp_cost: if next(8) == 0 { None } else { Some(next(3)) },
+                    router_id: Ipv4Addr::from(next(3)),
+                    cluster_list_len: next(2),
+                    peer_addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, next(3) as u8)),
+                })
+                .collect();
+            let config = DecisionConfig { always_compare_med: round % 2 == 0 };
+            assert_eq!(
+                select_masked(&candidates, config),
+                select_listed(&candidates, config),
+                "{config:?} {candidates:?}"
+            );
+        }
+        // More than 64 candidates take the listed path.
+        let many: Vec<Candidate> = (0..70).map(|k| route(k as u8)).collect();
+        assert_eq!(select(&many, DecisionConfig::default()), Some((0, BestReason::Step(Step::RouterId))));
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! Bound: one entry per prefix that has an eligible route in some Adj-RIB-In.
 
+use alloc::collections::btree_map::Entry;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
@@ -49,6 +50,15 @@ impl PackedLocRoute {
     }
 }
 
+/// What [`LocRib::set`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LocSet {
+    /// The best route is the same as before (its reason may have been updated).
+    Unchanged,
+    /// The best route changed; this one (if any) was replaced.
+    Replaced(Option<LocRoute>),
+}
+
 #[derive(Debug)]
 pub struct LocRib<P> {
     pub(crate) routes: BTreeMap<P, PackedLocRoute>,
@@ -87,15 +97,36 @@ impl<P: Ord + Copy> LocRib<P> {
         self.routes.iter().filter_map(|(prefix, r)| Some((*prefix, r.unpack()?)))
     }
 
-    pub(crate) fn insert(&mut self, prefix: P, route: LocRoute) {
-        self.routes.insert(prefix, PackedLocRoute::pack(&route));
-    }
-
-    pub(crate) fn remove(&mut self, prefix: &P) {
-        self.routes.remove(prefix);
-        if self.routes.is_empty() {
-            self.routes = BTreeMap::new(); // an emptied B-tree keeps its root leaf
+    /// Makes `new` the best route to `prefix` (`None`: there is none), in one search of the
+    /// table. The same route (peer and attributes) as before only has its reason updated and
+    /// counts as unchanged.
+    pub(crate) fn set(&mut self, prefix: P, new: Option<LocRoute>) -> LocSet {
+        let slot = self.routes.entry(prefix);
+        let (slot, new) = match (slot, new) {
+            (Entry::Vacant(_), None) => return LocSet::Unchanged,
+            (Entry::Vacant(slot), Some(new)) => {
+                slot.insert(PackedLocRoute::pack(&new));
+                return LocSet::Replaced(None);
+            }
+            (Entry::Occupied(slot), new) => (slot, new),
+        };
+        let old = slot.get().unpack();
+        let Some(new) = new else {
+            slot.remove();
+            if self.routes.is_empty() {
+                self.routes = BTreeMap::new(); // an emptied B-tree keeps its root leaf
+            }
+            return LocSet::Replaced(old);
+        };
+        let mut slot = slot;
+        if let Some(old) = old.filter(|old| old.same_route(&new)) {
+            if old.reason != new.reason {
+                slot.insert(PackedLocRoute::pack(&new));
+            }
+            return LocSet::Unchanged;
         }
+        slot.insert(PackedLocRoute::pack(&new));
+        LocSet::Replaced(old)
     }
 }
 
@@ -104,6 +135,22 @@ mod tests {
     use super::super::attr_store::AttrStore;
     use super::super::decision::Step;
     use super::*;
+
+    #[test]
+    fn set_reports_changes_and_updates_a_reason_in_place() {
+        let mut store = AttrStore::new();
+        let (a, b) = (store.intern(1u8), store.intern(2u8));
+        let route = |attrs, reason| LocRoute { peer: PeerId::from_bytes([0, 1]), attrs, reason };
+        let mut loc = LocRib::default();
+        assert_eq!(loc.set(7u32, None), LocSet::Unchanged);
+        assert_eq!(loc.set(7u32, Some(route(a, BestReason::OnlyRoute))), LocSet::Replaced(None));
+        let tie = route(a, BestReason::Step(Step::Med));
+        assert_eq!(loc.set(7, Some(tie)), LocSet::Unchanged, "same route");
+        assert_eq!(loc.get(&7), Some(tie), "its reason updated");
+        assert_eq!(loc.set(7, Some(route(b, BestReason::OnlyRoute))), LocSet::Replaced(Some(tie)));
+        assert_eq!(loc.set(7, None), LocSet::Replaced(Some(route(b, BestReason::OnlyRoute))));
+        assert!(loc.is_empty());
+    }
 
     #[test]
     fn packed_route_is_seven_bytes_and_round_trips() {

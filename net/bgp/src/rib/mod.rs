@@ -54,6 +54,8 @@ pub use cursor::RibCursor;
 pub use decision::{BestReason, Candidate, DecisionConfig, Step};
 pub use loc::{LocRib, LocRoute};
 
+use loc::LocSet;
+
 use adj_out::Feed;
 
 /// A prefix type a RIB can be keyed by.
@@ -215,6 +217,9 @@ struct Peer<P> {
     up: bool,
     /// A prefix-limit warning was given and the count has not fallen back since.
     limit_warned: bool,
+    /// The export policy refuses every route ([`policy::exports_nothing`]): prefixes are not
+    /// marked for export to this peer.
+    exports_nothing: bool,
     adj_in: AdjRibIn<P>,
     adj_out: AdjRibOut<P>,
 }
@@ -252,8 +257,10 @@ impl<P: RibPrefix> Rib<P> {
             None => self.peers.len(),
         };
         let id = PeerId(u16::try_from(index).map_err(|_| RibError::TooManyPeers)?);
+        let external = config.remote_as != self.config.local_as;
         let peer = Peer {
-            external: config.remote_as != self.config.local_as,
+            external,
+            exports_nothing: policy::exports_nothing(config.export.as_ref(), external),
             local: false,
             config,
             router_id: Ipv4Addr::UNSPECIFIED,
@@ -372,8 +379,15 @@ impl<P: RibPrefix> Rib<P> {
             }
         }
         let mut dropped = 0u32;
-        if !announced.is_empty() {
+        if let Some(&first) = announced.first() {
             let received = self.attrs.intern(attrs.clone());
+            // The loop checks and, unless the import policy looks at prefixes, the policy
+            // itself give one answer for every prefix of the UPDATE: work it out once.
+            let Rib { peers, attrs: store, config, .. } = self;
+            let source =
+                peers.get(usize::from(peer.0)).and_then(Option::as_ref).ok_or(RibError::UnknownPeer(peer))?;
+            let shared = (!policy::matches_prefixes(source.config.import.as_ref()))
+                .then(|| import(store, config, source, first, received, attrs));
             for &prefix in announced {
                 let Some(p) = self.peers.get(usize::from(peer.0)).and_then(Option::as_ref) else { break };
                 if let Some(limit) = p.config.prefix_limit {
@@ -383,7 +397,15 @@ impl<P: RibPrefix> Rib<P> {
                         continue;
                     }
                 }
-                let accepted = import(&mut self.attrs, &self.config, p, prefix, received, attrs);
+                let accepted = match shared {
+                    Some(accepted) => {
+                        if let Some(id) = accepted {
+                            self.attrs.retain(id);
+                        }
+                        accepted
+                    }
+                    None => import(&mut self.attrs, &self.config, p, prefix, received, attrs),
+                };
                 self.attrs.retain(received);
                 let route = InRoute { received, accepted, stale: false };
                 let old = self.peer_mut(peer)?.adj_in.insert(prefix, route);
@@ -391,7 +413,10 @@ impl<P: RibPrefix> Rib<P> {
                     self.release_in_route(&old);
                 }
                 outcome.announced += 1;
-                self.decide(prefix, cost);
+                self.decide_with(prefix, Some((peer, accepted)), cost);
+            }
+            if let Some(Some(id)) = shared {
+                self.attrs.release(id);
             }
             self.attrs.release(received);
         }
@@ -444,6 +469,7 @@ impl<P: RibPrefix> Rib<P> {
     /// (only the differences come out of [`Rib::drain_adj_rib_out`]).
     pub fn set_export_policy(&mut self, peer: PeerId, policy: Option<Policy>) -> Result<(), RibError> {
         let p = self.peer_mut(peer)?;
+        p.exports_nothing = policy::exports_nothing(policy.as_ref(), p.external);
         p.config.export = policy;
         if p.up {
             p.adj_out.feed.start_sync();
@@ -765,37 +791,40 @@ impl<P: RibPrefix> Rib<P> {
 
     /// Runs the decision process for `prefix` and records a change of best route.
     fn decide(&mut self, prefix: P, cost: &impl IgpCost) {
-        let mut candidates = Vec::new();
-        let mut sources = Vec::new();
+        self.decide_with(prefix, None, cost);
+    }
+
+    /// [`Rib::decide`], told the accepted route of one peer (`known`) that the caller has just
+    /// stored, so that its Adj-RIB-In is not searched again.
+    ///
+    /// The work per call: one Adj-RIB-In search per other peer that holds routes, one Loc-RIB
+    /// search, and, when the best route changes, one dirty mark per change feed and per peer
+    /// that may be sent the prefix. Nothing is allocated unless more than [`INLINE_CANDIDATES`]
+    /// peers hold a route to the prefix.
+    fn decide_with(&mut self, prefix: P, known: Option<(PeerId, Option<AttrId>)>, cost: &impl IgpCost) {
+        let mut candidates = Candidates::new();
         for (index, slot) in self.peers.iter().enumerate() {
             let Some(peer) = slot else { continue };
-            let Some(accepted) = peer.adj_in.get(&prefix).and_then(|r| r.accepted) else { continue };
-            let (Ok(id), Some(attrs)) = (u16::try_from(index), self.attrs.get(accepted)) else { continue };
-            candidates.push(candidate(&self.config, peer, attrs, cost));
-            sources.push((PeerId(id), accepted));
+            let Ok(id) = u16::try_from(index).map(PeerId) else { continue };
+            let accepted = match known {
+                Some((from, accepted)) if from == id => accepted,
+                _ if peer.adj_in.is_empty() => None,
+                _ => peer.adj_in.get(&prefix).and_then(|r| r.accepted),
+            };
+            let Some(accepted) = accepted else { continue };
+            let Some(attrs) = self.attrs.get(accepted) else { continue };
+            candidates.push(candidate(&self.config, peer, attrs, cost), id, accepted);
         }
-        let new = decision::select(&candidates, self.config.decision).and_then(|(winner, reason)| {
-            sources.get(winner).map(|&(peer, attrs)| LocRoute { peer, attrs, reason })
-        });
-        let old = self.loc.get(&prefix);
-        match (old, new) {
-            (None, None) => return,
-            (Some(old), Some(new)) if old.same_route(&new) => {
-                if old.reason != new.reason {
-                    self.loc.insert(prefix, new);
-                }
-                return;
-            }
-            _ => {}
-        }
-        match new {
-            Some(new) => {
-                self.attrs.retain(new.attrs);
-                self.loc.insert(prefix, new);
-            }
-            None => {
-                self.loc.remove(&prefix);
-            }
+        let new =
+            decision::select(candidates.as_slice(), self.config.decision).and_then(|(winner, reason)| {
+                candidates.source(winner).map(|(peer, attrs)| LocRoute { peer, attrs, reason })
+            });
+        let old = match self.loc.set(prefix, new) {
+            LocSet::Unchanged => return,
+            LocSet::Replaced(old) => old,
+        };
+        if let Some(new) = new {
+            self.attrs.retain(new.attrs);
         }
         if let Some(old) = old {
             self.attrs.release(old.attrs);
@@ -806,15 +835,84 @@ impl<P: RibPrefix> Rib<P> {
         let (old_from, new_from) = (old.map(|r| r.peer), new.map(|r| r.peer));
         for (index, slot) in self.peers.iter_mut().enumerate() {
             let Some(peer) = slot else { continue };
+            if !peer.up {
+                continue;
+            }
             // A peer that was the source of the old best (or there was none) and is the source
             // of the new one (or there is none) was sent nothing and is sent nothing.
             let id = u16::try_from(index).ok().map(PeerId);
             let unchanged_for_peer =
                 old_from.is_none_or(|p| Some(p) == id) && new_from.is_none_or(|p| Some(p) == id);
-            if peer.up && !unchanged_for_peer {
+            // A peer whose export policy refuses every route is sent nothing either, unless it
+            // still holds the prefix from an earlier policy (a new policy walks the whole
+            // Loc-RIB, which does not meet prefixes that left it meanwhile).
+            let exports_nothing = peer.exports_nothing && !peer.adj_out.advertised.contains_key(&prefix);
+            if !unchanged_for_peer && !exports_nothing {
                 peer.adj_out.feed.mark(prefix);
             }
         }
+    }
+}
+
+/// Candidates of one decision held without allocating, up to this many.
+const INLINE_CANDIDATES: usize = 8;
+
+/// The routes to one prefix that go into the decision process, and where each came from.
+struct Candidates {
+    inline: [Candidate; INLINE_CANDIDATES],
+    sources: [(PeerId, Option<AttrId>); INLINE_CANDIDATES],
+    len: usize,
+    /// Every candidate once there are more than fit inline.
+    spilled: Vec<(Candidate, PeerId, AttrId)>,
+    spilled_candidates: Vec<Candidate>,
+}
+
+impl Candidates {
+    fn new() -> Candidates {
+        Candidates {
+            inline: [Candidate::NONE; INLINE_CANDIDATES],
+            sources: [(PeerId(0), None); INLINE_CANDIDATES],
+            len: 0,
+            spilled: Vec::new(),
+            spilled_candidates: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, candidate: Candidate, peer: PeerId, attrs: AttrId) {
+        if self.len < INLINE_CANDIDATES {
+            if let (Some(slot), Some(source)) =
+                (self.inline.get_mut(self.len), self.sources.get_mut(self.len))
+            {
+                *slot = candidate;
+                *source = (peer, Some(attrs));
+            }
+        } else {
+            if self.spilled.is_empty() {
+                for (c, (p, a)) in self.inline.iter().zip(self.sources.iter()) {
+                    if let Some(a) = a {
+                        self.spilled.push((*c, *p, *a));
+                    }
+                }
+            }
+            self.spilled.push((candidate, peer, attrs));
+        }
+        self.len += 1;
+    }
+
+    fn as_slice(&mut self) -> &[Candidate] {
+        if self.spilled.is_empty() {
+            return self.inline.get(..self.len).unwrap_or_default();
+        }
+        self.spilled_candidates = self.spilled.iter().map(|(c, _, _)| *c).collect();
+        &self.spilled_candidates
+    }
+
+    fn source(&self, index: usize) -> Option<(PeerId, AttrId)> {
+        if self.spilled.is_empty() {
+            let (peer, attrs) = self.sources.get(index).filter(|_| index < self.len)?;
+            return Some((*peer, (*attrs)?));
+        }
+        self.spilled.get(index).map(|&(_, peer, attrs)| (peer, attrs))
     }
 }
 
