@@ -749,12 +749,8 @@ impl Speaker {
                 else {
                     continue;
                 };
-                let via = change.best.and_then(|best| match self.rib4.attrs(best.attrs)?.next_hop? {
-                    NextHop::V4(a) if !a.is_unspecified() && !self.connected.iter().any(|c| c.addr == a) => {
-                        Some(a)
-                    }
-                    _ => None,
-                });
+                let via =
+                    change.best.and_then(|best| fib_next_hop(self.rib4.attrs(best.attrs)?, &self.connected));
                 self.fib_pending.push_back(match via {
                     Some(via) => RouteChange::Add { prefix, via },
                     None => RouteChange::Remove { prefix },
@@ -853,6 +849,15 @@ impl Speaker {
         }
         self.actions(i, cx);
         Ok(())
+    }
+}
+
+/// The IPv4 next hop a best path is installed with in the FIB, if it has a usable one (not
+/// unspecified, not one of our addresses). IPv6 paths never are: the forwarder is IPv4 only.
+fn fib_next_hop(attrs: &PathAttributes, connected: &[Ipv4Cidr]) -> Option<Ipv4Addr> {
+    match attrs.next_hop? {
+        NextHop::V4(a) if !a.is_unspecified() && !connected.iter().any(|c| c.addr == a) => Some(a),
+        _ => None,
     }
 }
 

@@ -11,13 +11,15 @@
 //! - `show route count json`: `{"ipv4","ipv6" (Loc-RIB best routes),"ipv4_paths","ipv6_paths"
 //!   (accepted routes over every peer),"attribute_sets","fib_pending"}`.
 //! - `show route PREFIX [json]` answers only for a prefix in the Loc-RIB (exactly), else it
-//!   is the forwarder's: `{"prefix","best":{ROUTE,"reason"},"alternatives":[ROUTE..]}`, ROUTE =
+//!   is the forwarder's: `{"prefix","best":{ROUTE,"reason"},"installed" (the best path is handed
+//!   to the FIB),"not_installed" (null, or why not: an IPv6 path, as the forwarder is IPv4
+//!   only, or no usable IPv4 next hop),"alternatives":[ROUTE..]}`, ROUTE =
 //!   `{"from","origin","as_path","next_hop","med","local_pref","communities"}`.
 
 use alloc::format;
 use alloc::string::String;
 use core::fmt::{self, Write};
-use core::net::IpAddr;
+use core::net::{IpAddr, Ipv4Addr};
 
 use bulkhead_bgp::neighbor::State;
 use bulkhead_bgp::packet::attribute::{NextHop, Origin, PathAttributes};
@@ -193,16 +195,26 @@ pub(super) fn route(s: &Speaker, word: &str, json: bool, out: &mut dyn Write) ->
         return None;
     }
     match prefix {
-        Prefix::V4(p) => show_prefix(s, &s.rib4, p, |peer| s.peers.iter().find(|x| x.id4 == peer), json, out),
-        Prefix::V6(p) => show_prefix(s, &s.rib6, p, |peer| s.peers.iter().find(|x| x.id6 == peer), json, out),
+        Prefix::V4(p) => {
+            let fib = |a: &PathAttributes| match super::fib_next_hop(a, &s.connected) {
+                Some(via) => Ok(via),
+                None => Err("no usable IPv4 next hop"),
+            };
+            show_prefix(&s.rib4, p, |peer| s.peers.iter().find(|x| x.id4 == peer), fib, json, out)
+        }
+        Prefix::V6(p) => {
+            let fib = |_: &PathAttributes| Err("the forwarder is IPv4 only");
+            show_prefix(&s.rib6, p, |peer| s.peers.iter().find(|x| x.id6 == peer), fib, json, out)
+        }
     }
 }
 
+/// `fib`: the next hop the best path is installed with, or why it is not installed.
 fn show_prefix<'s, P: RibPrefix + fmt::Display>(
-    s: &'s Speaker,
     rib: &Rib<P>,
     prefix: P,
     peer_of: impl Fn(PeerId) -> Option<&'s super::Peer>,
+    fib: impl Fn(&PathAttributes) -> Result<Ipv4Addr, &'static str>,
     json: bool,
     out: &mut dyn Write,
 ) -> Option<fmt::Result> {
@@ -215,7 +227,7 @@ fn show_prefix<'s, P: RibPrefix + fmt::Display>(
     };
     let alternatives: alloc::vec::Vec<(PeerId, &PathAttributes)> =
         rib.routes(&prefix).into_iter().filter(|(peer, _)| *peer != best.route.peer).collect();
-    let _ = s;
+    let installed = fib(best.attrs);
     Some((|| {
         if json {
             let mut j = JsonWriter::new(&mut *out);
@@ -226,6 +238,12 @@ fn show_prefix<'s, P: RibPrefix + fmt::Display>(
             route_json(&mut j, &from(best.route.peer), best.attrs)?;
             j.field_display("reason", best.route.reason)?;
             j.end_object()?;
+            j.field_bool("installed", installed.is_ok())?;
+            j.key("not_installed")?;
+            match installed {
+                Ok(_) => j.null()?,
+                Err(why) => j.str(why)?,
+            }
             j.key("alternatives")?;
             j.begin_array()?;
             for (peer, attrs) in &alternatives {
@@ -241,6 +259,10 @@ fn show_prefix<'s, P: RibPrefix + fmt::Display>(
         write!(out, "  * best from {}: ", from(best.route.peer))?;
         route_text(out, best.attrs)?;
         writeln!(out, "    chosen by: {}", best.route.reason)?;
+        match installed {
+            Ok(via) => writeln!(out, "    installed in the FIB via {}", via)?,
+            Err(why) => writeln!(out, "    not installed: {}", why)?,
+        }
         for (peer, attrs) in &alternatives {
             write!(out, "    from {}: ", from(*peer))?;
             route_text(out, attrs)?;

@@ -195,8 +195,9 @@ fn ttl_security_errors_are_typed() {
     assert_eq!(key, "bgp.neighbor[0].ttl_security");
 }
 
-/// The subsystem over a real `Host` (as the platform forwards it), for TTL security.
-mod gtsm {
+/// The subsystem over a real `Host` (as the platform forwards it): TTL security, and what
+/// becomes of IPv6 routes.
+mod over_a_host {
     extern crate std;
 
     use std::string::String;
@@ -220,6 +221,14 @@ mod gtsm {
 
     struct HostIo {
         host: Host,
+        /// What BGP handed the FIB.
+        routes: Vec<RouteChange>,
+    }
+
+    impl HostIo {
+        fn new(now: Instant) -> HostIo {
+            HostIo { host: Host::new(&[Ipv4Cidr { addr: US, prefix_len: 24 }], 9, now), routes: Vec::new() }
+        }
     }
 
     impl Io for HostIo {
@@ -253,7 +262,8 @@ mod gtsm {
         fn tcp_release(&mut self, owner: Domain, id: SocketId) -> Result<(), TcpError> {
             self.host.tcp_release(owner, id)
         }
-        fn route(&mut self, _owner: Domain, _change: RouteChange) -> Result<(), RouteQueueError> {
+        fn route(&mut self, _owner: Domain, change: RouteChange) -> Result<(), RouteQueueError> {
+            self.routes.push(change);
             Ok(())
         }
         fn take_route_resync(&mut self, _owner: Domain) -> bool {
@@ -334,7 +344,7 @@ mod gtsm {
         let config = Config::parse(&gtsm_config("")).unwrap().bgp;
         let mut bgp = BgpSubsystem::new(config);
         let now = Instant::from_micros(1_000_000);
-        let mut io = HostIo { host: Host::new(&[Ipv4Cidr { addr: US, prefix_len: 24 }], 9, now) };
+        let mut io = HostIo::new(now);
         let mut rng = TestRng(1);
         {
             let mut cx = Context::new(now, Domain::Bgp, &mut rng, &AdmitAll, &mut io);
@@ -479,5 +489,192 @@ prefix_limit_action = "block"
         fn prefix_list_words_never_panic(text in "[0-9a-f:./ gel]{0,40}") {
             let _ = config::parse_prefix(&text);
         }
+    }
+}
+
+mod ipv6 {
+    extern crate std;
+
+    use std::string::String;
+    use std::vec::Vec;
+
+    use bulkhead_bgp::packet::attribute::AsPath;
+    use bulkhead_bgp::packet::update::{MpReach, MpUnreach};
+
+    use super::*;
+    use crate::supervisor::Subsystem;
+    use crate::testing::{AdmitAll, TestRng};
+
+    const PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+    const OURS: [crate::addr::Ipv4Cidr; 1] =
+        [crate::addr::Ipv4Cidr { addr: Ipv4Addr::new(192, 0, 2, 1), prefix_len: 24 }];
+
+    /// An `Io` that records what BGP hands the FIB (nothing else is needed here).
+    #[derive(Default)]
+    struct FibIo {
+        null: crate::testing::NullIo,
+        routes: Vec<RouteChange>,
+    }
+
+    impl crate::context::Io for FibIo {
+        fn addresses(&self) -> &[crate::addr::Ipv4Cidr] {
+            &OURS
+        }
+        fn transmit(&mut self, iface: u8, frame: &[u8]) -> Result<(), crate::link::TxError> {
+            self.null.transmit(iface, frame)
+        }
+        fn bind(&mut self, o: Domain, b: crate::context::Binding) -> Result<(), crate::context::BindError> {
+            self.null.bind(o, b)
+        }
+        fn send_datagram(
+            &mut self,
+            o: Domain,
+            d: crate::context::OutDatagram<'_>,
+        ) -> Result<(), crate::context::SendError> {
+            self.null.send_datagram(o, d)
+        }
+        fn tcp_listen(
+            &mut self,
+            o: Domain,
+            port: u16,
+            b: TcpBuffers,
+        ) -> Result<SocketId, crate::context::TcpError> {
+            self.null.tcp_listen(o, port, b)
+        }
+        fn tcp_connect(
+            &mut self,
+            o: Domain,
+            local: Option<Ipv4Addr>,
+            remote: (Ipv4Addr, u16),
+            b: TcpBuffers,
+        ) -> Result<SocketId, crate::context::TcpError> {
+            self.null.tcp_connect(o, local, remote, b)
+        }
+        fn tcp(
+            &mut self,
+            o: Domain,
+            id: SocketId,
+        ) -> Result<&mut smoltcp::socket::tcp::Socket<'static>, crate::context::TcpError> {
+            self.null.tcp(o, id)
+        }
+        fn tcp_release(&mut self, o: Domain, id: SocketId) -> Result<(), crate::context::TcpError> {
+            self.null.tcp_release(o, id)
+        }
+        fn route(&mut self, _o: Domain, change: RouteChange) -> Result<(), crate::context::RouteQueueError> {
+            self.routes.push(change);
+            Ok(())
+        }
+        fn take_route_resync(&mut self, _o: Domain) -> bool {
+            false
+        }
+        fn subsystem_up(&mut self, _d: Domain) {}
+        fn subsystem_down(&mut self, _d: Domain, _now: Instant) {}
+    }
+
+    fn v6(text: &str, len: u8) -> Prefix {
+        Prefix::V6(Ipv6Prefix::new(text.parse().unwrap(), len).unwrap())
+    }
+
+    fn run(bgp: &mut BgpSubsystem, io: &mut FibIo, f: impl FnOnce(&mut Speaker, &mut Context<'_>)) {
+        let mut rng = TestRng(5);
+        let mut cx = Context::new(Instant::from_micros(1), Domain::Bgp, &mut rng, &AdmitAll, io);
+        f(bgp.speaker.as_mut().expect("started"), &mut cx);
+    }
+
+    fn ask(bgp: &mut BgpSubsystem, io: &mut FibIo, line: &str) -> String {
+        let mut out = String::new();
+        run(bgp, io, |s, cx| {
+            let words: Vec<&str> = line.split(' ').collect();
+            crate::bgp::command(s, cx, &words, &mut out).expect("a BGP command").unwrap();
+        });
+        out
+    }
+
+    /// A peer announces IPv4 and, in MP_REACH_NLRI over the same IPv4 session, IPv6 with an
+    /// IPv6 next hop: both are kept and counted apart; only the IPv4 one reaches the FIB;
+    /// `show route` says why the IPv6 best path is not installed; MP_UNREACH withdraws.
+    #[test]
+    fn ipv6_routes_are_kept_and_shown_and_never_handed_to_the_fib() {
+        let mut bgp = BgpSubsystem::new(Config::parse(BASIC).unwrap().bgp);
+        let mut io = FibIo::default();
+        {
+            let mut rng = TestRng(5);
+            let mut cx = Context::new(Instant::from_micros(0), Domain::Bgp, &mut rng, &AdmitAll, &mut io);
+            bgp.start(&mut cx).unwrap();
+        }
+        let six = [v6("2001:db8:100::", 48), v6("2001:db8:101::", 48), v6("2001:db8:102::", 48)];
+        let four = Ipv4Prefix::new(Ipv4Addr::new(10, 50, 0, 0), 16).unwrap();
+        let global: Ipv6Addr = "2001:db8::2".parse().unwrap();
+        // The FIB feed's first pass (over the empty table), as the first poll makes it.
+        run(&mut bgp, &mut io, |s, cx| while s.feed_fib(cx) {});
+        run(&mut bgp, &mut io, |s, cx| {
+            // The session is up with both families (what Established does).
+            let p = &mut s.peers[0];
+            p.families = alloc::vec![Family::Ipv4Unicast, Family::Ipv6Unicast];
+            s.rib4.peer_up(p.id4, PEER).unwrap();
+            s.rib6.peer_up(p.id6, PEER).unwrap();
+            let update = Update {
+                withdrawn: Vec::new(),
+                attributes: Some(PathAttributes {
+                    as_path: AsPath::from_sequence(&[65001]),
+                    next_hop: Some(NextHop::V4(PEER)),
+                    ..PathAttributes::default()
+                }),
+                nlri: alloc::vec![four],
+                mp_reach: Some(MpReach {
+                    family: Family::Ipv6Unicast,
+                    next_hop: NextHop::V6 { global, link_local: None },
+                    nlri: six.to_vec(),
+                }),
+                mp_unreach: None,
+            };
+            s.apply_update(0, cx, &update);
+            while s.feed_fib(cx) {}
+        });
+        assert_eq!(
+            io.routes,
+            [RouteChange::Add {
+                prefix: bulkhead_net::fib::Prefix::new(0x0a32_0000, 16).unwrap(),
+                via: PEER
+            }]
+        );
+        let count = ask(&mut bgp, &mut io, "show route count json");
+        assert!(count.contains("\"ipv4\":1,\"ipv6\":3,\"ipv4_paths\":1,\"ipv6_paths\":3"), "{count}");
+        let protocols = ask(&mut bgp, &mut io, "show protocols json");
+        assert!(protocols.contains("\"received\":4,\"accepted\":4"), "{protocols}");
+
+        let best = ask(&mut bgp, &mut io, "show route 2001:db8:101::/48 json");
+        assert!(best.contains("\"from\":\"192.0.2.2\""), "{best}");
+        assert!(best.contains("\"next_hop\":\"2001:db8::2\""), "{best}");
+        assert!(
+            best.contains("\"installed\":false,\"not_installed\":\"the forwarder is IPv4 only\""),
+            "{best}"
+        );
+        let text = ask(&mut bgp, &mut io, "show route 2001:db8:101::/48");
+        assert!(text.contains("not installed: the forwarder is IPv4 only"), "{text}");
+        let best4 = ask(&mut bgp, &mut io, "show route 10.50.0.0/16 json");
+        assert!(best4.contains("\"installed\":true,\"not_installed\":null"), "{best4}");
+        let text4 = ask(&mut bgp, &mut io, "show route 10.50.0.0/16");
+        assert!(text4.contains("installed in the FIB via 192.0.2.2"), "{text4}");
+
+        // MP_UNREACH_NLRI withdraws one; still nothing for the FIB.
+        run(&mut bgp, &mut io, |s, cx| {
+            let update = Update {
+                withdrawn: Vec::new(),
+                attributes: None,
+                nlri: Vec::new(),
+                mp_reach: None,
+                mp_unreach: Some(MpUnreach { family: Family::Ipv6Unicast, withdrawn: alloc::vec![six[0]] }),
+            };
+            s.apply_update(0, cx, &update);
+            while s.feed_fib(cx) {}
+        });
+        assert_eq!(io.routes.len(), 1);
+        let count = ask(&mut bgp, &mut io, "show route count json");
+        assert!(count.contains("\"ipv4\":1,\"ipv6\":2"), "{count}");
+        let mut none = String::new();
+        run(&mut bgp, &mut io, |s, _| {
+            assert!(show::route(s, "2001:db8:100::/48", false, &mut none).is_none())
+        });
     }
 }
