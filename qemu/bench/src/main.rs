@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 mod alloc;
 mod bgp;
+mod bgpfeed;
+mod bmp;
 mod boot;
 mod fib;
 mod figures;
@@ -14,7 +16,7 @@ mod forward;
 mod sctp;
 mod shed;
 
-const BENCHES: [&str; 7] = ["boot", "shed", "alloc", "fib", "forward", "bgp", "sctp"];
+const BENCHES: [&str; 8] = ["boot", "shed", "alloc", "fib", "forward", "bgp", "bmp", "sctp"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -59,6 +61,7 @@ fn run(bench: &str, json: &Path) -> Result<(), String> {
         "forward" => forward::run(Some(json)),
         "fib" => fib::run(Some(json)),
         "bgp" => bgp::run(Some(json)),
+        "bmp" => bmp::run(Some(json)),
         "sctp" => sctp::run(Some(json)),
         "alloc" => match alloc::main(&["--json".to_string(), json.display().to_string()]) {
             ExitCode::SUCCESS => Ok(()),
