@@ -75,6 +75,10 @@ pub struct NeighborConfig {
     pub send_hold_time: Option<Duration>,
     /// Bound on unsent UPDATE octets per connection.
     pub output_limit: usize,
+    /// From an external peer, an UPDATE whose AS_PATH does not start with the peer's AS is
+    /// treated as a withdrawal (RFC 4271 6.3, RFC 7606 7.2: [`Update::check_first_as`]). On by
+    /// default; turn it off for a route server (RFC 7947), which does not put its AS in the path.
+    pub enforce_first_as: bool,
 }
 
 impl NeighborConfig {
@@ -96,6 +100,7 @@ impl NeighborConfig {
             graceful_restart: Some(120),
             send_hold_time: None,
             output_limit: 1024 * 1024,
+            enforce_first_as: true,
         }
     }
 
@@ -734,7 +739,10 @@ impl Neighbor {
         // An UPDATE keeps its RFC 7606 report; the rest go through `Message`.
         if header.kind == MessageType::Update && state == ConnState::Established {
             match Update::parse(body, ctx) {
-                Ok(parsed) => {
+                Ok(mut parsed) => {
+                    if self.cfg.external() && self.cfg.enforce_first_as {
+                        Update::check_first_as(&mut parsed, self.cfg.peer_as);
+                    }
                     self.restart_hold(now, at);
                     if let Some(family) = parsed.update.end_of_rib_family() {
                         self.stale.retain(|f| *f != family);
@@ -1098,6 +1106,54 @@ mod tests {
         assert_eq!(closed_with(&acts[0]), Some((OUT, Some((3, 10)))));
         assert!(matches!(&acts[1], Action::Down { reason: DownReason::NotificationSent(x), .. }
             if x.code == ErrorCode::UpdateMessage(UpdateSubcode::InvalidNetworkField)));
+    }
+
+    /// RFC 4271 6.3 / RFC 7606 7.2: from an external peer, a path that does not start with
+    /// its AS withdraws what the UPDATE announces and keeps the session; a route server's
+    /// neighbor (`enforce_first_as` off) takes the route.
+    #[test]
+    fn first_as_of_an_external_peer_is_enforced_unless_turned_off() {
+        use crate::packet::attribute::{AsPath, NextHop, PathAttributes};
+        use crate::packet::error::{Rfc7606Action, UpdateErrorKind};
+        use crate::packet::nlri::{Ipv4Prefix, Prefix};
+        let prefix = Ipv4Prefix::new(Ipv4Addr::new(10, 0, 0, 0), 8).unwrap();
+        let update = |path: &[u32]| {
+            let attrs = PathAttributes {
+                as_path: AsPath::from_sequence(path),
+                next_hop: Some(NextHop::V4(PEER)),
+                ..Default::default()
+            };
+            let ctx = SessionContext::default();
+            crate::packet::update::pack_announce(&attrs, &[Prefix::V4(prefix)], ctx, MAX_LEN)
+                .unwrap()
+                .remove(0)
+        };
+        for (enforce, path, kept) in [
+            (true, &[65002, 65010][..], true),
+            (true, &[65010, 65002][..], false),
+            (true, &[][..], false),
+            (false, &[65010][..], true),
+        ] {
+            let mut config = cfg();
+            config.enforce_first_as = enforce;
+            let mut n = established(config, vec![]);
+            actions(&mut n);
+            n.tcp_received(t(3), OUT, &update(path));
+            let acts = actions(&mut n);
+            let [Action::Update(parsed)] = &acts[..] else { panic!("{acts:?}") };
+            assert_eq!(n.state(), State::Established, "{path:?}: the session stays");
+            if kept {
+                assert_eq!((parsed.update.nlri.as_slice(), parsed.action), (&[prefix][..], None), "{path:?}");
+            } else {
+                assert!(parsed.update.nlri.is_empty(), "{path:?}");
+                assert_eq!(parsed.update.withdrawn, [prefix]);
+                assert_eq!(parsed.update.attributes, None);
+                assert_eq!(parsed.action, Some(Rfc7606Action::TreatAsWithdraw));
+                let first = path.first().copied();
+                assert_eq!(parsed.errors[0].kind, UpdateErrorKind::FirstAsMismatch { first, peer_as: 65002 });
+                assert_eq!(parsed.errors[0].subcode(), UpdateSubcode::MalformedAsPath);
+            }
+        }
     }
 
     fn open_error(open: Vec<u8>) -> (u8, u8) {

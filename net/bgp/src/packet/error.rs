@@ -301,6 +301,9 @@ pub enum UpdateErrorKind {
     InvalidNextHop,
     /// AS_PATH segments that cannot be read, or confederation segments from an external peer.
     MalformedAsPath,
+    /// From an external peer, the leftmost AS of AS_PATH is not the peer's AS (RFC 4271 6.3;
+    /// `first` is `None` when the path is empty or starts with an AS_SET).
+    FirstAsMismatch { first: Option<u32>, peer_as: u32 },
     /// A known optional attribute whose value cannot be read.
     OptionalAttribute { type_code: u8 },
     /// Withdrawn routes or NLRI that cannot be read.
@@ -341,7 +344,9 @@ impl UpdateError {
             UpdateErrorKind::AttributeLength { .. } => UpdateSubcode::AttributeLengthError,
             UpdateErrorKind::InvalidOrigin { .. } => UpdateSubcode::InvalidOriginAttribute,
             UpdateErrorKind::InvalidNextHop => UpdateSubcode::InvalidNextHopAttribute,
-            UpdateErrorKind::MalformedAsPath => UpdateSubcode::MalformedAsPath,
+            UpdateErrorKind::MalformedAsPath | UpdateErrorKind::FirstAsMismatch { .. } => {
+                UpdateSubcode::MalformedAsPath
+            }
             UpdateErrorKind::OptionalAttribute { .. } | UpdateErrorKind::MalformedMpAttribute { .. } => {
                 UpdateSubcode::OptionalAttributeError
             }

@@ -186,6 +186,43 @@ impl Update {
         Ok(ParsedUpdate { update, action, errors })
     }
 
+    /// The first-AS check of RFC 4271 section 6.3, for an UPDATE from an external peer whose
+    /// AS is `peer_as`:
+    ///
+    /// > If the UPDATE message is received from an external peer, the local system MAY check
+    /// > whether the leftmost (with respect to the position of octets in the protocol message)
+    /// > AS in the AS_PATH attribute is equal to the autonomous system number of the peer that
+    /// > sent the message. If the check determines this is not the case, the Error Subcode
+    /// > MUST be set to Malformed AS_PATH.
+    ///
+    /// RFC 7606 section 7.2 then says how such an error is handled: "An UPDATE message with a
+    /// malformed AS_PATH attribute SHALL be handled using the approach of 'treat-as-withdraw'".
+    /// So a failing UPDATE keeps the session, and (RFC 7606 section 2) "MUST be treated as
+    /// though all contained routes had been withdrawn"; the error is reported with the rest. The leftmost AS is the first AS of a leading
+    /// AS_SEQUENCE; an empty path, or one that starts with an AS_SET, fails. An UPDATE that
+    /// announces nothing (a withdrawal, End-of-RIB) is not checked. Returns whether it failed.
+    pub fn check_first_as(parsed: &mut ParsedUpdate, peer_as: u32) -> bool {
+        let update = &mut parsed.update;
+        if update.announced().next().is_none() {
+            return false;
+        }
+        let Some(attrs) = &update.attributes else { return false };
+        let first = match attrs.as_path.segments.first() {
+            Some(segment) if segment.kind == attribute::SegmentKind::AsSequence => {
+                segment.asns.first().copied()
+            }
+            _ => None,
+        };
+        if first == Some(peer_as) {
+            return false;
+        }
+        let kind = UpdateErrorKind::FirstAsMismatch { first, peer_as };
+        parsed.errors.push(UpdateError::new(kind, Rfc7606Action::TreatAsWithdraw));
+        parsed.action = parsed.action.max(Some(Rfc7606Action::TreatAsWithdraw));
+        update.treat_as_withdraw();
+        true
+    }
+
     /// Moves every announced prefix to the withdrawn lists and drops the attributes.
     fn treat_as_withdraw(&mut self) {
         let mut gone: Vec<Prefix> = self.withdrawn_all().chain(self.announced()).collect();
@@ -963,6 +1000,53 @@ mod tests {
         let e = Update::parse(&[0, 0, 0, 9, 0x40, 1, 1, 0], EBGP).unwrap_err();
         assert_eq!(e.kind, UpdateErrorKind::LengthsInconsistent);
         assert!(Update::parse(&[0, 0, 0], EBGP).is_err());
+    }
+
+    #[test]
+    fn first_as_check() {
+        use crate::packet::attribute::{AsPathSegment, SegmentKind};
+        let ctx = SessionContext { four_octet_as: true, external: true };
+        let parsed = |path: AsPath, withdrawn: &[Ipv4Prefix], nlri: &[Ipv4Prefix]| {
+            let update = Update {
+                withdrawn: withdrawn.to_vec(),
+                attributes: Some(PathAttributes { as_path: path, ..base_attrs() }),
+                nlri: nlri.to_vec(),
+                ..Update::default()
+            };
+            let mut body = Vec::new();
+            update.emit_body(ctx, &mut body);
+            Update::parse(&body, ctx).unwrap()
+        };
+        let (a, b) = (v4("10.0.0.0/8"), v4("11.0.0.0/8"));
+        let mut good = parsed(AsPath::from_sequence(&[65002, 7]), &[], &[a]);
+        assert!(!Update::check_first_as(&mut good, 65002));
+        assert_eq!((good.update.nlri.as_slice(), good.action), (&[a][..], None));
+
+        let mut wrong = parsed(AsPath::from_sequence(&[7, 65002]), &[b], &[a]);
+        assert!(Update::check_first_as(&mut wrong, 65002));
+        assert_eq!(wrong.update.withdrawn, [a, b], "announced prefixes withdrawn too");
+        assert!(wrong.update.nlri.is_empty() && wrong.update.attributes.is_none());
+        assert_eq!(wrong.action, Some(Rfc7606Action::TreatAsWithdraw));
+        assert_eq!(wrong.errors[0].kind, UpdateErrorKind::FirstAsMismatch { first: Some(7), peer_as: 65002 });
+
+        // A leading AS_SET has no leftmost AS: it fails.
+        let set = AsPath { segments: vec![AsPathSegment { kind: SegmentKind::AsSet, asns: vec![65002] }] };
+        let mut leading_set = parsed(set, &[], &[a]);
+        assert!(Update::check_first_as(&mut leading_set, 65002));
+        assert_eq!(
+            leading_set.errors[0].kind,
+            UpdateErrorKind::FirstAsMismatch { first: None, peer_as: 65002 }
+        );
+
+        // A withdrawal alone is not checked.
+        let body = {
+            let mut body = Vec::new();
+            Update { withdrawn: vec![a], ..Update::default() }.emit_body(ctx, &mut body);
+            body
+        };
+        let mut withdrawal = Update::parse(&body, ctx).unwrap();
+        assert!(!Update::check_first_as(&mut withdrawal, 65002));
+        assert!(withdrawal.errors.is_empty());
     }
 
     #[test]
