@@ -661,3 +661,197 @@ fn ibgp_multihop_next_hop_resolved_through_the_fib() {
     assert_eq!(best["best"]["local_pref"], 100, "iBGP carries LOCAL_PREF: {best}");
     assert!(ping(&vm.nic(0).ns, "10.61.0.1"), "not forwarded through the resolved next hop");
 }
+
+/// BIRD's configuration of `bird_config`, with GTSM (`ttl security on`) when `ttl_security`.
+fn bird_gtsm_config(
+    router_id: &str,
+    asn: u32,
+    neighbor: &str,
+    statics: &[&str],
+    ttl_security: bool,
+) -> String {
+    let text = bird_config(router_id, asn, neighbor, 65000, statics);
+    if ttl_security {
+        text.replace("  graceful restart on;\n", "  graceful restart on;\n  ttl security on;\n")
+    } else {
+        text
+    }
+}
+
+const GTSM_BGP: &str = r#"
+[bgp]
+asn = 65000
+router_id = "192.0.2.1"
+connect_retry = "2s"
+
+[[bgp.neighbor]]
+address = "192.0.2.2"
+asn = 65001
+import = "all"
+export = "all"
+ttl_security = true
+
+[[bgp.neighbor]]
+address = "198.51.100.2"
+asn = 65002
+import = "all"
+export = "all"
+ttl_security = true
+"#;
+
+/// TTL security (RFC 5082) on both neighbors: BIRD behind nic0 has `ttl security on` too, so
+/// the session comes up and its route is installed; BIRD behind nic1 has
+/// it off: its listening socket answers with TTL 255 (BIRD's always does), so TCP may come up,
+/// but its session's segments (the OPEN) go out with TTL 1 and are dropped; that session never
+/// comes up, and the drops are counted for that peer and in `show local`.
+#[test]
+fn bird_ttl_security_establishes_only_where_both_sides_have_it() {
+    if !can_run("bird_ttl_security_establishes_only_where_both_sides_have_it") {
+        return;
+    }
+    let dir = TempDir::new("bgp-gtsm");
+    let (mut vm, _config) = boot("gtsm", 2, GTSM_BGP);
+    let mut birds = Vec::new();
+    for (nic, (router_id, asn, gtsm, prefix)) in
+        [("192.0.2.2", 65001, true, "10.50.0.0/16"), ("198.51.100.2", 65002, false, "10.60.0.0/16")]
+            .into_iter()
+            .enumerate()
+    {
+        let ours = vm.nic(nic).guest.expect("configured").addr.to_string();
+        let conf =
+            dir.file(&format!("bird{nic}.conf"), &bird_gtsm_config(router_id, asn, &ours, &[prefix], gtsm));
+        let (sock, pid) = (dir.path(&format!("bird{nic}.ctl")), dir.path(&format!("bird{nic}.pid")));
+        let argv = ["bird", "-f", "-c", conf.as_str(), "-s", sock.as_str(), "-P", pid.as_str()];
+        birds.push((Daemon::spawn(&vm.nic(nic).ns, &argv, "bird"), sock));
+    }
+
+    established(&mut vm, "192.0.2.2", Duration::from_secs(30));
+    assert!(
+        wait(Duration::from_secs(15), || fib_via(&mut vm, "10.50.0.0/16").as_deref() == Some("192.0.2.2")),
+        "{}",
+        vm.command("show route").unwrap_or_default()
+    );
+    let both = protocol(&mut vm, "192.0.2.2");
+    assert_eq!((both["ttl_security"].as_bool(), both["ttl_min"].as_u64()), (Some(true), Some(255)), "{both}");
+    // BIRD's session passes; a stray segment its kernel sends at the default TTL may not.
+    let dropped_with_gtsm = both["ttl_dropped"].as_u64().unwrap_or(u64::MAX);
+    assert!(dropped_with_gtsm <= 2, "{both}");
+    let bird_state = birdc(&vm.nic(0).ns, &birds[0].1, "show protocols up");
+    assert!(bird_state.contains("Established"), "{bird_state}");
+
+    // BIRD without GTSM keeps trying (connect retry 2 s) while Bulkhead drops what it sends.
+    let dropped = wait(Duration::from_secs(20), || {
+        protocol(&mut vm, "198.51.100.2")["ttl_dropped"].as_u64() >= Some(3)
+    });
+    let alone = protocol(&mut vm, "198.51.100.2");
+    assert!(dropped, "{alone}");
+    std::thread::sleep(Duration::from_secs(5));
+    let alone = protocol(&mut vm, "198.51.100.2");
+    assert_ne!(alone["state"], "Established", "{alone}");
+    assert_eq!(alone["sessions"].as_u64(), Some(0), "{alone}");
+    assert!(fib_via(&mut vm, "10.60.0.0/16").is_none());
+    let local = json(&mut vm, "show local json");
+    let total = local["ttl_security_dropped"].as_u64().unwrap_or(0);
+    assert!(total >= alone["ttl_dropped"].as_u64().unwrap_or(u64::MAX), "{local} {alone}");
+    let bird_state = birdc(&vm.nic(1).ns, &birds[1].1, "show protocols up");
+    assert!(!bird_state.contains("Established"), "{bird_state}");
+    println!(
+        "GTSM: BIRD with it Established ({dropped_with_gtsm} of its segments dropped); BIRD without it: {} \
+         segments dropped, state {}; show local: {total}",
+        alone["ttl_dropped"], alone["state"]
+    );
+    // The first session was never disturbed.
+    assert_eq!(protocol(&mut vm, "192.0.2.2")["state"], "Established");
+    assert!(!vm.console_text().contains("LEAK"), "{}", vm.console_text());
+}
+
+/// ExaBGP announces two IPv4 prefixes and, in MP_REACH_NLRI over the same IPv4 session, three
+/// IPv6 prefixes with an IPv6 next hop: Bulkhead keeps and counts them apart, shows an IPv6 best
+/// path as not installed (the forwarder is IPv4 only), and the FIB holds the IPv4 ones alone.
+#[test]
+fn exabgp_ipv6_routes_are_kept_counted_shown_and_not_installed() {
+    if !can_run("exabgp_ipv6_routes_are_kept_counted_shown_and_not_installed") {
+        return;
+    }
+    let dir = TempDir::new("bgp-ipv6");
+    let (mut vm, _config) = boot(
+        "ipv6",
+        1,
+        "[bgp]\nasn = 65000\nrouter_id = \"192.0.2.1\"\nconnect_retry = \"2s\"\n\n[[bgp.neighbor]]\n\
+         address = \"192.0.2.2\"\nasn = 65004\nimport = \"all\"\nexport = \"all\"\n",
+    );
+    let six = ["2001:db8:100::/48", "2001:db8:101::/48", "2001:db8:102::/48"];
+    let four = ["10.80.0.0/16", "10.81.0.0/16"];
+    let routes: String = four
+        .iter()
+        .map(|p| format!("    route {p} next-hop 192.0.2.2;\n"))
+        .chain(six.iter().map(|p| format!("    route {p} next-hop 2001:db8::2;\n")))
+        .collect();
+    let exa_conf = dir.file(
+        "exabgp.conf",
+        &format!(
+            "neighbor 192.0.2.1 {{\n  router-id 192.0.2.2;\n  local-address 192.0.2.2;\n  local-as 65004;\n  \
+             peer-as 65000;\n  family {{\n    ipv4 unicast;\n    ipv6 unicast;\n  }}\n  static {{\n{routes}  }}\n}}\n"
+        ),
+    );
+    let ns0 = &vm.nic(0).ns;
+    let _exabgp = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns0.name(),
+            "env",
+            "exabgp.daemon.daemonize=false",
+            "exabgp.daemon.user=root",
+        ])
+        .args(["exabgp.log.destination=stderr", "exabgp.api.cli=false", "exabgp", &exa_conf])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(|child| Daemon::adopt(child, "exabgp"))
+        .expect("exabgp");
+
+    established(&mut vm, "192.0.2.2", Duration::from_secs(30));
+    let counted = wait(Duration::from_secs(15), || {
+        let c = json(&mut vm, "show route count json");
+        c["ipv4"] == 2 && c["ipv6"] == 3
+    });
+    let count = json(&mut vm, "show route count json");
+    assert!(counted, "{count}");
+    assert_eq!((count["ipv4_paths"].as_u64(), count["ipv6_paths"].as_u64()), (Some(2), Some(3)), "{count}");
+    let row = protocol(&mut vm, "192.0.2.2");
+    assert_eq!((row["received"].as_u64(), row["accepted"].as_u64()), (Some(5), Some(5)), "{row}");
+
+    for prefix in six {
+        let best = json(&mut vm, &format!("show route {prefix} json"));
+        assert_eq!(best["best"]["from"], "192.0.2.2", "{best}");
+        assert_eq!(best["best"]["next_hop"], "2001:db8::2", "{best}");
+        assert_eq!(best["installed"], false, "{best}");
+        assert_eq!(best["not_installed"], "the forwarder is IPv4 only", "{best}");
+    }
+    let text = vm.command("show route 2001:db8:101::/48").unwrap_or_default();
+    assert!(text.contains("not installed: the forwarder is IPv4 only"), "{text}");
+    let best4 = json(&mut vm, "show route 10.80.0.0/16 json");
+    assert_eq!(best4["installed"], true, "{best4}");
+
+    // The forwarder's table: source bgp holds exactly the IPv4 prefixes.
+    assert!(wait(Duration::from_secs(15), || four
+        .iter()
+        .all(|p| fib_via(&mut vm, p).as_deref() == Some("192.0.2.2"))));
+    let table = json(&mut vm, "show route json");
+    let mut from_bgp: Vec<String> = table["routes"]
+        .as_array()
+        .expect("routes")
+        .iter()
+        .filter(|r| r["source"] == "bgp")
+        .map(|r| r["prefix"].as_str().unwrap_or("").to_string())
+        .collect();
+    from_bgp.sort();
+    assert_eq!(from_bgp, four, "{table}");
+    println!(
+        "IPv6: {} best IPv6 and {} IPv4 routes in BGP; the FIB's bgp routes: {from_bgp:?}",
+        count["ipv6"], count["ipv4"]
+    );
+    assert!(!vm.console_text().contains("LEAK"), "{}", vm.console_text());
+}
