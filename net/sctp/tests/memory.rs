@@ -110,9 +110,13 @@ fn memory_room_shrinks_the_window() {
         Net::new(5, Link { loss: 0, dup: 0, reorder: 0 }, (&[A], config(5000)), (&[B], config(5000)));
     let (_, b) = connect(&mut net, Transport::Ip, &[B]);
     let full = net.ep(1).status(b).unwrap().local_rwnd;
-    assert_eq!(full as usize, net.ep(1).config().receive_limit);
-    net.ep(1).set_memory_room(1000);
-    assert_eq!(net.ep(1).status(b).unwrap().local_rwnd, 1000);
+    // The whole limit, less the first segment of the delivery queue (a 2 KiB block) and the
+    // spine that holds it.
+    let limit = net.ep(1).config().receive_limit;
+    assert!(full as usize <= limit && full as usize >= limit - footprint(2048) - footprint(256), "{full}");
+    // The domain's room bounds it, less that segment too.
+    net.ep(1).set_memory_room(10_000);
+    assert_eq!(net.ep(1).status(b).unwrap().local_rwnd as usize, 10_000 - (limit - full as usize));
     net.ep(1).set_memory_room(usize::MAX);
     assert_eq!(net.ep(1).status(b).unwrap().local_rwnd, full);
 }

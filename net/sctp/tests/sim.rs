@@ -39,7 +39,7 @@ fn run_seed(seed: u64, messages: u32, link: Link) -> (u64, u64, u64) {
         }
         net.step(Duration::from_millis(100));
         let (tx, rx) = (net.ep(0).queue_bytes(), net.ep(1).queue_bytes());
-        assert!(tx.send + tx.in_flight <= 64 * 1024, "seed {seed}: sender over its limit");
+        assert!(tx.send + tx.in_flight <= 64 * 1024, "seed {seed}: sender over its limit: {tx:?}");
         assert!(rx.reassembly + rx.delivery <= 2 * 64 * 1024, "seed {seed}: receiver over its bound");
         while let Some(e) = net.ep(1).poll_event() {
             if let Event::Message { stream, data, unordered, ppid, .. } = e {

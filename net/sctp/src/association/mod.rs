@@ -23,6 +23,7 @@ pub mod cc;
 pub mod path;
 pub mod rto;
 pub mod rx;
+pub mod segq;
 pub mod tsnmap;
 pub mod tx;
 
@@ -521,9 +522,21 @@ impl Association {
         }
     }
 
+    /// True bytes of the receive side: the queues and the record of TSNs above the ack point.
+    fn rx_held(&self) -> usize {
+        self.rx.held() + self.tsns.footprint(self.cfg.footprint)
+    }
+
+    /// The true-byte receive budget left, bounded by the domain's room.
+    fn rx_room(&self) -> usize {
+        self.cfg.receive_limit.saturating_sub(self.rx_held()).min(self.memory_room)
+    }
+
     /// The receive window: the true-byte budget left, bounded by the domain's room.
     pub fn advertised_rwnd(&self) -> u32 {
-        let left = self.cfg.receive_limit.saturating_sub(self.rx.held()).min(self.memory_room);
+        // Less the segment the next message in order would need: a window that says there is
+        // room means a small message fits.
+        let left = self.rx_room().saturating_sub(self.rx.next_segment_cost());
         u32::try_from(left).unwrap_or(u32::MAX)
     }
 
@@ -568,7 +581,7 @@ impl Association {
         QueueBytes {
             send: self.sendq.queue_bytes(),
             in_flight: self.sendq.inflight_bytes(),
-            reassembly: self.rx.reassembly_bytes(),
+            reassembly: self.rx.reassembly_bytes() + self.tsns.footprint(self.cfg.footprint),
             delivery: self.rx.delivery_bytes(),
         }
     }
@@ -827,13 +840,17 @@ impl Association {
             drops.invalid_stream += 1;
             return true;
         }
-        let cost = self.rx.fragment_cost(d.user_data.len());
-        let window = self.advertised_rwnd() as usize;
         let next_in_order = t == self.tsns.cum() + 1;
+        // At most what holding it adds to the receive side's true bytes, so the window is a
+        // bound: its payload, a segment or node of a queue, a node of the TSN record.
+        let whole = d.beginning && d.ending;
+        let cost = self.rx.admission_cost(d.user_data.len(), d.stream_id, d.ssn.0, d.unordered, whole)
+            + if next_in_order { 0 } else { self.tsns.growth(self.cfg.footprint) };
+        let window = self.rx_room();
         let fits = cost <= window
             || (next_in_order
                 && self.rx.ready_len() == 0
-                && self.rx.held() + cost <= self.cfg.receive_limit.saturating_mul(2));
+                && self.rx_held() + cost <= self.cfg.receive_limit.saturating_mul(2));
         if !fits {
             // 6.2: no room; drop, the peer retransmits once the window opens.
             drops.rwnd_full += 1;

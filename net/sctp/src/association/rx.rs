@@ -3,8 +3,11 @@
 //! queue of whole messages waiting for the application.
 //!
 //! Every held object is charged its true footprint through the endpoint's
-//! [`Footprint`](crate::endpoint::Footprint) function: `footprint(size_of::<T>()) +
-//! footprint(payload capacity)`.
+//! [`Footprint`](crate::endpoint::Footprint) function: its payload's block
+//! (`footprint(capacity)`), plus what holds it: the B-tree nodes of `fragments` and `pending`
+//! ([`btree_cost`], an upper bound) and the segments of `ready` ([`SegQueue::footprint`],
+//! exact). So [`Reassembly::held`] is what the allocator gave up for the queues, not a sum of
+//! per-item guesses.
 //!
 //! Bounds (owner: the association): the sum of the three queues below is kept under the
 //! association's receive limit by the caller, which asks [`Reassembly::fragment_cost`] and
@@ -17,10 +20,10 @@
 //!   the application does not read, it fills, the window closes and the peer stalls.
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use core::mem::size_of;
 
+use super::segq::{btree_cost, SegQueue};
 use super::tsnmap::unwrap_serial16;
 use crate::endpoint::Footprint;
 
@@ -66,10 +69,13 @@ pub struct Reassembly {
     footprint: Footprint,
     fragments: BTreeMap<u64, RxFragment>,
     streams: Vec<InStream>,
-    ready: VecDeque<RxMessage>,
+    ready: SegQueue<RxMessage>,
+    /// Payload blocks of `fragments`, of every stream's `pending`, of `ready`.
     reassembly_bytes: usize,
     pending_bytes: usize,
     ready_bytes: usize,
+    /// [`btree_cost`] of every stream's `pending`, summed.
+    pending_nodes: usize,
 }
 
 impl Reassembly {
@@ -79,35 +85,75 @@ impl Reassembly {
             footprint,
             fragments: BTreeMap::new(),
             streams: streams.collect(),
-            ready: VecDeque::new(),
+            ready: SegQueue::new(),
             reassembly_bytes: 0,
             pending_bytes: 0,
             ready_bytes: 0,
+            pending_nodes: 0,
         }
     }
 
-    /// The true cost of holding a DATA chunk with `payload_len` bytes of user data.
+    /// What a DATA chunk with `payload_len` bytes of user data costs once delivered in order
+    /// (the usual case): its payload and its share of a `ready` segment. An estimate for the
+    /// window arithmetic of a sender; admission uses [`admission_cost`](Self::admission_cost).
     pub fn fragment_cost(&self, payload_len: usize) -> usize {
-        (self.footprint)(size_of::<RxFragment>()) + (self.footprint)(payload_len)
+        (self.footprint)(payload_len) + SegQueue::<RxMessage>::item_share(self.footprint)
     }
 
+    /// What accepting a DATA chunk with `payload_len` bytes adds to [`held`](Self::held) at
+    /// most: its payload, and where it goes: a node of `fragments` (part of a message), a
+    /// segment of `ready` (a whole message that can be delivered), or a node of its stream's
+    /// `pending` (an ordered message that waits for an earlier one).
+    pub fn admission_cost(
+        &self,
+        payload_len: usize,
+        stream: u16,
+        ssn: u16,
+        unordered: bool,
+        whole: bool,
+    ) -> usize {
+        let fp = self.footprint;
+        let delta = |cost: fn(Footprint, usize) -> usize, n: usize| cost(fp, n + 1) - cost(fp, n);
+        let place = if !whole {
+            delta(btree_cost::<u64, RxFragment>, self.fragments.len())
+        } else {
+            match self.streams.get(usize::from(stream)) {
+                Some(s) if !unordered && unwrap_serial16(s.next_ssn, ssn) != s.next_ssn => {
+                    delta(btree_cost::<u64, RxMessage>, s.pending.len())
+                }
+                _ => self.next_segment_cost(),
+            }
+        };
+        fp(payload_len) + place
+    }
+
+    /// What the next whole message delivered in order costs besides its payload: a new segment
+    /// of `ready` when the last one is full, else nothing.
+    pub fn next_segment_cost(&self) -> usize {
+        self.ready.growth(1, self.footprint)
+    }
+
+    /// A message's payload block.
     fn message_cost(&self, m: &RxMessage) -> usize {
-        (self.footprint)(size_of::<RxMessage>()) + (self.footprint)(m.data.capacity())
+        (self.footprint)(m.data.capacity())
     }
 
-    /// True bytes held in all queues.
+    /// True bytes held in all queues: payloads, B-tree nodes, segments.
     pub fn held(&self) -> usize {
-        self.reassembly_bytes + self.pending_bytes + self.ready_bytes
+        self.reassembly_bytes() + self.delivery_bytes()
     }
 
     /// True bytes of fragments and of ordered messages waiting for an earlier SSN.
     pub fn reassembly_bytes(&self) -> usize {
-        self.reassembly_bytes + self.pending_bytes
+        self.reassembly_bytes
+            + btree_cost::<u64, RxFragment>(self.footprint, self.fragments.len())
+            + self.pending_bytes
+            + self.pending_nodes
     }
 
     /// True bytes of whole messages waiting for the application.
     pub fn delivery_bytes(&self) -> usize {
-        self.ready_bytes
+        self.ready_bytes + self.ready.footprint(self.footprint)
     }
 
     pub fn ready_len(&self) -> usize {
@@ -136,7 +182,7 @@ impl Reassembly {
             self.complete_with_ssn(message, ssn);
             return Ok(());
         }
-        self.reassembly_bytes += self.fragment_cost(frag.data.len());
+        self.reassembly_bytes += (self.footprint)(frag.data.len());
         self.fragments.insert(tsn, frag);
         self.try_assemble(tsn);
         Ok(())
@@ -182,7 +228,7 @@ impl Reassembly {
         let mut head = None;
         for t in first..=last {
             if let Some(f) = self.fragments.remove(&t) {
-                self.reassembly_bytes -= self.fragment_cost(f.data.len());
+                self.reassembly_bytes -= (self.footprint)(f.data.len());
                 data.extend_from_slice(&f.data);
                 if head.is_none() {
                     head = Some((f.stream, f.ppid, f.unordered, f.ssn));
@@ -207,21 +253,27 @@ impl Reassembly {
         if s < stream.next_ssn {
             return;
         }
+        let footprint = self.footprint;
+        let nodes = |len: usize| btree_cost::<u64, RxMessage>(footprint, len);
         if s != stream.next_ssn {
-            self.pending_bytes += cost;
+            let before = nodes(stream.pending.len());
             stream.pending.insert(s, message);
+            self.pending_bytes += cost;
+            self.pending_nodes = self.pending_nodes + nodes(stream.pending.len()) - before;
             return;
         }
         self.ready_bytes += cost;
         self.ready.push_back(message);
         stream.next_ssn += 1;
+        let before = nodes(stream.pending.len());
         while let Some(m) = stream.pending.remove(&stream.next_ssn) {
-            let c = (self.footprint)(size_of::<RxMessage>()) + (self.footprint)(m.data.capacity());
+            let c = footprint(m.data.capacity());
             self.pending_bytes -= c;
             self.ready_bytes += c;
             self.ready.push_back(m);
             stream.next_ssn += 1;
         }
+        self.pending_nodes = self.pending_nodes + nodes(stream.pending.len()) - before;
     }
 }
 
@@ -243,7 +295,7 @@ mod tests {
         let mut r = Reassembly::new(fp, 2);
         r.insert(12, frag(1, 0, false, false, true, b"cd")).unwrap();
         assert!(r.pop().is_none());
-        assert_eq!(r.held(), 2 * r.fragment_cost(2) - r.fragment_cost(2));
+        assert_eq!(r.held(), fp(2) + btree_cost::<u64, RxFragment>(fp, 1));
         r.insert(10, frag(1, 0, false, true, false, b"a")).unwrap();
         assert!(r.pop().is_none());
         r.insert(11, frag(1, 0, false, false, false, b"b")).unwrap();
@@ -293,7 +345,7 @@ mod tests {
         r.insert(1, frag(0, 0, false, true, false, b"a")).unwrap();
         r.insert(2, frag(1, 0, false, false, true, b"b")).unwrap();
         assert!(r.pop().is_none());
-        assert_eq!(r.held(), 2 * r.fragment_cost(1));
+        assert_eq!(r.held(), 2 * fp(1) + btree_cost::<u64, RxFragment>(fp, 2));
     }
 
     #[test]
@@ -302,9 +354,13 @@ mod tests {
         for i in 0..100u16 {
             r.insert(u64::from(i) + 1, frag(0, i, false, true, true, b"x")).unwrap();
         }
-        let per = fp(size_of::<RxMessage>()) + fp(1);
-        assert_eq!(r.delivery_bytes(), 100 * per);
-        assert!(per > 40, "a 1-byte message costs far more than a byte");
+        // Each payload's block, and the segments holding the messages (64 to a 2 KiB segment).
+        let segments = 100usize.div_ceil(SegQueue::<RxMessage>::per_segment());
+        let want = 100 * fp(1) + segments * SegQueue::<RxMessage>::segment_cost(fp);
+        assert!(r.delivery_bytes() >= want && r.delivery_bytes() <= want + 256, "{}", r.delivery_bytes());
+        assert!(r.delivery_bytes() / 100 > 40, "a 1-byte message costs far more than a byte");
+        while r.pop().is_some() {}
+        assert_eq!(r.held(), 0);
     }
 
     /// Random messages on 3 streams (one unordered), cut into random fragments, arriving in

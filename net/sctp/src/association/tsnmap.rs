@@ -118,6 +118,18 @@ impl TsnMap {
         self.cum
     }
 
+    /// True bytes of the record of TSNs above the ack point (B-tree nodes, an upper bound).
+    pub fn footprint(&self, footprint: crate::endpoint::Footprint) -> usize {
+        super::segq::btree_cost::<u64, ()>(footprint, self.above.len())
+    }
+
+    /// What recording one more TSN above the ack point can add to [`footprint`](Self::footprint).
+    pub fn growth(&self, footprint: crate::endpoint::Footprint) -> usize {
+        let n = self.above.len();
+        super::segq::btree_cost::<u64, ()>(footprint, n + 1)
+            - super::segq::btree_cost::<u64, ()>(footprint, n)
+    }
+
     /// Whether any TSN is missing below the highest received one.
     pub fn has_gaps(&self) -> bool {
         !self.above.is_empty()

@@ -2,18 +2,21 @@
 //! queue of chunks not yet sent, the chunks in flight awaiting acknowledgement, and SACK
 //! processing (6.2.1, 7.2.4).
 //!
+//! Charges: a chunk's payload block (`footprint(len)`) and the segments of the queue that
+//! holds it ([`SegQueue::footprint`], exact); admission counts a chunk waiting to be sent at
+//! what it will cost in flight (its payload and its share of an `inflight` segment).
+//!
 //! Bounds (owner: the association): the true bytes of `queue` plus `inflight` stay under the
 //! association's send limit; [`SendQueue::enqueue`] refuses a message that would cross it with
 //! [`SendError::Full`] and queues nothing of it. Chunks leave `inflight` only when acknowledged
 //! by the Cumulative TSN Ack, or when the association ends.
 
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
-use core::mem::size_of;
 
 use bulkhead_base::time::Instant;
 
+use super::segq::SegQueue;
 use crate::endpoint::{Footprint, SendError};
 
 /// A DATA chunk waiting for its first transmission (no TSN yet).
@@ -54,12 +57,11 @@ pub struct SentChunk {
 pub struct SendQueue {
     footprint: Footprint,
     limit: usize,
-    pub queue: VecDeque<OutChunk>,
-    pub inflight: VecDeque<SentChunk>,
-    queue_bytes: usize,
-    /// What the queued chunks will cost once in flight (the admission figure).
-    queue_reserved: usize,
-    inflight_bytes: usize,
+    pub queue: SegQueue<OutChunk>,
+    pub inflight: SegQueue<SentChunk>,
+    /// Payload blocks of `queue` and of `inflight`.
+    queue_data: usize,
+    inflight_data: usize,
     out_ssn: Vec<u16>,
     /// Unwrapped TSN of the next new chunk.
     pub next_tsn: u64,
@@ -73,11 +75,10 @@ impl SendQueue {
         SendQueue {
             footprint,
             limit,
-            queue: VecDeque::new(),
-            inflight: VecDeque::new(),
-            queue_bytes: 0,
-            queue_reserved: 0,
-            inflight_bytes: 0,
+            queue: SegQueue::new(),
+            inflight: SegQueue::new(),
+            queue_data: 0,
+            inflight_data: 0,
             out_ssn: alloc::vec![0; usize::from(outbound_streams)],
             next_tsn,
             cum_acked: next_tsn - 1,
@@ -93,18 +94,22 @@ impl SendQueue {
         self.out_ssn.len() as u16
     }
 
-    pub fn queued_cost(&self, len: usize) -> usize {
-        (self.footprint)(size_of::<OutChunk>()) + (self.footprint)(len)
-    }
-
+    /// A chunk of `len` bytes in flight: its payload and its share of a segment.
     pub fn sent_cost(&self, len: usize) -> usize {
-        (self.footprint)(size_of::<SentChunk>()) + (self.footprint)(len)
+        SegQueue::<SentChunk>::item_share(self.footprint) + (self.footprint)(len)
     }
 
     /// The true cost of a message of `len` bytes cut into `max_payload` pieces, once all of
     /// them are in flight (the larger of its two costs, so admission never undercounts).
     pub fn message_cost(&self, len: usize, max_payload: usize) -> usize {
         self.pieces_cost(len, max_payload, Self::sent_cost)
+    }
+
+    /// Whether a message of `len` bytes cut into `max_payload` pieces fits the limit.
+    fn fits(&self, len: usize, max_payload: usize) -> bool {
+        let pieces = len.div_ceil(max_payload.max(1));
+        let data = self.pieces_cost(len, max_payload, |q, n| (q.footprint)(n));
+        self.committed_with(pieces, data) <= self.limit
     }
 
     fn pieces_cost(&self, len: usize, max_payload: usize, cost: fn(&Self, usize) -> usize) -> usize {
@@ -116,12 +121,26 @@ impl SendQueue {
 
     /// True bytes of chunks not yet sent.
     pub fn queue_bytes(&self) -> usize {
-        self.queue_bytes
+        self.queue_data + self.queue.footprint(self.footprint)
     }
 
     /// True bytes of chunks sent and not yet cumulatively acknowledged.
     pub fn inflight_bytes(&self) -> usize {
-        self.inflight_bytes
+        self.inflight_data + self.inflight.footprint(self.footprint)
+    }
+
+    /// The most the two queues can hold without another `enqueue`, with `pieces` more chunks
+    /// of `data` payload bytes (true bytes) queued: the payloads, the segments of `queue` (they
+    /// only shrink) and of `inflight` once every queued chunk has moved there.
+    fn committed_with(&self, pieces: usize, data: usize) -> usize {
+        let fp = self.footprint;
+        self.queue_data
+            + data
+            + self.queue.footprint(fp)
+            + self.queue.growth(pieces, fp)
+            + self.inflight_data
+            + self.inflight.footprint(fp)
+            + self.inflight.growth(self.queue.len() + pieces, fp)
     }
 
     pub fn limit(&self) -> usize {
@@ -130,8 +149,7 @@ impl SendQueue {
 
     /// Whether a message of `len` bytes would be taken now.
     pub fn can_take(&self, len: usize, max_payload: usize) -> bool {
-        len > 0
-            && self.queue_reserved + self.inflight_bytes + self.message_cost(len, max_payload) <= self.limit
+        len > 0 && self.fits(len, max_payload)
     }
 
     /// Fragment and queue one user message.
@@ -151,7 +169,7 @@ impl SendQueue {
         if cost > self.limit {
             return Err(SendError::TooBig { cost, limit: self.limit });
         }
-        if self.queue_reserved + self.inflight_bytes + cost > self.limit {
+        if !self.fits(data.len(), max_payload) {
             return Err(SendError::Full);
         }
         let Some(next_ssn) = self.out_ssn.get_mut(usize::from(stream)) else {
@@ -174,17 +192,16 @@ impl SendQueue {
                 data: piece.into(),
             });
         }
-        self.queue_bytes += self.pieces_cost(data.len(), max_payload, Self::queued_cost);
-        self.queue_reserved += cost;
+        self.queue_data += self.pieces_cost(data.len(), max_payload, |q, len| (q.footprint)(len));
         Ok(())
     }
 
     /// Move the head of the queue into flight with the next TSN.
     pub fn send_next(&mut self, now: Instant, path: usize) -> Option<&mut SentChunk> {
         let chunk = self.queue.pop_front()?;
-        self.queue_bytes -= self.queued_cost(chunk.data.len());
-        self.queue_reserved -= self.sent_cost(chunk.data.len());
-        self.inflight_bytes += self.sent_cost(chunk.data.len());
+        let data = (self.footprint)(chunk.data.len());
+        self.queue_data -= data;
+        self.inflight_data += data;
         let tsn = self.next_tsn;
         self.next_tsn += 1;
         self.inflight.push_back(SentChunk {
@@ -207,7 +224,7 @@ impl SendQueue {
         let mut out = Vec::new();
         while self.inflight.front().is_some_and(|c| c.tsn <= cum) {
             if let Some(c) = self.inflight.pop_front() {
-                self.inflight_bytes -= self.sent_cost(c.chunk.data.len());
+                self.inflight_data -= (self.footprint)(c.chunk.data.len());
                 out.push(c);
             }
         }
@@ -231,9 +248,8 @@ impl SendQueue {
     pub fn clear(&mut self) {
         self.queue.clear();
         self.inflight.clear();
-        self.queue_bytes = 0;
-        self.queue_reserved = 0;
-        self.inflight_bytes = 0;
+        self.queue_data = 0;
+        self.inflight_data = 0;
     }
 }
 
@@ -262,7 +278,9 @@ mod tests {
                 (0, true, true, 10)
             ]
         );
-        assert_eq!(q.queue_bytes(), 2 * q.queued_cost(1000) + q.queued_cost(500) + 2 * q.queued_cost(10));
+        let segments = q.queue.footprint(fp);
+        assert!(segments >= SegQueue::<OutChunk>::segment_cost(fp));
+        assert_eq!(q.queue_bytes(), 2 * fp(1000) + fp(500) + 2 * fp(10) + segments);
         assert_eq!(q.enqueue(2, 0, false, b"x", 1000), Err(SendError::InvalidStream(2)));
         assert_eq!(q.enqueue(0, 0, false, b"", 1000), Err(SendError::Empty));
     }
@@ -275,7 +293,11 @@ mod tests {
             n += 1;
         }
         assert_eq!(q.enqueue(0, 0, false, b"x", 1000), Err(SendError::Full));
-        assert_eq!(n, 10_000 / q.sent_cost(1));
+        // What is admitted, counted as in flight, plus the queue's own segment and spine.
+        // Everything counted (payloads, the queue's segments, the in-flight segments it will
+        // need) is within the limit, and one more does not fit.
+        assert!(q.committed_with(0, 0) <= 10_000 && !q.fits(1, 1000), "{}", q.committed_with(0, 0));
+        assert!(n > 40, "{n}");
         assert!(n < 200, "1-byte messages cost what they cost: {n}");
         assert!(!q.can_take(1, 1000));
         assert!(matches!(q.enqueue(0, 0, false, &[0; 20_000], 1000), Err(SendError::TooBig { .. })));
@@ -291,12 +313,13 @@ mod tests {
             q.send_next(Instant::ZERO, 0).unwrap();
         }
         assert_eq!(q.queue_bytes(), 0);
-        assert_eq!(q.inflight_bytes(), 3 * q.sent_cost(3));
-        let first = q.inflight[0].tsn;
+        let segment = q.inflight.footprint(fp);
+        assert_eq!(q.inflight_bytes(), 3 * fp(3) + segment);
+        let first = q.inflight.get(0).unwrap().tsn;
         assert_eq!(first as u32, u32::MAX);
         let released = q.release_through(first + 1);
         assert_eq!(released.len(), 2);
-        assert_eq!(q.inflight_bytes(), q.sent_cost(3));
+        assert_eq!(q.inflight_bytes(), fp(3) + segment);
         assert_eq!(q.cum_acked, first + 1);
     }
 }
