@@ -483,7 +483,7 @@ impl Host {
 
     /// Everything `owner` holds goes (its subsystem was shed): what it wrote last is sent, then
     /// its connections are aborted, their RSTs built into the local-out queue now, the sockets and their buffers freed, and its
-    /// bindings dropped. Nothing of it stays in `net`.
+    /// bindings and TTL guards dropped. Nothing of it stays in `net`.
     pub fn release_all(&mut self, owner: Domain, now: Instant) {
         // First what the subsystem said last (its farewell: a NOTIFICATION, say), then the RSTs.
         self.egress(now);

@@ -440,6 +440,7 @@ export = "all"
 passive = true
 local_address = "192.0.2.1"
 multihop = 3
+ttl_security = true
 hold_time = 9
 graceful_restart = false
 prefix_limit = 1000
@@ -476,6 +477,7 @@ prefix_limit_action = "block"
     fn the_full_section_parses() {
         let c = parse(FULL).unwrap();
         assert_eq!(c.neighbors.len(), 1);
+        assert_eq!((c.neighbors[0].ttl, c.neighbors[0].ttl_security), (255, Some(253)));
     }
 
     proptest! {
