@@ -19,7 +19,8 @@
 //!
 //! BIRD 2.17.5 runs natively in a namespace (built by `qemu/bird-2.17.sh`, with BMP), keeping an
 //! import table (BMP's pre-policy Adj-RIB-In); Bulkhead is the appliance in QEMU as the BGP
-//! bench's part (b) boots it, with two `[[bmp.collector]]` and explicit queue limits.
+//! bench's part (b) boots it (the accelerator faster to boot, or `BULKHEAD_ACCEL`), with two
+//! `[[bmp.collector]]` and explicit queue limits.
 //!
 //! Targets (issue 10): at most 0.5x BIRD's bytes on the wire per prefix; the dump in at most half
 //! BIRD's time; Bulkhead's `bmp` bytes over its pre-dump baseline bounded by the configured
@@ -85,6 +86,8 @@ struct Measured {
     stalled_total: f64,
     /// Bulkhead: the largest queue footprint of the stalled collector.
     stalled_queue: Option<f64>,
+    /// Bulkhead: the accelerator QEMU ran under.
+    accel: Option<String>,
 }
 
 /// Runs the bench; `Err` names every part that could not be measured.
@@ -139,6 +142,7 @@ pub fn run(json_path: Option<&Path>) -> Result<(), String> {
     match &appliance {
         Ok(a) => {
             let bird = bird.as_ref().ok();
+            let setup = format!("{setup}, {}", a.accel.as_deref().unwrap_or("?"));
             let bound = (COLLECTORS * QUEUE_LIMIT + CHANNEL_LIMIT) as f64;
             let limits = format!(
                 "{setup}; limit {COLLECTORS}x queue {} + channel {}",
@@ -228,7 +232,7 @@ pub fn run(json_path: Option<&Path>) -> Result<(), String> {
         let side = |who: &str, m: &Result<Measured, String>| match m {
             Ok(m) => json!({"exporter": who, "dump_seconds": m.dump.seconds, "dump_bytes": m.dump.bytes,
                 "dump_messages": m.dump.messages, "live_peak": m.live_peak, "stalled_peak": m.stalled_peak,
-                "live_total": m.live_total, "stalled_total": m.stalled_total, "stalled_queue": m.stalled_queue}),
+                "live_total": m.live_total, "stalled_total": m.stalled_total, "stalled_queue": m.stalled_queue, "accel": m.accel}),
             Err(e) => json!({"exporter": who, "error": e}),
         };
         let doc = json!({
@@ -465,6 +469,7 @@ fn bird_native(tools: &Tools, sbin: &Path, prefixes: u32) -> Result<Measured, St
         live_total: live.1,
         stalled_total: stalled.1,
         stalled_queue: None,
+        accel: None,
     })
 }
 
@@ -518,13 +523,10 @@ fn phase_peak(peak_before: f64, peak_after: f64, polled: f64) -> f64 {
 
 fn appliance_in_qemu(tools: &Tools, prefixes: u32) -> Result<Measured, String> {
     let config = TempFile::new("bench-bmp", &appliance_config()).map_err(|e| e.to_string())?;
-    let options = VmOptions::new()
-        .name("bench-bmp")
-        .quiet()
-        .nics(1)
-        .mem_mib(2048)
-        .accel(Accel::fastest())
-        .config(&config.0);
+    // `BULKHEAD_ACCEL` (kvm, tcg), or the faster to boot, as the BGP bench's part (b).
+    let accel = Accel::from_env().map_err(|e| e.to_string())?;
+    let options =
+        VmOptions::new().name("bench-bmp").quiet().nics(1).mem_mib(2048).accel(accel).config(&config.0);
     let mut vm = Vm::boot(options).map_err(|e| e.to_string())?;
     let ns = vm.nic(0).ns.name().to_string();
     let hold = LOAD_LIMIT + DUMP_LIMIT + 2 * STALL_LIMIT + Duration::from_secs(120);
@@ -578,6 +580,7 @@ fn appliance_in_qemu(tools: &Tools, prefixes: u32) -> Result<Measured, String> {
         live_total,
         stalled_total,
         stalled_queue: Some(queue),
+        accel: Some(accel.to_string()),
     })
 }
 
