@@ -537,13 +537,14 @@ impl<B: MemoryBooks> Platform<B> {
     /// `show local`: what the host stack delivered and answered, who owns what.
     fn show_local(&self, out: &mut dyn Write, json: bool) -> fmt::Result {
         let c = &self.host.counters;
-        let figures: [(&str, u64); 13] = [
+        let figures: [(&str, u64); 14] = [
             ("delivered_to_stack", c.delivered_stack),
             ("delivered_to_bindings", c.delivered_bound),
             ("owner_not_up", self.owner_down),
             ("truncated", c.truncated),
             ("bad_checksum", c.bad_checksum),
             ("fragments", c.fragments),
+            ("ttl_security_dropped", c.ttl_security_dropped),
             ("tcp_resets_sent", c.tcp_resets_sent),
             ("icmp_unreachable_sent", c.icmp_unreachable_sent),
             ("icmp_rate_limited", c.icmp_rate_limited),
@@ -729,6 +730,18 @@ impl Io for PlatformIo<'_> {
 
     fn tcp_release(&mut self, owner: Domain, id: SocketId) -> Result<(), TcpError> {
         self.host.tcp_release(owner, id)
+    }
+
+    fn ttl_guard(
+        &mut self,
+        owner: Domain,
+        guard: crate::context::TtlGuard,
+    ) -> Result<(), crate::context::TtlGuardError> {
+        self.host.ttl_guard(owner, guard)
+    }
+
+    fn ttl_guard_drops(&self, owner: Domain, peer: Ipv4Addr, port: u16) -> Option<u64> {
+        self.host.ttl_guard_drops(owner, peer, port)
     }
 
     fn route(&mut self, owner: Domain, change: RouteChange) -> Result<(), RouteQueueError> {
