@@ -433,7 +433,9 @@ fn a_full_rib_stops_reading_instead_of_growing() {
     let mut sim = Sim::build(6, CONFIG, 2 << 20);
     let mut sp = Speaker::new(&mut sim.peer);
     established(&mut sim, &mut sp);
-    let prefixes: Vec<Prefix> = (0..40_000u32)
+    // More than the 2 MiB domain holds (about 30 bytes a prefix in the RIBs), and more than the
+    // TCP windows hold of the rest.
+    let prefixes: Vec<Prefix> = (0..120_000u32)
         .map(|i| Prefix::V4(Ipv4Prefix::new(Ipv4Addr::from(0x1000_0000 + (i << 8)), 24).unwrap()))
         .collect();
     let mut sent = 0;

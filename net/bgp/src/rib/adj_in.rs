@@ -1,8 +1,8 @@
 //! Adj-RIB-In: the routes one peer announced, kept as received (pre-policy, what BMP reports
 //! with the L flag clear) beside the result of import policy (post-policy).
 //!
-//! One entry per prefix, 9 bytes of value packed with alignment 1 (so a B-tree leaf holds 11
-//! prefixes and routes in 168 bytes): the received attribute set, the accepted one (none when
+//! One entry per prefix in a [`Table`], 9 bytes of value packed with alignment 1 (with an IPv4
+//! key, 17 bytes a route in a full leaf): the received attribute set, the accepted one (none when
 //! import policy rejected the route or it failed a loop check; often the same id as the
 //! received set, shared), and a stale mark for graceful restart. The attribute sets themselves
 //! live once in the RIB's [`super::AttrStore`]; this table holds references to them, which its
@@ -11,11 +11,11 @@
 //! Bound: one entry per prefix the peer announced, capped by the peer's
 //! [`crate::policy::PrefixLimit`] when it has one (the RIB refuses new prefixes beyond it).
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use super::attr_store::AttrId;
 use super::cursor::RibCursor;
+use super::table::Table;
 
 /// One route as a peer announced it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,14 +57,14 @@ impl PackedInRoute {
 /// One peer's Adj-RIB-In, ordered by prefix.
 #[derive(Debug)]
 pub struct AdjRibIn<P> {
-    routes: BTreeMap<P, PackedInRoute>,
+    routes: Table<P, PackedInRoute>,
     accepted: usize,
     stale: usize,
 }
 
 impl<P> Default for AdjRibIn<P> {
     fn default() -> Self {
-        AdjRibIn { routes: BTreeMap::new(), accepted: 0, stale: 0 }
+        AdjRibIn { routes: Table::default(), accepted: 0, stale: 0 }
     }
 }
 
@@ -94,7 +94,7 @@ impl<P: Ord + Copy> AdjRibIn<P> {
 
     /// The first prefix held.
     pub fn first(&self) -> Option<P> {
-        self.routes.keys().next().copied()
+        self.routes.first_key()
     }
 
     /// Up to `max` routes after `cursor` that `keep` accepts (see [`RibCursor`]).
@@ -123,9 +123,6 @@ impl<P: Ord + Copy> AdjRibIn<P> {
 
     pub(crate) fn remove(&mut self, prefix: &P) -> Option<InRoute> {
         let old = self.routes.remove(prefix)?.unpack()?;
-        if self.routes.is_empty() {
-            self.routes = BTreeMap::new(); // an emptied B-tree keeps its root leaf
-        }
         self.uncount(&old);
         Some(old)
     }

@@ -17,7 +17,7 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
 use super::attr_store::AttrId;
-use super::cursor::RibCursor;
+use super::cursor::{OrderedTable, RibCursor};
 
 /// A change to send to a peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,7 +79,7 @@ impl<P: Ord + Copy> Feed<P> {
     }
 
     /// Up to `max` prefixes to look at: dirty ones first, then the next ones of the walk.
-    pub(crate) fn next<V>(&mut self, table: &BTreeMap<P, V>, max: usize) -> Vec<P> {
+    pub(crate) fn next<V>(&mut self, table: &impl OrderedTable<P, V>, max: usize) -> Vec<P> {
         let mut out = Vec::new();
         while out.len() < max {
             let Some(prefix) = self.dirty.pop_first() else { break };

@@ -17,8 +17,10 @@
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use core::hash::{Hash, Hasher};
+use core::hash::{BuildHasher, Hash};
+
 use core::num::NonZeroU32;
+use foldhash::quality::FixedState;
 
 /// A handle on one interned attribute set. Valid while its holder owns a reference. Non-zero
 /// inside, so that `Option<AttrId>` is 4 bytes too.
@@ -60,6 +62,8 @@ pub struct AttrStore<A> {
     /// Hash -> first slot with that hash; the rest are chained by `Slot::next`.
     index: BTreeMap<u64, u32>,
     live: usize,
+    /// The hash's key ([`AttrStore::with_seed`]).
+    seed: u64,
 }
 
 #[derive(Debug)]
@@ -79,14 +83,21 @@ impl<A: Hash + Eq> Default for AttrStore<A> {
 }
 
 impl<A: Hash + Eq> AttrStore<A> {
+    /// A store whose hash has the fixed seed 0 (tests; see [`AttrStore::with_seed`]).
     pub const fn new() -> Self {
-        AttrStore { slots: Vec::new(), free: Vec::new(), index: BTreeMap::new(), live: 0 }
+        Self::with_seed(0)
+    }
+
+    /// A store hashing with `seed`: take it from a random source once per process, so that
+    /// peers cannot precompute attribute sets that collide.
+    pub const fn with_seed(seed: u64) -> Self {
+        AttrStore { slots: Vec::new(), free: Vec::new(), index: BTreeMap::new(), live: 0, seed }
     }
 
     /// Returns the id of a set equal to `attrs`, taking one reference to it; stores `attrs` if
     /// no equal set is alive.
     pub fn intern(&mut self, attrs: A) -> AttrId {
-        let hash = hash_of(&attrs);
+        let hash = hash_of(self.seed, &attrs);
         let mut cursor = self.index.get(&hash).copied();
         while let Some(id) = cursor {
             let Some(slot) = self.slots.get_mut(id as usize) else { break };
@@ -214,34 +225,23 @@ impl<A: Hash + Eq> AttrStore<A> {
     }
 }
 
-fn hash_of<A: Hash>(attrs: &A) -> u64 {
-    let mut hasher = Fnv1a(FNV_OFFSET);
-    attrs.hash(&mut hasher);
-    hasher.finish()
-}
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-/// FNV-1a, 64 bits: a hash for table lookup (not keyed: the attribute sets come from peers that
-/// are configured, and a collision costs a chain walk, not correctness).
-struct Fnv1a(u64);
-
-impl Hasher for Fnv1a {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(FNV_PRIME);
-        }
-    }
+/// The hash of an attribute set under the store's seed: foldhash (a fast, non-cryptographic
+/// hash that takes a seed), keyed per process.
+///
+/// Hash flooding: the attribute sets come from peers, and through them from anyone whose routes
+/// they pass on (communities, AS paths), so an unkeyed hash would let a sender precompute many
+/// sets with one 64-bit hash and make each `intern` of them walk a long chain. With a secret
+/// seed such sets cannot be computed offline, and a collision costs a chain walk, never
+/// correctness (sets are compared whole). The index is a B-tree on the hash, so a flood of
+/// distinct hashes costs `log n`, not a degraded bucket.
+fn hash_of<A: Hash>(seed: u64, attrs: &A) -> u64 {
+    FixedState::with_seed(seed).hash_one(attrs)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::hash::Hasher;
 
     /// Every value hashes the same: forces the collision chain.
     #[derive(Clone, Debug, PartialEq, Eq)]
@@ -338,6 +338,16 @@ mod tests {
         store.release(kept[3]);
         assert_eq!(store.intern(500), kept[3]);
         assert_eq!(store.get(kept[15]), Some(&15));
+    }
+
+    #[test]
+    fn the_seed_keys_the_hash() {
+        let set = alloc::vec![1u32, 2, 3];
+        assert_eq!(hash_of(7, &set), hash_of(7, &set));
+        assert_ne!(hash_of(7, &set), hash_of(8, &set), "another seed, another hash");
+        let mut store = AttrStore::with_seed(0x5eed);
+        let a = store.intern(set.clone());
+        assert_eq!(store.intern(set), a);
     }
 
     #[test]

@@ -10,6 +10,8 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::ops::Bound;
 
+use super::table::Table;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RibCursor<P> {
     after: Option<P>,
@@ -43,21 +45,20 @@ impl<P: Ord + Copy> RibCursor<P> {
     /// Up to `max` entries of `table` after the cursor that `keep` accepts, in key order; the
     /// cursor moves past every entry looked at. Looks at no more than `max` entries, kept or not,
     /// so the work of one call is bounded.
-    pub(crate) fn next_slice<'a, V>(
+    pub(crate) fn next_slice<'a, V: 'a>(
         &mut self,
-        table: &'a BTreeMap<P, V>,
+        table: &'a impl OrderedTable<P, V>,
         max: usize,
         mut keep: impl FnMut(&V) -> bool,
-    ) -> Vec<(P, &'a V)> {
+    ) -> Vec<(P, &'a V)>
+    where
+        P: 'a,
+    {
         let mut out = Vec::new();
         if self.done {
             return out;
         }
-        let start = match self.after {
-            Some(key) => Bound::Excluded(key),
-            None => Bound::Unbounded,
-        };
-        for (looked, (key, value)) in table.range((start, Bound::Unbounded)).enumerate() {
+        for (looked, (key, value)) in table.entries_after(self.after).enumerate() {
             if looked == max {
                 return out;
             }
@@ -68,6 +69,38 @@ impl<P: Ord + Copy> RibCursor<P> {
         }
         self.done = true;
         out
+    }
+}
+
+/// A table a cursor can read: its entries after a key, in key order.
+pub(crate) trait OrderedTable<K, V> {
+    fn entries_after<'a>(&'a self, after: Option<K>) -> impl Iterator<Item = (&'a K, &'a V)> + 'a
+    where
+        K: 'a,
+        V: 'a;
+}
+
+impl<K: Ord + Copy, V> OrderedTable<K, V> for BTreeMap<K, V> {
+    fn entries_after<'a>(&'a self, after: Option<K>) -> impl Iterator<Item = (&'a K, &'a V)> + 'a
+    where
+        K: 'a,
+        V: 'a,
+    {
+        let start = match after {
+            Some(key) => Bound::Excluded(key),
+            None => Bound::Unbounded,
+        };
+        self.range((start, Bound::Unbounded))
+    }
+}
+
+impl<K: Ord + Copy, V> OrderedTable<K, V> for Table<K, V> {
+    fn entries_after<'a>(&'a self, after: Option<K>) -> impl Iterator<Item = (&'a K, &'a V)> + 'a
+    where
+        K: 'a,
+        V: 'a,
+    {
+        self.iter_after(after)
     }
 }
 

@@ -4,13 +4,12 @@
 //!
 //! Bound: one entry per prefix that has an eligible route in some Adj-RIB-In.
 
-use alloc::collections::btree_map::Entry;
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use super::attr_store::AttrId;
 use super::cursor::RibCursor;
 use super::decision::BestReason;
+use super::table::Table;
 use super::PeerId;
 
 /// The best route to one prefix.
@@ -61,12 +60,12 @@ pub(crate) enum LocSet {
 
 #[derive(Debug)]
 pub struct LocRib<P> {
-    pub(crate) routes: BTreeMap<P, PackedLocRoute>,
+    pub(crate) routes: Table<P, PackedLocRoute>,
 }
 
 impl<P> Default for LocRib<P> {
     fn default() -> Self {
-        LocRib { routes: BTreeMap::new() }
+        LocRib { routes: Table::default() }
     }
 }
 
@@ -101,32 +100,25 @@ impl<P: Ord + Copy> LocRib<P> {
     /// table. The same route (peer and attributes) as before only has its reason updated and
     /// counts as unchanged.
     pub(crate) fn set(&mut self, prefix: P, new: Option<LocRoute>) -> LocSet {
-        let slot = self.routes.entry(prefix);
-        let (slot, new) = match (slot, new) {
-            (Entry::Vacant(_), None) => return LocSet::Unchanged,
-            (Entry::Vacant(slot), Some(new)) => {
-                slot.insert(PackedLocRoute::pack(&new));
+        let Some(slot) = self.routes.get_mut(&prefix) else {
+            if let Some(new) = new {
+                self.routes.insert(prefix, PackedLocRoute::pack(&new));
                 return LocSet::Replaced(None);
             }
-            (Entry::Occupied(slot), new) => (slot, new),
+            return LocSet::Unchanged;
         };
-        let old = slot.get().unpack();
+        let old = slot.unpack();
         let Some(new) = new else {
-            slot.remove();
-            if self.routes.is_empty() {
-                self.routes = BTreeMap::new(); // an emptied B-tree keeps its root leaf
-            }
+            self.routes.remove(&prefix);
             return LocSet::Replaced(old);
         };
-        let mut slot = slot;
-        if let Some(old) = old.filter(|old| old.same_route(&new)) {
-            if old.reason != new.reason {
-                slot.insert(PackedLocRoute::pack(&new));
-            }
-            return LocSet::Unchanged;
+        let same = old.is_some_and(|old| old.same_route(&new));
+        *slot = PackedLocRoute::pack(&new);
+        if same {
+            LocSet::Unchanged
+        } else {
+            LocSet::Replaced(old)
         }
-        slot.insert(PackedLocRoute::pack(&new));
-        LocSet::Replaced(old)
     }
 }
 

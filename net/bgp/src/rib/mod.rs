@@ -37,6 +37,7 @@ pub mod attr_store;
 pub mod cursor;
 pub mod decision;
 pub mod loc;
+pub mod table;
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -109,6 +110,9 @@ pub struct RibConfig {
     /// LOCAL_PREF of a route that has none (eBGP-learned, before import policy sets one).
     pub default_local_pref: u32,
     pub decision: DecisionConfig,
+    /// The key of the hash that interns attribute sets: set it from a random source once per
+    /// process (0, the default, is a fixed key: fine for tests, open to precomputed collisions).
+    pub hash_seed: u64,
 }
 
 impl RibConfig {
@@ -119,6 +123,7 @@ impl RibConfig {
             cluster_id: None,
             default_local_pref: 100,
             decision: DecisionConfig::default(),
+            hash_seed: 0,
         }
     }
 }
@@ -238,8 +243,8 @@ pub struct Rib<P> {
 impl<P: RibPrefix> Rib<P> {
     pub fn new(config: RibConfig) -> Rib<P> {
         Rib {
+            attrs: AttrStore::with_seed(config.hash_seed),
             config,
-            attrs: AttrStore::new(),
             peers: Vec::new(),
             loc: LocRib::default(),
             consumers: Vec::new(),
