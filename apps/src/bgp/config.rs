@@ -22,6 +22,8 @@
 //!                                #   below 255 - (hops - 1)
 //! hold_time = 90                 # overrides [bgp] hold_time
 //! graceful_restart = true        # announce the helper role (RFC 4724), default true
+//! enforce_first_as = true        # eBGP: a path not starting with the peer's AS is withdrawn
+//!                                #   (RFC 4271 6.3, RFC 7606 7.2); false for a route server
 //! prefix_limit = 500000          # most prefixes held from the peer (received, per family)
 //! prefix_limit_action = "restart" # "warn", "block", "restart" (default), "disable"
 //!
@@ -132,6 +134,8 @@ pub struct NeighborSettings {
     pub ttl_security: Option<u8>,
     pub hold_time: u16,
     pub graceful_restart: bool,
+    /// eBGP: the leftmost AS of AS_PATH must be the peer's (off for a route server, RFC 7947).
+    pub enforce_first_as: bool,
     pub prefix_limit: Option<PrefixLimit>,
 }
 
@@ -227,6 +231,7 @@ fn parse_neighbor(
         "ttl_security",
         "hold_time",
         "graceful_restart",
+        "enforce_first_as",
         "prefix_limit",
         "prefix_limit_action",
     ])?;
@@ -319,6 +324,7 @@ fn parse_neighbor(
         ttl_security,
         hold_time,
         graceful_restart: n.bool_opt("graceful_restart")?.unwrap_or(true),
+        enforce_first_as: n.bool_opt("enforce_first_as")?.unwrap_or(true),
         prefix_limit,
     })
 }

@@ -241,6 +241,7 @@ impl Speaker {
             nc.connect_retry = cfg.connect_retry;
             nc.passive = n.passive;
             nc.graceful_restart = n.graceful_restart.then_some(120);
+            nc.enforce_first_as = n.enforce_first_as;
             nc.output_limit = OUTPUT_LIMIT;
             let gtsm = match n.ttl_security {
                 None => Gtsm::Off,

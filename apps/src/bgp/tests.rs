@@ -31,6 +31,7 @@ fn the_fixed_keys_parse() {
     assert_eq!(n.import, PolicyRef::All);
     assert_eq!(n.export.policy(), Some(Policy::accept_all()));
     assert_eq!(n.prefix_limit, None);
+    assert!(n.enforce_first_as, "the first-AS check is on by default");
 }
 
 #[test]
@@ -77,6 +78,7 @@ passive = true
 multihop = 3
 hold_time = 9
 graceful_restart = false
+enforce_first_as = false
 prefix_limit = 1000
 prefix_limit_action = "block"
 "#;
@@ -85,6 +87,7 @@ prefix_limit_action = "block"
     assert_eq!(c.networks.len(), 2);
     let n = &c.neighbors[0];
     assert_eq!((n.passive, n.ttl, n.hold_time, n.graceful_restart), (true, 3, 9, false));
+    assert!(!n.enforce_first_as, "a route server's neighbor turns the first-AS check off");
     assert_eq!(
         n.prefix_limit,
         Some(bulkhead_bgp::policy::PrefixLimit {
