@@ -6,6 +6,12 @@
 //! send_limit = "256KiB"       # per association, true bytes queued and in flight (default 256KiB)
 //! receive_limit = "256KiB"    # per association, true bytes of reassembly and delivery (256KiB)
 //! max_associations = 256      # per service, 1..=65535 (default 256)
+//! rto_initial = "1s"          # RTO.Initial (RFC 9260 section 16: 1 s)
+//! rto_min = "1s"              # RTO.Min (1 s); rto_min <= rto_initial <= rto_max
+//! rto_max = "60s"             # RTO.Max (60 s)
+//! path_max_retrans = 5        # Path.Max.Retrans, 0..=255 (5): timeouts before a path is inactive
+//! association_max_retrans = 10 # Association.Max.Retrans, 1..=255 (10): before the association ends
+//! heartbeat_interval = "30s"  # HB.interval (30 s)
 //!
 //! [[sctp.service]]            # zero or more; none at all: the default three below
 //! port = 7                    # the SCTP port, 1..=65535, each port at most once
@@ -15,13 +21,18 @@
 //! Without `[[sctp.service]]` (and without `[sctp]` at all) the appliance serves echo on 7,
 //! discard on 9 and sink on 5001, on every configured address, over both transports. A limit
 //! must hold at least two full-sized chunks (what `bulkhead_sctp`'s `Config::validate` asks).
+//! Durations are integer seconds or strings with a unit ("200ms", "2s"). The protocol
+//! parameters default to RFC 9260's values; smaller ones make a multi-homed association fail
+//! over sooner (it takes about `path_max_retrans + 1` timeouts of at least `rto_min`).
 
 use alloc::vec;
 use alloc::vec::Vec;
 
+use bulkhead_sctp::association::rto::RtoConfig;
 use bulkhead_sctp::endpoint::{Config as EndpointConfig, ConfigError as EndpointConfigError};
 
 use crate::config::{ConfigError, ConfigErrorKind, Table};
+use crate::time::Duration;
 
 /// The encapsulation port of RFC 6951.
 pub const DEFAULT_UDP_PORT: u16 = 9899;
@@ -72,16 +83,28 @@ pub struct SctpConfig {
     pub receive_limit: usize,
     /// Per service (endpoint).
     pub max_associations: usize,
+    /// RTO.Initial, RTO.Min, RTO.Max.
+    pub rto: RtoConfig,
+    /// Path.Max.Retrans and Association.Max.Retrans.
+    pub path_max_retrans: u32,
+    pub association_max_retrans: u32,
+    /// HB.interval.
+    pub heartbeat_interval: Duration,
 }
 
 impl Default for SctpConfig {
     fn default() -> Self {
+        let rfc = c_endpoint_probe();
         SctpConfig {
             services: default_services(),
             udp_port: DEFAULT_UDP_PORT,
             send_limit: DEFAULT_LIMIT,
             receive_limit: DEFAULT_LIMIT,
             max_associations: DEFAULT_MAX_ASSOCIATIONS,
+            rto: rfc.rto,
+            path_max_retrans: rfc.path_max_retrans,
+            association_max_retrans: rfc.association_max_retrans,
+            heartbeat_interval: rfc.heartbeat_interval,
         }
     }
 }
@@ -107,12 +130,28 @@ impl SctpConfig {
         c.send_limit = self.send_limit;
         c.receive_limit = self.receive_limit;
         c.max_associations = self.max_associations;
+        c.rto = self.rto;
+        c.path_max_retrans = self.path_max_retrans;
+        c.association_max_retrans = self.association_max_retrans;
+        c.heartbeat_interval = self.heartbeat_interval;
         c
     }
 
     /// Reads `[sctp]`.
     pub(crate) fn parse(t: &Table<'_, '_>) -> Result<SctpConfig, ConfigError> {
-        t.check_keys(&["service", "udp_port", "send_limit", "receive_limit", "max_associations"])?;
+        t.check_keys(&[
+            "service",
+            "udp_port",
+            "send_limit",
+            "receive_limit",
+            "max_associations",
+            "rto_initial",
+            "rto_min",
+            "rto_max",
+            "path_max_retrans",
+            "association_max_retrans",
+            "heartbeat_interval",
+        ])?;
         let mut c = SctpConfig::default();
         if let Some(port) = port_opt(t, "udp_port")? {
             c.udp_port = port;
@@ -152,6 +191,48 @@ impl SctpConfig {
                     ))
                 }
             };
+        }
+        for (key, slot) in
+            [("rto_initial", &mut c.rto.initial), ("rto_min", &mut c.rto.min), ("rto_max", &mut c.rto.max)]
+        {
+            if let Some(d) = t.duration_opt(key)? {
+                *slot = d;
+            }
+        }
+        let r = &c.rto;
+        if r.min > r.max || r.initial < r.min || r.initial > r.max {
+            // Reported at the first of the three keys given.
+            let key = ["rto_min", "rto_initial", "rto_max"].into_iter().find(|k| t.get(k).is_some());
+            let span = key.and_then(|k| t.get(k)).map_or(0..0, |v| v.span());
+            return Err(t.err_at(
+                span.clone(),
+                key.unwrap_or(""),
+                ConfigErrorKind::OutOfRange {
+                    value: t.quote(&span),
+                    allowed: "rto_min <= rto_initial <= rto_max",
+                },
+            ));
+        }
+        for (key, slot, low) in [
+            ("path_max_retrans", &mut c.path_max_retrans, 0),
+            ("association_max_retrans", &mut c.association_max_retrans, 1),
+        ] {
+            if let Some((n, span)) = t.int_opt(key)? {
+                *slot = match u8::try_from(n) {
+                    Ok(n) if n >= low => u32::from(n),
+                    _ => {
+                        let allowed = if low == 0 { "0..=255" } else { "1..=255" };
+                        return Err(t.err_at(
+                            span.clone(),
+                            key,
+                            ConfigErrorKind::OutOfRange { value: t.quote(&span), allowed },
+                        ));
+                    }
+                };
+            }
+        }
+        if let Some(d) = t.duration_opt("heartbeat_interval")? {
+            c.heartbeat_interval = d;
         }
         let tables = t.array_of_tables("service")?;
         if t.get("service").is_some() {
@@ -267,13 +348,40 @@ mod tests {
             (17, 65536, 100_000, 4)
         );
         assert_eq!(e.validate(), Ok(()));
+        // The protocol parameters: RFC 9260's by default, each configurable.
+        assert_eq!(e.rto, RtoConfig::default());
+        assert_eq!((e.path_max_retrans, e.association_max_retrans), (5, 10));
+        assert_eq!(e.heartbeat_interval, Duration::from_secs(30));
+        let c = sctp(
+            "[sctp]\nrto_initial = \"300ms\"\nrto_min = \"100ms\"\nrto_max = 2\npath_max_retrans = 1\n\
+             association_max_retrans = 20\nheartbeat_interval = \"500ms\"\n",
+        )
+        .unwrap();
+        let e = c.endpoint(7);
+        assert_eq!(
+            e.rto,
+            RtoConfig {
+                initial: Duration::from_millis(300),
+                min: Duration::from_millis(100),
+                max: Duration::from_secs(2)
+            }
+        );
+        assert_eq!((e.path_max_retrans, e.association_max_retrans), (1, 20));
+        assert_eq!(e.heartbeat_interval, Duration::from_millis(500));
+        assert_eq!(e.validate(), Ok(()));
         // A section without services keeps the default three.
         assert_eq!(sctp("[sctp]\nudp_port = 1\n").unwrap().services, default_services());
     }
 
     #[test]
     fn errors_name_the_line_and_key() {
-        let cases: [(&str, usize, &str, &str); 8] = [
+        let cases: [(&str, usize, &str, &str); 14] = [
+            ("[sctp]\nrto_min = \"2s\"\n", 2, "sctp.rto_min", "rto_min <= rto_initial <= rto_max"),
+            ("[sctp]\nrto_initial = \"1s\"\nrto_max = \"500ms\"\n", 2, "sctp.rto_initial", "rto_max"),
+            ("[sctp]\nrto_min = \"0ms\"\n", 2, "sctp.rto_min", "more than 0"),
+            ("[sctp]\nrto_max = \"soon\"\n", 2, "sctp.rto_max", "soon"),
+            ("[sctp]\npath_max_retrans = 256\n", 2, "sctp.path_max_retrans", "0..=255"),
+            ("[sctp]\nassociation_max_retrans = 0\n", 2, "sctp.association_max_retrans", "1..=255"),
             ("[sctp]\nudp_port = 0\n", 2, "sctp.udp_port", "1..=65535"),
             ("[sctp]\nudp_port = 70000\n", 2, "sctp.udp_port", "1..=65535"),
             ("[sctp]\nsend_limit = \"1KiB\"\n", 2, "sctp.send_limit", "two full-sized chunks"),

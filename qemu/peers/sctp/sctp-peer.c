@@ -4,9 +4,11 @@
  * One usrsctp instance per process; run one process per network namespace (as root, usrsctp
  * opens raw SCTP sockets, which see every SCTP packet of the namespace).
  *
- *   sctp-peer [-u LOCAL:REMOTE] [-b ADDR] MODE ARGS...
+ *   sctp-peer [-u LOCAL:REMOTE] [-b ADDR] [-t MIN:MAX:PATHRTX:HB] MODE ARGS...
  *     -u LOCAL:REMOTE  UDP encapsulation (RFC 6951): our encapsulation port and the peer's
  *     -b ADDR          bind to ADDR (default: any)
+ *     -t MIN:MAX:PATHRTX:HB  RTO.Min and RTO.Max in ms (RTO.Initial = RTO.Min),
+ *                      Path.Max.Retrans, HB.interval in ms (default: usrsctp's, RFC 9260's)
  *
  *   echo ADDR PORT STREAMS SIZE...   one association; each message (stream i % STREAMS, PPID i,
  *                                    ordered, a pattern of SIZE bytes) must come back intact,
@@ -402,6 +404,8 @@ static int mode_serve(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	uint16_t local_udp = 0;
+	unsigned rto_min = 0, rto_max = 0, path_rtx = 0, hb = 0;
+	int timers = 0;
 	int i = 1;
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "-u") == 0 && i + 1 < argc) {
@@ -410,6 +414,11 @@ int main(int argc, char **argv)
 				die("-u LOCAL:REMOTE");
 			local_udp = lu;
 			remote_udp = ru;
+		} else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) {
+			if (sscanf(argv[++i], "%u:%u:%u:%u", &rto_min, &rto_max, &path_rtx, &hb) != 4 ||
+			    rto_min == 0 || rto_max < rto_min || hb == 0)
+				die("-t MIN:MAX:PATHRTX:HB");
+			timers = 1;
 		} else if (strcmp(argv[i], "-b") == 0 && i + 1 < argc) {
 			bind_addr = argv[++i];
 		} else {
@@ -422,6 +431,13 @@ int main(int argc, char **argv)
 	usrsctp_init(local_udp, NULL, NULL);
 	usrsctp_sysctl_set_sctp_blackhole(2);
 	usrsctp_sysctl_set_sctp_ecn_enable(0);
+	if (timers) {
+		usrsctp_sysctl_set_sctp_rto_min_default(rto_min);
+		usrsctp_sysctl_set_sctp_rto_max_default(rto_max);
+		usrsctp_sysctl_set_sctp_rto_initial_default(rto_min);
+		usrsctp_sysctl_set_sctp_path_rtx_max_default(path_rtx);
+		usrsctp_sysctl_set_sctp_heartbeat_interval_default(hb);
+	}
 	const char *mode = argv[i];
 	int rest = argc - i - 1;
 	char **args = argv + i + 1;
