@@ -69,12 +69,18 @@ impl<K: Ord + Copy, V> Table<K, V> {
     }
 
     pub fn get(&self, key: &K) -> Option<&V> {
+        if self.is_past_last(key) {
+            return None;
+        }
         let leaf = self.leaves.get(self.leaf_of(key))?;
         let at = leaf.keys.binary_search(key).ok()?;
         leaf.vals.get(at)
     }
 
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        if self.is_past_last(key) {
+            return None;
+        }
         let index = self.leaf_of(key);
         let leaf = self.leaves.get_mut(index)?;
         let at = leaf.keys.binary_search(key).ok()?;
@@ -88,6 +94,21 @@ impl<K: Ord + Copy, V> Table<K, V> {
 
     /// Stores `value` under `key`, returning the value it replaces.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        if self.is_past_last(&key) {
+            // Loading in order: after the last key, no search.
+            self.len += 1;
+            match self.leaves.last_mut() {
+                Some(leaf) if leaf.len() < LEAF_MAX => {
+                    leaf.keys.push(key);
+                    leaf.vals.push(value);
+                }
+                _ => {
+                    self.firsts.push(key);
+                    self.leaves.push(Leaf { keys: alloc::vec![key], vals: alloc::vec![value] });
+                }
+            }
+            return None;
+        }
         let index = self.leaf_of(&key);
         let last = index + 1 == self.leaves.len();
         let Some(leaf) = self.leaves.get_mut(index) else {
@@ -182,6 +203,11 @@ impl<K: Ord + Copy, V> Table<K, V> {
 
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> + '_ {
         self.leaves.iter_mut().flat_map(|leaf| leaf.vals.iter_mut())
+    }
+
+    /// Whether `key` is above every key held (false for an empty table).
+    fn is_past_last(&self, key: &K) -> bool {
+        self.leaves.last().and_then(|leaf| leaf.keys.last()).is_some_and(|last| last < key)
     }
 
     /// The leaf that holds `key` or would: the last whose first key is not above it (leaf 0
