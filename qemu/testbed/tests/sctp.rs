@@ -247,6 +247,12 @@ fn every_message_once_and_in_order_under_5_percent_loss() {
     assert_eq!(num(&echo, "messages"), 3000, "each message once: {echo}");
 }
 
+/// What the `sctp` domain may hold beyond the true bytes its queues count: the free slots of
+/// a partly used 64 KiB chunk (`bulkhead_mem::CHUNK_SIZE`) in each of the four size classes
+/// the queues use (payload blocks, segments, B-tree nodes, packet copies), and the inbound
+/// packet queue (`apps::sctp::MAX_INBOUND` packets of at most 1536 bytes).
+const FIXED_OVERHEAD: u64 = 4 * 64 * 1024 + 64 * 1536;
+
 /// The seed: 4 associations of 1-byte messages to the sink, paused until every sender blocks.
 #[test]
 fn seed_paused_sink_holds_a_bounded_backlog_and_drains_it_in_slices() {
@@ -308,14 +314,13 @@ fn seed_paused_sink_holds_a_bounded_backlog_and_drains_it_in_slices() {
     );
     assert_eq!(num(&json, "associations"), 4, "{json}");
     assert_eq!(num(&service(&json, 5001), "messages"), read_before, "a paused sink read: {json}");
-    // What the domain holds beyond the true bytes the core counts (measured after the warm-up:
-    // 1.44 MB over the baseline for 1.05 MB counted; without it 2.3 to 2.9 MB): the allocator's
-    // size classes (a partly filled 64 KiB chunk for each of its 24 classes at most:
-    // `bulkhead_mem::{CLASS_COUNT, CHUNK_SIZE}`), the inbound queue (64 packets), the
-    // associations, and the capacity slack of the queues' own buffers, which the core does not
-    // charge (a VecDeque of messages grows by doubling): up to the counted bytes again.
-    let overhead = 24 * 64 * 1024 + 64 * 1536 + 128 * 1024;
-    assert!(used <= 2 * 4 * LIMIT + overhead, "sctp holds {used} bytes for 4 x {LIMIT}");
+    // The core charges what the allocator gives up for its queues (payload blocks, 2 KiB
+    // segments, B-tree nodes), so the domain grows by what the core counts plus
+    // FIXED_OVERHEAD. Measured: 1.00 to 1.13 MB for 1,048,544 counted (before the segments,
+    // 1.44 MB for 1.05 MB).
+    assert!(bytes <= 4 * LIMIT, "the core counts {bytes} for 4 x {LIMIT}");
+    assert!(used <= bytes + FIXED_OVERHEAD, "sctp grew {used} bytes for {bytes} counted");
+    assert!(used <= 4 * LIMIT + FIXED_OVERHEAD, "sctp holds {used} bytes for 4 x {LIMIT}");
     assert!(num(&held, "used") < quota, "{held}");
     // Other NICs keep answering.
     let ping = run(&vm.nic(1).ns, &["ping", "-c", "20", "-i", "0.05", "-W", "2", "198.51.100.1"], 30);
@@ -347,12 +352,14 @@ fn seed_paused_sink_holds_a_bounded_backlog_and_drains_it_in_slices() {
         "seed: the longest loop turn while the backlog drained took {took} us ({longest}); target 1000 us: {}",
         if took < 1000 { "met" } else { "NOT met" }
     );
-    // The target is 1 ms. Under TCG on a loaded 2-core host a turn is stretched by emulation
-    // and by the host's scheduler (measured: 11 to 30 ms with 64-message slices, the same with
-    // 32 or 256, so not the slice), so the default bound here is the seed's failure (a freeze
-    // of seconds) with a margin; `BULKHEAD_TURN_LIMIT_US=1000` asks for the target itself.
+    // The target is 1 ms. Natively a drain turn of the core takes about 4 us, and no longer
+    // with most of the backlog queued than at its end (net/sctp/tests/seed.rs). Under TCG on a
+    // loaded 2-core host (load 7) the longest turn is the host's scheduler: 24 to 41 ms over
+    // three runs (sctp's poll 0.2 to 29 ms of it), and 32 ms for the code before the segmented
+    // queues in the same hour; so the default bound is twice the worst measured, and
+    // `BULKHEAD_TURN_LIMIT_US=1000` asks for the target itself.
     let limit: u64 =
-        std::env::var("BULKHEAD_TURN_LIMIT_US").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+        std::env::var("BULKHEAD_TURN_LIMIT_US").ok().and_then(|v| v.parse().ok()).unwrap_or(80_000);
     assert!(took < limit, "a loop turn took {longest}, over {limit} us");
 }
 
