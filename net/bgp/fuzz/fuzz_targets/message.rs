@@ -3,7 +3,9 @@
 #![no_main]
 
 use bulkhead_bgp::packet::attribute::SessionContext;
-use bulkhead_bgp::packet::message::{Framer, Header, Message, MessageType, EXTENDED_MAX_LEN, HEADER_LEN, MAX_LEN};
+use bulkhead_bgp::packet::message::{
+    Framer, Header, Message, MessageType, EXTENDED_MAX_LEN, HEADER_LEN, MAX_LEN,
+};
 use bulkhead_bgp::packet::update::Update;
 use libfuzzer_sys::fuzz_target;
 
@@ -34,6 +36,12 @@ fn check(bytes: &[u8], ctx: SessionContext, max_len: usize) {
     if let Some(Ok(Header { kind: MessageType::Update, .. })) = Header::parse(bytes, max_len) {
         let parsed = Update::parse(&bytes[HEADER_LEN..], ctx).expect("Message::parse accepted it");
         assert_eq!(Message::Update(parsed.update.clone()), message);
+        // The first-AS check (RFC 4271 6.3): an UPDATE that fails it announces nothing after.
+        let mut checked = parsed.clone();
+        if Update::check_first_as(&mut checked, 65001) {
+            assert!(checked.update.announced().next().is_none());
+            assert!(checked.update.attributes.is_none());
+        }
     }
     // Re-encoding may grow (AS4_PATH for a 2-octet peer, Extended Length): too long is fine.
     let Ok(again) = message.to_bytes(ctx, EXTENDED_MAX_LEN) else { return };

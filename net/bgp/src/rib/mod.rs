@@ -526,9 +526,35 @@ impl<P: RibPrefix> Rib<P> {
         let prefixes = p.adj_out.feed.next(&loc.routes, max);
         let walk_done = !p.adj_out.feed.is_walking();
         let resend = p.adj_out.resend;
+        // Unless the export policy looks at prefixes, what is exported depends only on the best
+        // route's source and attribute set: a run of prefixes sharing them (a table is mostly
+        // such runs) is exported, cloned and interned once. The cache holds a reference of
+        // its own, given back at the end.
+        let by_route = !policy::matches_prefixes(p.config.export.as_ref());
+        let mut last: Option<((PeerId, AttrId), Option<AttrId>)> = None;
         let mut out = Vec::new();
         for prefix in prefixes {
-            let new = self.export(peer, prefix).map(|attrs| self.attrs.intern(attrs));
+            let route = self.loc.get(&prefix).map(|best| (best.peer, best.attrs));
+            let new = match (last, route) {
+                (Some((key, id)), Some(route)) if by_route && key == route => {
+                    if let Some(id) = id {
+                        self.attrs.retain(id);
+                    }
+                    id
+                }
+                _ => {
+                    let new = self.export(peer, prefix).map(|attrs| self.attrs.intern(attrs));
+                    if let (true, Some(route)) = (by_route, route) {
+                        if let Some(id) = new {
+                            self.attrs.retain(id);
+                        }
+                        if let Some((_, Some(cached))) = last.replace((route, new)) {
+                            self.attrs.release(cached);
+                        }
+                    }
+                    new
+                }
+            };
             let p = self.peer_mut(peer)?;
             let old = p.adj_out.advertised.get(&prefix).copied();
             if new == old && !(resend && new.is_some()) {
@@ -553,6 +579,9 @@ impl<P: RibPrefix> Rib<P> {
             if let Some(old) = old {
                 self.attrs.release(old);
             }
+        }
+        if let Some((_, Some(cached))) = last {
+            self.attrs.release(cached);
         }
         let p = self.peer_mut(peer)?;
         if walk_done {
@@ -769,6 +798,11 @@ impl<P: RibPrefix> Rib<P> {
     /// Distinct attribute sets alive.
     pub fn attr_sets(&self) -> usize {
         self.attrs.len()
+    }
+
+    #[cfg(test)]
+    fn attrs_refs(&self, id: AttrId) -> u32 {
+        self.attrs.refs(id)
     }
 
     fn peer_ref(&self, peer: PeerId) -> Result<&Peer<P>, RibError> {
@@ -1386,6 +1420,34 @@ mod tests {
         let Some(OutChange::Advertise { attrs: id, .. }) = changes.first() else { panic!("{changes:?}") };
         assert_eq!(rib.attrs(*id).unwrap().next_hop, Some(our_hop));
         assert_eq!(changes.last(), Some(&OutChange::EndOfRib));
+    }
+
+    /// A run of prefixes with one best route is exported once: every advertisement shares one
+    /// set, and the references the export cache took are all given back.
+    #[test]
+    fn a_run_of_prefixes_with_one_route_shares_one_exported_set() {
+        let mut rib = rib();
+        let a = ebgp(&mut rib, 1, 65001);
+        let b = ebgp(&mut rib, 2, 65002);
+        let prefixes: Vec<Ipv4Prefix> = (0..50).map(|n| pfx(10, n, 0, 16)).collect();
+        announce(&mut rib, a, &prefixes, &route(&[65001, 7], 1));
+        announce(&mut rib, b, &prefixes[..1], &route(&[65002], 2)); // b's best: not sent back to b
+        let changes = drain_all(&mut rib, b);
+        assert_eq!(changes.len(), 49);
+        let ids: Vec<AttrId> = changes
+            .iter()
+            .filter_map(|c| match c {
+                OutChange::Advertise { attrs, .. } => Some(*attrs),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids.len(), 49);
+        assert!(ids.iter().all(|id| *id == ids[0]));
+        assert_eq!(rib.attrs(ids[0]).unwrap().as_path, AsPath::from_sequence(&[LOCAL_AS, 65001, 7]));
+        assert_eq!(rib.attrs_refs(ids[0]), 49, "one reference per advertised prefix, none left over");
+        rib.remove_peer(a, &reachable).unwrap();
+        rib.remove_peer(b, &reachable).unwrap();
+        assert_eq!(rib.attr_sets(), 0);
     }
 
     #[test]
