@@ -6,7 +6,7 @@
 mod common;
 
 use bulkhead_base::time::Duration;
-use bulkhead_sctp::endpoint::{Event, SendError, Transport};
+use bulkhead_sctp::endpoint::{DownReason, Event, SendError, Transport};
 use common::*;
 
 #[test]
@@ -80,6 +80,39 @@ fn paused_receiver_with_one_byte_messages_stays_bounded_and_loses_nothing() {
         assert!(rx.reassembly + rx.delivery <= receive_limit);
     }
     assert_eq!(next, total);
+}
+
+/// The peer closes gracefully while the receiver is paused: what was received (and
+/// acknowledged) is still delivered, every message, once the receiver reads again.
+#[test]
+fn messages_received_before_a_shutdown_are_still_delivered() {
+    let mut net =
+        Net::new(6, Link { loss: 0, dup: 0, reorder: 0 }, (&[A], config(5000)), (&[B], config(5000)));
+    let (a, b) = connect(&mut net, Transport::Ip, &[B]);
+    net.ep(1).set_paused(b, true);
+    for i in 0..100u32 {
+        net.ep(0).send(a, 0, i, false, &[i as u8]).unwrap();
+    }
+    let now = net.now;
+    net.ep(0).shutdown(now, a);
+    let mut down = false;
+    for _ in 0..100 {
+        net.step(Duration::from_millis(50));
+        while let Some(e) = net.ep(0).poll_event() {
+            down |= e == Event::AssociationDown(a, DownReason::Shutdown);
+        }
+    }
+    assert!(down, "the SHUTDOWN sequence completed");
+    net.ep(1).set_paused(b, false);
+    let mut got = Vec::new();
+    while let Some(e) = net.ep(1).poll_event() {
+        if let Event::Message { ppid, .. } = e {
+            got.push(ppid);
+        }
+    }
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+    net.step(Duration::from_millis(50));
+    assert_eq!(net.ep(1).associations().count(), 0, "forgotten once read");
 }
 
 #[test]

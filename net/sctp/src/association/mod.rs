@@ -219,6 +219,8 @@ pub struct Association {
     error_count: u32,
     events: VecDeque<AssocEvent>,
     counters: AssocCounters,
+    /// Closed by the SHUTDOWN sequence: received messages are still delivered.
+    closed_gracefully: bool,
 }
 
 impl core::fmt::Debug for Association {
@@ -349,6 +351,7 @@ impl Association {
             error_count: 0,
             events: VecDeque::new(),
             counters: AssocCounters::default(),
+            closed_gracefully: false,
         }
     }
 
@@ -428,8 +431,15 @@ impl Association {
     }
 
     /// Closed, and nothing left to send: the endpoint may forget it.
+    ///
+    /// After a graceful close the messages already received (and acknowledged) stay readable
+    /// until the application has them all: the association is kept, closed, until then (its
+    /// queue is bounded by the receive limit, and a shed drops it whole).
     pub fn is_finished(&self) -> bool {
-        self.state == State::Closed && self.abort.is_none() && self.send_shutdown_complete.is_none()
+        self.state == State::Closed
+            && self.abort.is_none()
+            && self.send_shutdown_complete.is_none()
+            && (self.rx.ready_len() == 0 || !self.closed_gracefully)
     }
 
     /// The largest user data one DATA chunk carries on our paths (fragmentation size).
@@ -1198,6 +1208,7 @@ impl Association {
         }
         let was_up = !matches!(self.state, State::CookieWait | State::CookieEchoed);
         self.state = State::Closed;
+        self.closed_gracefully = reason == DownReason::Shutdown;
         self.sendq.clear();
         self.t1_at = None;
         self.t2_at = None;
