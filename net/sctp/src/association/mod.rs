@@ -947,7 +947,9 @@ impl Association {
             let in_block = blocks.iter().any(|&(a, b)| c.tsn >= a && c.tsn <= b);
             if in_block && !c.acked {
                 c.acked = true;
-                c.retransmit = false;
+                if core::mem::take(&mut c.retransmit) {
+                    self.sendq.marked_for_retransmission -= 1;
+                }
                 let len = c.chunk.data.len() as u32;
                 if let Some(p) = self.paths.get_mut(c.path) {
                     if c.in_flight {
@@ -993,7 +995,9 @@ impl Association {
                 c.missing += 1;
                 if c.missing >= 3 {
                     c.missing = 0;
-                    c.retransmit = true;
+                    if !core::mem::replace(&mut c.retransmit, true) {
+                        self.sendq.marked_for_retransmission += 1;
+                    }
                     c.fast_retransmitted = true;
                     if c.in_flight {
                         c.in_flight = false;
@@ -1342,7 +1346,9 @@ impl Association {
         }
         for c in self.sendq.inflight.iter_mut() {
             if c.path == i && !c.acked {
-                c.retransmit = true;
+                if !core::mem::replace(&mut c.retransmit, true) {
+                    self.sendq.marked_for_retransmission += 1;
+                }
                 c.in_flight = false;
             }
         }
@@ -1507,7 +1513,12 @@ impl Association {
 
     /// The bundle to the current path: control chunks, retransmissions, then new DATA.
     fn build_main(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
-        let pending_rtx = self.sendq.inflight.iter().any(|c| c.retransmit);
+        debug_assert_eq!(
+            self.sendq.marked_for_retransmission,
+            self.sendq.inflight.iter().filter(|c| c.retransmit).count()
+        );
+        // A count, not a scan: this runs for every packet built.
+        let pending_rtx = self.sendq.marked_for_retransmission > 0;
         if !pending_rtx {
             self.rtx_path = None;
         }
@@ -1558,7 +1569,7 @@ impl Association {
         if self.send_shutdown_ack && b.push(&ChunkRepr::ShutdownAck).is_ok() {
             self.send_shutdown_ack = false;
         }
-        let has_data = !self.sendq.queue.is_empty() || self.sendq.inflight.iter().any(|c| c.retransmit);
+        let has_data = !self.sendq.queue.is_empty() || self.sendq.marked_for_retransmission > 0;
         let want_sack = self.sack_now || (self.sack_at.is_some() && has_data);
         if want_sack && self.push_sack(&mut b) {
             self.sack_now = false;
@@ -1630,7 +1641,9 @@ impl Association {
             }
             let tsn = c.tsn;
             if let Some(c) = self.sendq.inflight.get_mut(i) {
-                c.retransmit = false;
+                if core::mem::take(&mut c.retransmit) {
+                    self.sendq.marked_for_retransmission -= 1;
+                }
                 c.in_flight = true;
                 c.transmissions += 1;
                 c.path = path;

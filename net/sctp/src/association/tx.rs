@@ -67,6 +67,9 @@ pub struct SendQueue {
     pub next_tsn: u64,
     /// Unwrapped Cumulative TSN Ack Point received from the peer.
     pub cum_acked: u64,
+    /// Chunks of `inflight` with `retransmit` set (kept by whoever sets or clears it), so
+    /// that building a packet does not scan the queue to learn whether any is.
+    pub marked_for_retransmission: usize,
 }
 
 impl SendQueue {
@@ -82,6 +85,7 @@ impl SendQueue {
             out_ssn: alloc::vec![0; usize::from(outbound_streams)],
             next_tsn,
             cum_acked: next_tsn - 1,
+            marked_for_retransmission: 0,
         }
     }
 
@@ -225,6 +229,9 @@ impl SendQueue {
         while self.inflight.front().is_some_and(|c| c.tsn <= cum) {
             if let Some(c) = self.inflight.pop_front() {
                 self.inflight_data -= (self.footprint)(c.chunk.data.len());
+                if c.retransmit {
+                    self.marked_for_retransmission -= 1;
+                }
                 out.push(c);
             }
         }
@@ -250,6 +257,7 @@ impl SendQueue {
         self.inflight.clear();
         self.queue_data = 0;
         self.inflight_data = 0;
+        self.marked_for_retransmission = 0;
     }
 }
 
