@@ -95,6 +95,11 @@ impl NsProc {
         Ok(NsProc { child, lines: Some(BufReader::new(stdout).lines()), what: what.into() })
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The next line of its output that starts with `prefix`; an error when the output ends.
     pub fn line_starting(&mut self, prefix: &str) -> Result<String, String> {
         for line in self.lines.iter_mut().flatten() {

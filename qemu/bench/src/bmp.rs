@@ -337,15 +337,16 @@ fn dump_while(
     mut poll: impl FnMut() -> Result<(), String>,
 ) -> Result<(Dump, NsProc), String> {
     let (tx, rx) = mpsc::channel();
+    let pid = sink.pid();
     let reader = std::thread::spawn(move || {
         let _ = tx.send(sink.line_starting("done"));
         sink
     });
     let end = Instant::now() + DUMP_LIMIT;
-    let line = loop {
+    let mut wait = || loop {
         poll()?;
         match rx.recv_timeout(POLL) {
-            Ok(line) => break line?,
+            Ok(line) => return line,
             Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < end => {}
             Err(_) => {
                 return Err(format!(
@@ -353,6 +354,15 @@ fn dump_while(
                     DUMP_LIMIT.as_secs()
                 ))
             }
+        }
+    };
+    let line = match wait() {
+        Ok(line) => line,
+        Err(e) => {
+            // The reader is blocked on the sink's output: end the sink, so that it returns.
+            let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = reader.join();
+            return Err(e);
         }
     };
     let sink = reader.join().map_err(|_| "the sink's reader panicked".to_string())?;
