@@ -148,6 +148,8 @@ pub struct Platform<B: MemoryBooks> {
     owner_down: u64,
     /// smoltcp took a packet this turn: the sockets' owners are polled.
     socket_activity: bool,
+    /// Unix time in microseconds at `Instant::ZERO`, if known ([`Platform::set_wall_clock`]).
+    wall_epoch: Option<u64>,
 }
 
 /// The I/O subsystems see, over the platform's parts.
@@ -155,6 +157,7 @@ struct PlatformIo<'a> {
     host: &'a mut Host,
     ports: &'a mut [Port],
     routes: &'a mut RouteBoard,
+    wall_epoch: Option<u64>,
 }
 
 impl<B: MemoryBooks> Platform<B> {
@@ -191,7 +194,14 @@ impl<B: MemoryBooks> Platform<B> {
             no_forwarder: 0,
             owner_down: 0,
             socket_activity: false,
+            wall_epoch: None,
         }
+    }
+
+    /// Gives the platform the date: Unix time in microseconds at `Instant::ZERO` (the image
+    /// reads the RTC at boot). Subsystems read it as `Context::wall_clock`.
+    pub fn set_wall_clock(&mut self, epoch_micros: Option<u64>) {
+        self.wall_epoch = epoch_micros;
     }
 
     pub fn supervisor_mut(&mut self) -> &mut Supervisor<B> {
@@ -295,7 +305,12 @@ impl<B: MemoryBooks> Platform<B> {
     fn split(&mut self) -> (&mut Supervisor<B>, PlatformIo<'_>, &mut dyn RngCore) {
         (
             &mut self.supervisor,
-            PlatformIo { host: &mut self.host, ports: &mut self.ports, routes: &mut self.routes },
+            PlatformIo {
+                host: &mut self.host,
+                ports: &mut self.ports,
+                routes: &mut self.routes,
+                wall_epoch: self.wall_epoch,
+            },
             &mut *self.rng,
         )
     }
@@ -775,5 +790,9 @@ impl Io for PlatformIo<'_> {
                 *w = true;
             }
         }
+    }
+
+    fn wall_epoch(&self) -> Option<u64> {
+        self.wall_epoch
     }
 }

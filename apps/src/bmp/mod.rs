@@ -44,7 +44,13 @@
 //!   Peer Up (per-peer header with the V flag for IPv6, both OPENs as sent and received); a page
 //!   of `rib4.adj_rib_in_page(id4, view, &mut cursor.v4, max)`, then of `rib6` once `cursor.v4`
 //!   is done (likewise `loc_rib_page`); `attrs` may return `None` when events carry
-//!   `Attrs::Bytes`; `stats` from `peer_counts`.
+//!   `Attrs::Bytes`; `stats` from `peer_counts` and the Loc-RIB's size; `up_since` (the
+//!   Peer Up of a dump is stamped with it).
+//! - Per-peer timestamps (RFC 7854 4.2): the `tell_*` helpers stamp each event with
+//!   `cx.wall_clock()` in BGP's poll, the time BGP received what it tells; Peer Up, Peer Down
+//!   and incremental Route Monitoring carry it. Routes of an initial dump carry zero ("not
+//!   available": BGP keeps no receive time per route); Statistics Reports carry the time they
+//!   are sent. Without a wall clock (host simulations) everything carries zero.
 //! - it tells its events (the result is only counted: BGP never waits on it) with the helpers
 //!   here: [`tell_peer_up`] at `Action::Established`, [`tell_update`] after each
 //!   `Action::Update` is applied, [`tell_end_of_rib`] at `Action::EndOfRib`, [`tell_peer_down`]
@@ -69,7 +75,7 @@ use bulkhead_bmp::exporter::Config as ExporterConfig;
 use bulkhead_bmp::packet::{PeerFlags, Stat};
 use bulkhead_bmp::{
     Action, Attrs, CollectorId, EncodeError, Encoded, Event, EventChannel, Exporter, PeerId, PeerUpInfo,
-    Prefix, RouteGroup, Tables, UpdateEncoder,
+    Prefix, RouteGroup, Stamped, Tables, Timestamp, UpdateEncoder,
 };
 use smoltcp::socket::tcp::State as TcpState;
 
@@ -169,23 +175,41 @@ pub trait BgpView {
     fn stats(&self, session: u64, out: &mut Vec<Stat<'static>>) {
         let _ = (session, out);
     }
+    /// When `session` came up, for the timestamp of its Peer Up in a dump (none by default:
+    /// "not available").
+    fn up_since(&self, session: u64) -> Option<Instant> {
+        let _ = session;
+        None
+    }
 }
 
 /// BGP's side of the channel: what `crate::bgp` calls at its hooks, in its own domain (what
 /// these build is freed as soon as BMP has copied it). Each returns whether BMP took
 /// everything; BGP only counts a refusal, it never waits or retries.
 ///
+/// Each is told with the time BGP received what it tells (`cx.wall_clock()`, the poll in
+/// which BGP read it): the per-peer header's timestamp of the Peer Up, Peer Down or Route
+/// Monitoring it becomes ("not available" where the platform has no wall clock).
+///
 /// After `Action::Established`: a Peer Up of `session`'s pre-policy peer.
 pub fn tell_peer_up(cx: &mut Context<'_>, session: u64, info: PeerUpInfo) -> bool {
-    cx.tell(
-        Domain::Bmp,
-        &Event::PeerUp { peer: peer_id(session, View::PrePolicy), info: alloc::boxed::Box::new(info) },
-    )
+    tell(cx, Event::PeerUp { peer: peer_id(session, View::PrePolicy), info: alloc::boxed::Box::new(info) })
 }
 
 /// After `Action::Down`.
 pub fn tell_peer_down(cx: &mut Context<'_>, session: u64, reason: bulkhead_bmp::DownReason) -> bool {
-    cx.tell(Domain::Bmp, &Event::PeerDown { peer: peer_id(session, View::PrePolicy), reason })
+    tell(cx, Event::PeerDown { peer: peer_id(session, View::PrePolicy), reason })
+}
+
+/// Hands `event` to BMP, stamped with the wall clock now.
+fn tell(cx: &mut Context<'_>, event: Event) -> bool {
+    let at = wall_timestamp(cx);
+    cx.tell(Domain::Bmp, &Stamped { at, event })
+}
+
+/// The wall clock now as a BMP timestamp, or "not available".
+pub fn wall_timestamp(cx: &Context<'_>) -> Timestamp {
+    cx.wall_clock().map_or(Timestamp::UNAVAILABLE, |(secs, micros)| Timestamp::from_unix(secs, micros))
 }
 
 /// After `Action::EndOfRib`.
@@ -194,7 +218,7 @@ pub fn tell_end_of_rib(cx: &mut Context<'_>, session: u64, family: BgpFamily) ->
         BgpFamily::Ipv4Unicast => bulkhead_bmp::Family::IPV4_UNICAST,
         BgpFamily::Ipv6Unicast => bulkhead_bmp::Family::IPV6_UNICAST,
     };
-    cx.tell(Domain::Bmp, &Event::EndOfRib { peer: peer_id(session, View::PrePolicy), family })
+    tell(cx, Event::EndOfRib { peer: peer_id(session, View::PrePolicy), family })
 }
 
 /// After an UPDATE of `session` was applied (pre-policy, as received): one `Routes` for what
@@ -204,10 +228,7 @@ pub fn tell_update(cx: &mut Context<'_>, session: u64, update: &Update) -> bool 
     let mut all = true;
     let withdrawn: Vec<Prefix> = update.withdrawn_all().map(to_bmp).collect();
     if !withdrawn.is_empty() {
-        all &= cx.tell(
-            Domain::Bmp,
-            &Event::Routes { peer, routes: RouteGroup { attrs: None, prefixes: withdrawn } },
-        );
+        all &= tell(cx, Event::Routes { peer, routes: RouteGroup { attrs: None, prefixes: withdrawn } });
     }
     let Some(attrs) = &update.attributes else { return all };
     let v4: Vec<BgpPrefix> = update.nlri.iter().map(|p| BgpPrefix::V4(*p)).collect();
@@ -225,7 +246,7 @@ pub fn tell_update(cx: &mut Context<'_>, session: u64, update: &Update) -> bool 
             attrs: Some(Attrs::Bytes(bytes)),
             prefixes: prefixes.into_iter().map(to_bmp).collect(),
         };
-        all &= cx.tell(Domain::Bmp, &Event::Routes { peer, routes });
+        all &= tell(cx, Event::Routes { peer, routes });
     }
     all
 }
@@ -312,13 +333,16 @@ impl BmpSubsystem {
 }
 
 impl Running {
-    fn new(config: &BmpConfig, now: Instant) -> Running {
+    /// `epoch_micros`: the wall clock's Unix time at `Instant::ZERO`, if the platform has one
+    /// (Statistics Reports are stamped with it).
+    fn new(config: &BmpConfig, now: Instant, epoch_micros: Option<u64>) -> Running {
         let exporter_config = ExporterConfig {
             sys_name: config.sys_name.clone(),
             sys_descr: config.sys_descr.clone(),
             queue_bound: config.queue_limit,
             dump_slice: DUMP_SLICE,
             stats_interval: config.stats_interval,
+            epoch_micros,
             ..ExporterConfig::default()
         };
         let mut exporter = Exporter::new(exporter_config);
@@ -480,10 +504,14 @@ impl Running {
             }
             !done
         });
+        if self.closing.is_empty() {
+            // Nothing lingers: the list's block goes, so BMP at rest holds what it held before.
+            self.closing = Vec::new();
+        }
     }
 
     /// Queues what BGP told, and the post-policy peer's Peer Up / Down that follow from it.
-    fn accept(&mut self, config: &BmpConfig, event: &Event) -> bool {
+    fn accept(&mut self, config: &BmpConfig, at: Timestamp, event: &Event) -> bool {
         let peer = match event {
             Event::PeerUp { peer, .. }
             | Event::PeerDown { peer, .. }
@@ -499,7 +527,7 @@ impl Running {
         if !wanted {
             return true;
         }
-        if self.channel.try_push(event.clone()).is_err() {
+        if self.channel.try_push_stamped(Stamped { at, event: event.clone() }).is_err() {
             return false;
         }
         if view == View::PrePolicy && config.post_policy {
@@ -516,8 +544,8 @@ impl Running {
                 Event::EndOfRib { family, .. } => Some(Event::EndOfRib { peer: post, family: *family }),
                 Event::Routes { .. } => None,
             };
-            if let Some(e) = derived {
-                return self.channel.try_push(e).is_ok();
+            if let Some(event) = derived {
+                return self.channel.try_push_stamped(Stamped { at, event }).is_ok();
             }
         }
         true
@@ -530,6 +558,8 @@ struct ViewTables<'v> {
     slab: &'v RefCell<Vec<PathAttributes>>,
     post_policy: bool,
     loc_rib: bool,
+    /// The wall clock's Unix micros at `Instant::ZERO`, if any.
+    epoch_micros: Option<u64>,
 }
 
 impl Tables for ViewTables<'_> {
@@ -552,14 +582,27 @@ impl Tables for ViewTables<'_> {
 
     fn peer_up(&mut self, peer: PeerId) -> Option<PeerUpInfo> {
         let view = self.view?;
-        match split_peer(peer) {
+        let mut info = match split_peer(peer) {
             (s, View::PrePolicy) => view.peer_up(s),
             (s, View::PostPolicy) => view.peer_up(s).map(|mut info| {
                 info.header.flags = PeerFlags(info.header.flags.0 | PeerFlags::L);
                 info
             }),
             (_, View::LocRib) => view.loc_rib_up(),
+        }?;
+        // A session's Peer Up in a dump: the time it came up, where BGP and the clock know it.
+        let (session, _) = split_peer(peer);
+        if let (Some(epoch), Some(up), 0, 0) = (
+            self.epoch_micros,
+            view.up_since(session),
+            info.header.timestamp_secs,
+            info.header.timestamp_micros,
+        ) {
+            let t = epoch.saturating_add(up.total_micros());
+            let at = Timestamp::from_unix(t / 1_000_000, (t % 1_000_000) as u32);
+            (info.header.timestamp_secs, info.header.timestamp_micros) = (at.secs, at.micros);
         }
+        Some(info)
     }
 
     fn next_routes(
@@ -767,9 +810,12 @@ impl Subsystem for BmpSubsystem {
         if self.config.collectors.is_empty() {
             return Ok(());
         }
-        cx.admit(self.config.channel_events * core::mem::size_of::<Event>())
+        cx.admit(self.config.channel_events * EventChannel::slot_size())
             .map_err(|_| StartError::OverQuota)?;
-        let mut running = Running::new(&self.config, cx.now);
+        let epoch = cx.wall_clock().map(|(secs, micros)| {
+            (secs * 1_000_000 + u64::from(micros)).saturating_sub(cx.now.total_micros())
+        });
+        let mut running = Running::new(&self.config, cx.now, epoch);
         running.actions(cx);
         self.running = Some(running);
         Ok(())
@@ -787,8 +833,13 @@ impl Subsystem for BmpSubsystem {
         r.sockets(cx);
         let work = {
             let view = cx.peek(Domain::Bgp).and_then(|any| finders.iter().find_map(|f| f(any)));
-            let mut tables =
-                ViewTables { view, slab: &r.slab, post_policy: config.post_policy, loc_rib: config.loc_rib };
+            let mut tables = ViewTables {
+                view,
+                slab: &r.slab,
+                post_policy: config.post_policy,
+                loc_rib: config.loc_rib,
+                epoch_micros: r.exporter.config().epoch_micros,
+            };
             let mut encoder = ViewEncoder { view, slab: &r.slab, run: Vec::new() };
             let budget = usize::try_from(budget.0).unwrap_or(usize::MAX).max(1);
             r.exporter.poll(now, &mut tables, &mut encoder, &mut r.channel, budget)
@@ -864,12 +915,16 @@ impl Subsystem for BmpSubsystem {
     }
 
     fn accept(&mut self, from: Domain, message: &dyn Any) -> bool {
-        let (Domain::Bgp, Some(r), Some(event)) =
-            (from, self.running.as_mut(), message.downcast_ref::<Event>())
-        else {
-            return false;
-        };
-        r.accept(&self.config, event)
+        let (Domain::Bgp, Some(r)) = (from, self.running.as_mut()) else { return false };
+        // BGP tells `Stamped` events (see `tell_peer_up` and the others); a bare `Event` has
+        // no time.
+        if let Some(s) = message.downcast_ref::<Stamped>() {
+            return r.accept(&self.config, s.at, &s.event);
+        }
+        match message.downcast_ref::<Event>() {
+            Some(event) => r.accept(&self.config, Timestamp::UNAVAILABLE, event),
+            None => false,
+        }
     }
 }
 

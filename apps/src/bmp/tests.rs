@@ -227,7 +227,8 @@ fn a_table_is_read_in_slices_grouped_by_attribute_set() {
         (0..10).map(|i| (i, if i % 2 == 0 { &a } else { &b })).collect();
     let bgp = OneSession::new(&routes);
     let slab = RefCell::new(Vec::new());
-    let mut tables = ViewTables { view: Some(&bgp), slab: &slab, post_policy: true, loc_rib: true };
+    let mut tables =
+        ViewTables { view: Some(&bgp), slab: &slab, post_policy: true, loc_rib: true, epoch_micros: None };
     let mut peers = Vec::new();
     tables.peers(&mut peers);
     assert_eq!(peers, vec![peer_id(3, View::PrePolicy), peer_id(3, View::PostPolicy)], "no Loc-RIB offered");
@@ -267,7 +268,8 @@ fn a_table_is_read_in_slices_grouped_by_attribute_set() {
     assert_eq!(seen, (0..10).collect::<Vec<_>>(), "every route once");
 
     // No BGP to read (it is down): no peers, every walk over at once.
-    let mut none = ViewTables { view: None, slab: &slab, post_policy: true, loc_rib: true };
+    let mut none =
+        ViewTables { view: None, slab: &slab, post_policy: true, loc_rib: true, epoch_micros: None };
     let mut peers = Vec::new();
     none.peers(&mut peers);
     assert!(peers.is_empty());
@@ -285,7 +287,7 @@ fn running(post_policy: bool, loc_rib: bool, channel_events: usize) -> (BmpConfi
         channel_events,
         ..BmpConfig::default()
     };
-    let r = Running::new(&config, Instant::ZERO);
+    let r = Running::new(&config, Instant::ZERO, None);
     (config, r)
 }
 
@@ -294,7 +296,7 @@ fn accept_keeps_what_is_configured_within_the_channel_bound() {
     let peer = peer_id(5, View::PrePolicy);
     let up = Event::PeerUp { peer, info: Box::new(info()) };
     let (config, mut r) = running(true, false, 3);
-    assert!(r.accept(&config, &up));
+    assert!(r.accept(&config, Timestamp::UNAVAILABLE, &up));
     assert_eq!(r.channel.len(), 2, "the post-policy peer's Peer Up follows");
     r.channel.pop();
     match r.channel.pop() {
@@ -306,20 +308,20 @@ fn accept_keeps_what_is_configured_within_the_channel_bound() {
     }
     // The Loc-RIB is off: taken and dropped, not queued, not a refusal.
     let loc = Event::EndOfRib { peer: LOC_RIB, family: Family::IPV4_UNICAST };
-    assert!(r.accept(&config, &loc));
+    assert!(r.accept(&config, Timestamp::UNAVAILABLE, &loc));
     assert!(r.channel.is_empty());
     // At the bound: refused at once, and the channel marked for re-synchronisation.
     let routes = |n| Event::Routes {
         peer,
         routes: RouteGroup { attrs: Some(Attrs::Id(1)), prefixes: (0..n).map(|i| to_bmp(v4(i))).collect() },
     };
-    assert!(r.accept(&config, &routes(10)));
-    assert!(r.accept(&config, &routes(10)));
-    assert!(r.accept(&config, &routes(10)));
-    assert!(!r.accept(&config, &routes(10)));
+    assert!(r.accept(&config, Timestamp::UNAVAILABLE, &routes(10)));
+    assert!(r.accept(&config, Timestamp::UNAVAILABLE, &routes(10)));
+    assert!(r.accept(&config, Timestamp::UNAVAILABLE, &routes(10)));
+    assert!(!r.accept(&config, Timestamp::UNAVAILABLE, &routes(10)));
     assert!(r.channel.take_overflowed());
     let down = Event::PeerDown { peer, reason: DownReason::RemoteNoData };
-    assert!(!r.accept(&config, &down));
+    assert!(!r.accept(&config, Timestamp::UNAVAILABLE, &down));
 }
 
 #[test]
@@ -328,7 +330,7 @@ fn the_subsystem_accepts_only_bgp_events_while_running() {
     let mut bmp = BmpSubsystem::new(config);
     let event = Event::PeerDown { peer: peer_id(1, View::PrePolicy), reason: DownReason::Deconfigured };
     assert!(!bmp.accept(Domain::Bgp, &event), "not running");
-    bmp.running = Some(Running::new(&bmp.config, Instant::ZERO));
+    bmp.running = Some(Running::new(&bmp.config, Instant::ZERO, None));
     assert!(!bmp.accept(Domain::Sctp, &event), "only BGP tells BMP");
     assert!(!bmp.accept(Domain::Bgp, &7u32), "only events");
     assert!(bmp.accept(Domain::Bgp, &event));
@@ -406,9 +408,9 @@ fn pressure_drops_the_session_with_the_largest_queue() {
     assert_eq!(bmp.running.as_ref().unwrap().links[1].drops_seen, 1, "its Close was carried out");
 }
 
-/// The other subsystems as BGP sees them: BMP takes everything, kept here.
+/// The other subsystems as BGP sees them: BMP takes everything, kept here with its time.
 #[derive(Default)]
-struct Recorder(Vec<Event>);
+struct Recorder(Vec<Event>, Vec<Timestamp>);
 
 impl crate::context::Peers for Recorder {
     fn peek(&self, _d: Domain) -> Option<&dyn Any> {
@@ -416,9 +418,108 @@ impl crate::context::Peers for Recorder {
     }
     fn tell(&mut self, d: Domain, message: &dyn Any) -> bool {
         assert_eq!(d, Domain::Bmp);
-        self.0.push(message.downcast_ref::<Event>().expect("an event").clone());
+        let stamped = message.downcast_ref::<Stamped>().expect("a stamped event");
+        self.0.push(stamped.event.clone());
+        self.1.push(stamped.at);
         true
     }
+}
+
+/// A platform that knows the date: `NullIo` with a wall clock (Unix micros at `Instant::ZERO`).
+struct ClockIo(crate::testing::NullIo, u64);
+
+impl crate::context::Io for ClockIo {
+    fn addresses(&self) -> &[crate::addr::Ipv4Cidr] {
+        self.0.addresses()
+    }
+    fn transmit(&mut self, iface: u8, frame: &[u8]) -> Result<(), crate::link::TxError> {
+        self.0.transmit(iface, frame)
+    }
+    fn bind(&mut self, owner: Domain, b: crate::context::Binding) -> Result<(), crate::context::BindError> {
+        self.0.bind(owner, b)
+    }
+    fn send_datagram(
+        &mut self,
+        owner: Domain,
+        d: crate::context::OutDatagram<'_>,
+    ) -> Result<(), crate::context::SendError> {
+        self.0.send_datagram(owner, d)
+    }
+    fn tcp_listen(
+        &mut self,
+        owner: Domain,
+        port: u16,
+        b: TcpBuffers,
+    ) -> Result<SocketId, crate::context::TcpError> {
+        self.0.tcp_listen(owner, port, b)
+    }
+    fn tcp_connect(
+        &mut self,
+        owner: Domain,
+        local: Option<Ipv4Addr>,
+        remote: (Ipv4Addr, u16),
+        b: TcpBuffers,
+    ) -> Result<SocketId, crate::context::TcpError> {
+        self.0.tcp_connect(owner, local, remote, b)
+    }
+    fn tcp(
+        &mut self,
+        owner: Domain,
+        id: SocketId,
+    ) -> Result<&mut smoltcp::socket::tcp::Socket<'static>, crate::context::TcpError> {
+        self.0.tcp(owner, id)
+    }
+    fn tcp_release(&mut self, owner: Domain, id: SocketId) -> Result<(), crate::context::TcpError> {
+        self.0.tcp_release(owner, id)
+    }
+    fn route(
+        &mut self,
+        owner: Domain,
+        change: crate::context::RouteChange,
+    ) -> Result<(), crate::context::RouteQueueError> {
+        self.0.route(owner, change)
+    }
+    fn take_route_resync(&mut self, owner: Domain) -> bool {
+        self.0.take_route_resync(owner)
+    }
+    fn subsystem_up(&mut self, d: Domain) {
+        self.0.subsystem_up(d)
+    }
+    fn subsystem_down(&mut self, d: Domain, now: Instant) {
+        self.0.subsystem_down(d, now)
+    }
+    fn wall_epoch(&self) -> Option<u64> {
+        Some(self.1)
+    }
+}
+
+/// BGP's events carry the wall clock of the poll that told them (the time BGP received what
+/// they tell), or "not available" on a platform without one; BMP keeps the time with the event
+/// and gives the post-policy peer's events the same.
+#[test]
+fn what_bgp_tells_carries_the_wall_clock() {
+    use crate::testing::{AdmitAll, NullIo, TestRng};
+    let (mut rng, mut rec) = (TestRng(1), Recorder::default());
+    let mut io = ClockIo(NullIo::default(), 1_700_000_000_000_000);
+    let now = Instant::from_micros(2_500_001);
+    let mut cx = Context::new(now, Domain::Bgp, &mut rng, &AdmitAll, &mut io).with_peers(&mut rec);
+    assert_eq!(cx.wall_clock(), Some((1_700_000_002, 500_001)));
+    assert!(tell_peer_up(&mut cx, 4, info()));
+    assert!(tell_peer_down(&mut cx, 4, DownReason::RemoteNoData));
+    let at = Timestamp { secs: 1_700_000_002, micros: 500_001 };
+    assert_eq!(rec.1, [at, at]);
+    let mut io = NullIo::default();
+    let mut rec = Recorder::default();
+    let mut cx = Context::new(now, Domain::Bgp, &mut rng, &AdmitAll, &mut io).with_peers(&mut rec);
+    assert_eq!(cx.wall_clock(), None);
+    assert!(tell_peer_down(&mut cx, 4, DownReason::RemoteNoData));
+    assert_eq!(rec.1, [Timestamp::UNAVAILABLE]);
+
+    let (config, mut r) = running(true, false, 16);
+    let up = Event::PeerUp { peer: peer_id(5, View::PrePolicy), info: Box::new(info()) };
+    assert!(r.accept(&config, at, &up));
+    assert_eq!(r.channel.pop_stamped().map(|s| s.at), Some(at));
+    assert_eq!(r.channel.pop_stamped().map(|s| s.at), Some(at), "the post-policy Peer Up too");
 }
 
 #[test]

@@ -24,7 +24,7 @@ use bulkhead_apps::units::ExactSize;
 use bulkhead_base::rng::Csprng;
 use bulkhead_kernel::heap::ALLOCATOR;
 use bulkhead_kernel::{
-    apic, arch, entry_point, exit, fwcfg, heap, print, println, rng, serial, time, virtio, BootInfo,
+    apic, arch, entry_point, exit, fwcfg, heap, print, println, rng, rtc, serial, time, virtio, BootInfo,
 };
 use bulkhead_net::router;
 use console::{ConsoleWriter, Input, LineEditor, PROMPT};
@@ -59,14 +59,18 @@ fn main(boot: BootInfo) -> ! {
     let (hz, source) = time::calibrate();
     apic::init_timer();
     let (seed, seed_source) = rng::seed();
+    // The date, once: the RTC's seconds paired with the monotonic clock read just after.
+    let wall_epoch =
+        rtc::read().map(|secs| secs.saturating_mul(1_000_000).saturating_sub(time::micros_since_boot()));
 
     // Console output is slow under emulation (one VM exit per byte): keep the boot log short.
     println!(
-        "bulkhead {} x86_64 unikernel, TSC {} MHz ({:?}), seed {}",
+        "bulkhead {} x86_64 unikernel, TSC {} MHz ({:?}), seed {}, wall clock {}",
         env!("CARGO_PKG_VERSION"),
         hz / 1_000_000,
         source,
-        seed_source
+        seed_source,
+        if wall_epoch.is_some() { "from the RTC" } else { "none" }
     );
     print!("memory:");
     for r in boot.regions() {
@@ -113,6 +117,7 @@ fn main(boot: BootInfo) -> ! {
     let rng = Box::new(Csprng::from_seed(seed));
     let mut platform =
         Platform::new(AllocatorBooks(&ALLOCATOR), ports, rng, config.diagnostics.enabled, now());
+    platform.set_wall_clock(wall_epoch);
     let subsystems: [Box<dyn Subsystem>; 6] = [
         Box::new(ForwarderSubsystem::new(forwarder_plan, &NIC_NAMES)),
         Box::new(bulkhead_apps::sctp::SctpSubsystem::new(config.sctp.clone())),

@@ -15,6 +15,7 @@ pub mod heap;
 pub mod paging;
 pub mod pci;
 pub mod rng;
+pub mod rtc;
 pub mod serial;
 pub mod time;
 pub mod virtio;

@@ -143,6 +143,46 @@ impl Event {
     }
 }
 
+/// When BGP received what an event tells: the per-peer header's timestamp (RFC 7854 section
+/// 4.2), seconds and microseconds since the Unix epoch. [`Timestamp::UNAVAILABLE`] (zero) is
+/// the RFC's "not available": the platform has no wall clock, or the time was not kept (the
+/// routes of an initial dump: BGP does not keep a receive time per route).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp {
+    pub secs: u32,
+    pub micros: u32,
+}
+
+impl Timestamp {
+    pub const UNAVAILABLE: Timestamp = Timestamp { secs: 0, micros: 0 };
+
+    /// From Unix seconds and microseconds (seconds past 2106 saturate; micros wrap into
+    /// seconds).
+    pub fn from_unix(secs: u64, micros: u32) -> Timestamp {
+        let secs = secs.saturating_add(u64::from(micros / 1_000_000));
+        Timestamp { secs: u32::try_from(secs).unwrap_or(u32::MAX), micros: micros % 1_000_000 }
+    }
+
+    pub fn is_available(self) -> bool {
+        self != Timestamp::UNAVAILABLE
+    }
+}
+
+/// An event with the time BGP received what it tells: what BGP hands BMP (`tell`), and what
+/// the channel holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stamped {
+    pub at: Timestamp,
+    pub event: Event,
+}
+
+impl Stamped {
+    /// The true footprint of a channel slot holding it, and what the event points to.
+    pub fn footprint(&self) -> usize {
+        self.event.footprint() + (size_of::<Stamped>() - size_of::<Event>())
+    }
+}
+
 /// The channel was full: the event was dropped, and every collector will be re-synchronised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Overflowed;
@@ -159,7 +199,9 @@ pub struct Overflowed;
 /// the right to push.
 #[derive(Debug)]
 pub struct EventChannel {
-    queue: VecDeque<Event>,
+    queue: VecDeque<Stamped>,
+    /// The sequence number of the event at the front (every event pushed gets the next one).
+    head_seq: u64,
     max_events: usize,
     max_bytes: usize,
     bytes: usize,
@@ -173,6 +215,7 @@ impl EventChannel {
     pub fn new(max_events: usize, max_bytes: usize) -> EventChannel {
         EventChannel {
             queue: VecDeque::with_capacity(max_events),
+            head_seq: 0,
             max_events,
             max_bytes,
             bytes: 0,
@@ -183,9 +226,19 @@ impl EventChannel {
         }
     }
 
+    /// The true bytes of one slot of the ring (allocated at creation for `max_events`).
+    pub const fn slot_size() -> usize {
+        size_of::<Stamped>()
+    }
+
+    /// Queues `event`, its time not available (see [`EventChannel::try_push_stamped`]).
+    pub fn try_push(&mut self, event: Event) -> Result<(), Overflowed> {
+        self.try_push_stamped(Stamped { at: Timestamp::UNAVAILABLE, event })
+    }
+
     /// Queues `event` if both bounds allow; else drops it and marks the channel overflowed.
     /// Never waits and never allocates.
-    pub fn try_push(&mut self, event: Event) -> Result<(), Overflowed> {
+    pub fn try_push_stamped(&mut self, event: Stamped) -> Result<(), Overflowed> {
         let cost = event.footprint();
         if self.queue.len() >= self.max_events || self.bytes.saturating_add(cost) > self.max_bytes {
             self.dropped += 1;
@@ -203,9 +256,37 @@ impl EventChannel {
 
     /// The oldest event.
     pub fn pop(&mut self) -> Option<Event> {
+        self.pop_stamped().map(|s| s.event)
+    }
+
+    /// The oldest event, with its time.
+    pub fn pop_stamped(&mut self) -> Option<Stamped> {
         let event = self.queue.pop_front()?;
+        self.head_seq += 1;
         self.bytes = self.bytes.saturating_sub(event.footprint());
         Some(event)
+    }
+
+    /// The sequence number of the oldest event (of the next one pushed, when empty).
+    pub fn head_seq(&self) -> u64 {
+        self.head_seq
+    }
+
+    /// The sequence number the next event pushed will get.
+    pub fn tail_seq(&self) -> u64 {
+        self.head_seq + self.queue.len() as u64
+    }
+
+    /// The event numbered `seq`, while it is queued: readers that go at their own pace read
+    /// in place, and [`EventChannel::release_before`] frees what all of them have read.
+    pub fn get(&self, seq: u64) -> Option<&Stamped> {
+        let at = usize::try_from(seq.checked_sub(self.head_seq)?).ok()?;
+        self.queue.get(at)
+    }
+
+    /// Frees every event numbered below `seq`.
+    pub fn release_before(&mut self, seq: u64) {
+        while self.head_seq < seq && self.pop_stamped().is_some() {}
     }
 
     /// True once after an overflow: the reader must re-synchronise.
@@ -215,6 +296,7 @@ impl EventChannel {
 
     /// Drops every queued event (keeps the ring).
     pub fn clear(&mut self) {
+        self.head_seq += self.queue.len() as u64;
         self.queue.clear();
         self.bytes = 0;
     }
@@ -234,6 +316,15 @@ impl EventChannel {
 
     pub fn max_events(&self) -> usize {
         self.max_events
+    }
+
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// True while the channel holds less than half of either bound: events may wait here.
+    pub fn below_half(&self) -> bool {
+        self.queue.len() < self.max_events / 2 && self.bytes < self.max_bytes / 2
     }
 
     /// Events accepted, dropped, and overflow episodes, since creation.
@@ -275,8 +366,40 @@ mod tests {
     }
 
     #[test]
+    fn times_travel_with_their_events() {
+        let mut ch = EventChannel::new(4, 1 << 20);
+        let at = Timestamp::from_unix(1_700_000_000, 250_000);
+        ch.try_push_stamped(Stamped { at, event: routes(2) }).unwrap();
+        ch.try_push(routes(3)).unwrap();
+        assert_eq!(ch.pop_stamped().map(|s| (s.at, s.event)), Some((at, routes(2))));
+        assert_eq!(ch.pop_stamped().map(|s| s.at), Some(Timestamp::UNAVAILABLE));
+        assert_eq!(ch.bytes(), 0);
+        assert_eq!(Timestamp::from_unix(5, 2_500_000), Timestamp { secs: 7, micros: 500_000 });
+        assert_eq!(Timestamp::from_unix(u64::MAX, 0).secs, u32::MAX);
+    }
+
+    #[test]
+    fn readers_at_their_own_pace_read_in_place() {
+        let mut ch = EventChannel::new(8, 1 << 20);
+        for n in 1..=3 {
+            ch.try_push(routes(n)).unwrap();
+        }
+        assert_eq!((ch.head_seq(), ch.tail_seq()), (0, 3));
+        assert_eq!(ch.get(1).map(|s| &s.event), Some(&routes(2)));
+        assert!(ch.get(3).is_none());
+        ch.release_before(2);
+        assert_eq!((ch.head_seq(), ch.len()), (2, 1));
+        assert!(ch.get(1).is_none(), "released");
+        assert_eq!(ch.get(2).map(|s| &s.event), Some(&routes(3)));
+        ch.clear();
+        assert_eq!((ch.head_seq(), ch.tail_seq(), ch.bytes()), (3, 3, 0));
+        ch.release_before(10);
+        assert_eq!(ch.head_seq(), 3, "nothing to release past the tail");
+    }
+
+    #[test]
     fn byte_bound_counts_payloads() {
-        let one = routes(100).footprint();
+        let one = Stamped { at: Timestamp::UNAVAILABLE, event: routes(100) }.footprint();
         let mut ch = EventChannel::new(100, 2 * one);
         assert_eq!(ch.try_push(routes(100)), Ok(()));
         assert_eq!(ch.try_push(routes(100)), Ok(()));

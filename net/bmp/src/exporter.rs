@@ -27,8 +27,16 @@
 //! it reconnects after its back-off and dumps afresh. A dump reads the tables only while the
 //! queue is below half its bound, `Config::dump_slice` prefixes at a time through the caller's
 //! cursor, so a dump never copies a table and a slow collector slows its own dump rather than
-//! being dropped by it. The peers a collector knows (one small entry per peer with a Peer Up
-//! sent) are bounded by BGP's peer count.
+//! being dropped by it. Incremental events: each collector reads the (bounded) event channel
+//! at its own pace, through its own cursor, and an event is freed once every connected
+//! collector has read it. A collector that is reading (its socket took bytes within
+//! `Config::reading_grace`) and whose queue is past half its bound reads no further for now:
+//! a burst from BGP (several peers' UPDATEs in one turn) waits in the channel instead of
+//! dropping a collector that is only a burst behind, and the other collectors go on. A
+//! collector that stops reading is held for at most the grace; then, and whenever the channel
+//! is past half of either bound, it reads on, reaches its queue's bound and is dropped, which
+//! lets the channel go. The peers a collector
+//! knows (one small entry per peer with a Peer Up sent) are bounded by BGP's peer count.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
@@ -38,7 +46,7 @@ use core::net::IpAddr;
 
 use bulkhead_base::time::{Duration, Instant};
 
-use crate::event::{DownReason, Event, EventChannel, Family, PeerId, PeerUpInfo, RouteGroup};
+use crate::event::{DownReason, Event, EventChannel, Family, PeerId, PeerUpInfo, RouteGroup, Timestamp};
 use crate::packet::{
     emit_header, InfoTlv, InfoType, Message, MessageType, PeerDownReason, PeerHeader, PeerType, PeerUp, Stat,
     TermReason, TermTlv, BGP_HEADER_LEN, HEADER_LEN, PEER_HEADER_LEN,
@@ -127,8 +135,16 @@ pub struct Config {
     pub stats_interval: Option<Duration>,
     /// How long a Termination may wait for the collector to read it.
     pub close_timeout: Duration,
-    /// Unix time in microseconds at `Instant::ZERO`, for the per-peer header's timestamps;
-    /// `None` writes zero ("not available").
+    /// A collector whose socket took bytes this recently is reading: while its queue is past
+    /// half its bound, events wait in the channel for it (see the module docs). 5 s by
+    /// default: a collector that is reading can go a second or two without taking anything
+    /// when its host is loaded (pmbmpd writing its log), and a stalled one delays the others'
+    /// updates at most this long, only while the channel is below half.
+    pub reading_grace: Duration,
+    /// Unix time in microseconds at `Instant::ZERO`: the exporter's clock for the per-peer
+    /// header's timestamps of Statistics Reports and of events told without a time; `None`
+    /// writes zero ("not available"). Events told with a time ([`crate::Stamped`]) carry
+    /// BGP's receive time; the routes of an initial dump carry zero.
     pub epoch_micros: Option<u64>,
 }
 
@@ -145,6 +161,7 @@ impl Default for Config {
             backoff_max: Duration::from_secs(60),
             stats_interval: Some(Duration::from_secs(60)),
             close_timeout: Duration::from_secs(5),
+            reading_grace: Duration::from_secs(5),
             epoch_micros: None,
         }
     }
@@ -279,6 +296,11 @@ struct Collector<C> {
     close_pending: bool,
     last_drop: Option<DropReason>,
     counters: Counters,
+    /// When the socket last took bytes in this session.
+    last_read: Option<Instant>,
+    /// The next event of the channel this collector reads; `None` until its first poll
+    /// connected (then the channel's head).
+    next_event: Option<u64>,
 }
 
 /// A session ends because its queue is full.
@@ -337,6 +359,8 @@ impl<C: Clone + Default> Exporter<C> {
             close_pending: false,
             last_drop: None,
             counters: Counters::default(),
+            last_read: None,
+            next_event: None,
         });
         id
     }
@@ -429,6 +453,9 @@ impl<C: Clone + Default> Exporter<C> {
     pub fn sent(&mut self, id: CollectorId, n: usize, now: Instant) {
         let Some(c) = self.collectors.get_mut(id.0) else { return };
         c.queue.consume(n);
+        if n > 0 {
+            c.last_read = Some(now);
+        }
         if matches!(c.state, State::Closing { .. }) && c.queue.is_empty() {
             c.finish_close(now, &self.config);
         }
@@ -475,11 +502,7 @@ impl<C: Clone + Default> Exporter<C> {
                 }
             }
         }
-        while budget > 0 {
-            let Some(event) = channel.pop() else { break };
-            budget -= 1;
-            self.apply_event(now, &event, encoder);
-        }
+        budget = self.read_events(now, channel, encoder, budget);
         // One dump slice per collector per round, round after round, within the budget.
         let mut progressed = true;
         while budget > 0 && progressed {
@@ -509,7 +532,13 @@ impl<C: Clone + Default> Exporter<C> {
                 }
             }
         }
-        if budget == 0 && (!channel.is_empty() || self.dump_ready()) {
+        if self.collectors.iter().all(|c| c.dump.is_none()) {
+            // No dump under way: the buffers its slices grew go, so that what BMP holds at
+            // rest does not depend on how large the last dump was.
+            self.groups = Vec::new();
+            self.peers_buf = Vec::new();
+        }
+        if budget == 0 && (self.events_left(channel) || self.dump_ready()) {
             Poll::Pending
         } else {
             Poll::Idle
@@ -565,6 +594,67 @@ impl<C: Clone + Default> Exporter<C> {
         self.collectors.get(id.0).map(|c| c.status(id))
     }
 
+    /// Each connected collector reads the channel from its cursor, within `budget` events
+    /// in all (see the module docs for when one waits); then what every connected collector
+    /// has read is freed. Returns the budget left.
+    fn read_events<E: UpdateEncoder>(
+        &mut self,
+        now: Instant,
+        channel: &mut EventChannel,
+        encoder: &mut E,
+        mut budget: usize,
+    ) -> usize {
+        let (head, tail) = (channel.head_seq(), channel.tail_seq());
+        let force = !channel.below_half();
+        let grace = self.config.reading_grace;
+        for c in &mut self.collectors {
+            match (&c.state, c.next_event) {
+                (State::Up, Some(n)) if n >= head => {}
+                (State::Up, _) => c.next_event = Some(head),
+                _ => c.next_event = None,
+            }
+        }
+        let mut seq = self.collectors.iter().filter_map(|c| c.next_event).min().unwrap_or(tail);
+        while budget > 0 && seq < tail {
+            let Some(stamped) = channel.get(seq) else { break };
+            let mut read = false;
+            for i in 0..self.collectors.len() {
+                let Some(c) = self.collectors.get(i) else { break };
+                let held = !force
+                    && !c.dump_has_room()
+                    && c.last_read.is_some_and(|t| now.saturating_since(t) < grace);
+                if c.next_event != Some(seq) || held {
+                    continue;
+                }
+                self.apply_event(i, now, stamped.at, &stamped.event, encoder);
+                if let Some(c) = self.collectors.get_mut(i) {
+                    // A session dropped by this event reads no more (its cursor is gone).
+                    c.next_event = c.next_event.map(|n| n + 1);
+                }
+                read = true;
+            }
+            if read {
+                budget -= 1;
+            }
+            seq += 1;
+        }
+        let done = self
+            .collectors
+            .iter()
+            .filter(|c| matches!(c.state, State::Up))
+            .map(|c| c.next_event.unwrap_or(head))
+            .min()
+            .unwrap_or(tail);
+        channel.release_before(done);
+        budget
+    }
+
+    /// True while a connected collector has events of the channel left to read.
+    fn events_left(&self, channel: &EventChannel) -> bool {
+        let tail = channel.tail_seq();
+        self.collectors.iter().any(|c| matches!(c.state, State::Up) && c.next_event.is_none_or(|n| n < tail))
+    }
+
     /// True when some dump can take a step now.
     fn dump_ready(&self) -> bool {
         self.collectors.iter().any(|c| c.dump.is_some() && c.dump_has_room() && matches!(c.state, State::Up))
@@ -580,12 +670,21 @@ impl<C: Clone + Default> Exporter<C> {
         }
     }
 
-    fn apply_event<E: UpdateEncoder>(&mut self, now: Instant, event: &Event, encoder: &mut E) {
-        let stamp = self.stamp(now);
+    /// Sends `event` to collector `i` if it is up, stamped with `at`, the time BGP received it
+    /// (when not available, the exporter's own clock: `Config::epoch_micros`, else zero).
+    fn apply_event<E: UpdateEncoder>(
+        &mut self,
+        i: usize,
+        now: Instant,
+        at: Timestamp,
+        event: &Event,
+        encoder: &mut E,
+    ) {
+        let stamp = if at.is_available() { (at.secs, at.micros) } else { self.stamp(now) };
         let config = &self.config;
-        for c in &mut self.collectors {
+        if let Some(c) = self.collectors.get_mut(i) {
             if !matches!(c.state, State::Up) {
-                continue;
+                return;
             }
             let result = match event {
                 Event::PeerUp { peer, info } => c.on_peer_up(*peer, info, stamp, &mut self.scratch),
@@ -623,7 +722,9 @@ impl<C: Clone + Default> Exporter<C> {
         tables: &mut T,
         encoder: &mut E,
     ) -> bool {
-        let stamp = self.stamp(now);
+        // What a dump reads from the tables has no receive time (BGP keeps none per route):
+        // "not available". A Peer Up keeps the time its `PeerUpInfo` carries.
+        let stamp = (Timestamp::UNAVAILABLE.secs, Timestamp::UNAVAILABLE.micros);
         let config = &self.config;
         let Some(c) = self.collectors.get_mut(i) else { return false };
         if !matches!(c.state, State::Up) || !c.dump_has_room() {
@@ -715,7 +816,7 @@ impl<C: Clone + Default> Exporter<C> {
                 break;
             }
         }
-        self.stats_buf.clear();
+        self.stats_buf = Vec::new();
         if let Err(Dropped(full)) = result {
             c.drop_session(now, config, DropReason::QueueFull(full));
         }
@@ -764,6 +865,8 @@ impl<C: Clone + Default> Collector<C> {
         self.queue.clear();
         self.announced = BTreeMap::new();
         self.dump = None;
+        self.last_read = None;
+        self.next_event = None;
     }
 
     fn enter_backoff(&mut self, now: Instant, config: &Config) {
@@ -885,6 +988,10 @@ impl<C: Clone + Default> Collector<C> {
             }
         }
         let Some(entry) = self.announced.remove(&peer) else { return Ok(()) };
+        if self.announced.is_empty() {
+            // An emptied map keeps its root node: with no peer left it holds nothing.
+            self.announced = BTreeMap::new();
+        }
         let reason = match (entry.header.peer_type, reason) {
             (PeerType::LocRib, _) => {
                 let name = entry.table_name.as_deref().unwrap_or("");

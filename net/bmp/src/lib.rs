@@ -30,6 +30,7 @@ pub mod queue;
 
 pub use event::{
     Attrs, DownReason, Event, EventChannel, Family, Overflowed, PeerId, PeerUpInfo, Prefix, RouteGroup,
+    Stamped, Timestamp,
 };
 pub use exporter::{
     Action, CollectorId, CollectorState, CollectorStatus, Config, Counters, DropReason, EncodeError, Encoded,

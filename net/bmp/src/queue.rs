@@ -11,7 +11,8 @@
 //! Messages are appended back to back into chunks of `chunk_size` bytes allocated with exactly
 //! that capacity (a message larger than a chunk gets a chunk of its own size), so a queue of
 //! many small messages costs little more than their bytes, and a chunk is freed as soon as
-//! the socket has taken all of it. A message never straddles two chunks, so the queue can
+//! the socket has taken all of it; a drained queue frees its ring of chunk handles too, so an
+//! idle queue holds nothing. A message never straddles two chunks, so the queue can
 //! count whole messages sent from the BMP length in each message's header.
 
 use alloc::collections::VecDeque;
@@ -165,6 +166,11 @@ impl SendQueue {
             }
             self.head_sent = 0;
             self.head_message = 0;
+            if self.chunks.is_empty() {
+                // Drained: the ring goes too, so that an idle queue holds no block at all and
+                // BMP's memory at rest does not depend on how busy a session once was.
+                self.chunks = VecDeque::new();
+            }
         }
     }
 
@@ -211,8 +217,9 @@ mod tests {
         assert_eq!(q.messages_sent(), 10);
         assert_eq!(q.bytes_sent(), 400);
         assert_eq!(q.queued_bytes(), 0);
-        // Every chunk is freed once sent; only the ring's block is left.
-        assert_eq!(q.footprint(), block_cost(q.chunks.capacity() * size_of::<Vec<u8>>()));
+        // Every chunk is freed once sent, and the drained queue's ring with them.
+        assert_eq!(q.footprint(), 0);
+        assert_eq!(q.chunks.capacity(), 0, "no block held at rest");
     }
 
     #[test]
@@ -271,6 +278,9 @@ mod tests {
                 assert_eq!(q.messages_sent(), whole);
             }
             assert_eq!(&accepted[..written.len()], &written[..]);
+            if q.is_empty() {
+                assert_eq!(q.footprint(), 0, "a drained queue holds nothing");
+            }
             q.clear();
             assert_eq!(q.footprint(), 0);
         }

@@ -35,10 +35,15 @@ fn wait(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 }
 
 fn boot(tag: &str, extra: &str) -> (Vm, TempFile) {
+    boot_with(tag, extra, "0")
+}
+
+/// Boots with `[bmp] stats_interval = STATS` (a TOML value).
+fn boot_with(tag: &str, extra: &str, stats: &str) -> (Vm, TempFile) {
     let text = default_interfaces_toml(1)
         + "\n[diagnostics]\nenabled = true\n"
         + &format!(
-            "\n[bmp]\nstats_interval = 0\nsys_name = \"bulkhead-qemu\"\nqueue_limit = \"64KiB\"\n\
+            "\n[bmp]\nstats_interval = {stats}\nsys_name = \"bulkhead-qemu\"\nqueue_limit = \"64KiB\"\n\
              [[bmp.collector]]\naddress = \"192.0.2.2\"\nport = {LIVE_PORT}\n\
              [[bmp.collector]]\naddress = \"192.0.2.2\"\nport = {STALLED_PORT}\n"
         )
@@ -141,68 +146,273 @@ fn pmbmpd_reads_initiation_and_termination_and_tshark_decodes_them() {
     assert!(types.contains("4") && types.contains("5"), "tshark decoded BMP types {types:?}");
 }
 
-/// The seed with BIRD: BIRD feeds routes to Bulkhead, pmbmpd gets every prefix once at least,
-/// the stalled collector's session is dropped at its bound, BGP stays established, and after
-/// BIRD goes `bmp` is back at its level before the feed.
+/// BGP peers of the seed test, each its own BIRD session from its own address (192.0.2.2 on).
+const SEED_PEERS: usize = 4;
+
+/// Prefixes each peer sends in the seed test: `BULKHEAD_BMP_SEED_PREFIXES` (default 25,000,
+/// the `make test` size; `make scenario` sets 250,000, the seed's size).
+fn seed_prefixes() -> usize {
+    std::env::var("BULKHEAD_BMP_SEED_PREFIXES")
+        .ok()
+        .and_then(|v| v.replace(['_', ','], "").parse().ok())
+        .unwrap_or(25_000)
+}
+
+/// The address of seed peer `k`.
+fn seed_peer(k: usize) -> String {
+    format!("192.0.2.{}", 2 + k)
+}
+
+/// The `i`th prefix of seed peer `k`: every peer has its own.
+fn seed_prefix(k: usize, i: usize, per_peer: usize) -> String {
+    let j = k * per_peer + i;
+    format!("{}.{}.{}.0/24", 10 + j / 65536, (j / 256) % 256, j % 256)
+}
+
+/// The BIRD of seed peer `k`: its own table, one session from its own address, its listening
+/// socket bound to that address (`strict bind`). One BIRD per peer: BIRD locks a neighbor
+/// address, so one BIRD cannot hold four sessions to it.
+fn seed_bird_conf(k: usize, per_peer: usize) -> String {
+    let mut conf =
+        format!("router id {};\nprotocol device {{}}\nprotocol static st {{\n  ipv4;\n", seed_peer(k));
+    for i in 0..per_peer {
+        conf += &format!("  route {} blackhole;\n", seed_prefix(k, i, per_peer));
+    }
+    conf += &format!(
+        "}}\nprotocol bgp up {{\n  local {} as 65001;\n  neighbor 192.0.2.1 as 65000;\n  strict bind yes;\n  \
+         connect delay time 1;\n  connect retry time 2;\n  ipv4 {{ import none; export all; }};\n}}\n",
+        seed_peer(k)
+    );
+    conf
+}
+
+/// Runs one BIRD per seed peer until Bulkhead's BGP holds every route of every peer; returns
+/// them and BGP's ingest rate in prefixes a second (from the first session established to the
+/// last route received, sampled every 250 ms: a figure, not a timed assertion).
+fn seed_feed(vm: &mut Vm, dir: &TempDir, tag: &str, per_peer: usize) -> (Vec<Daemon>, f64) {
+    let birds: Vec<Daemon> = (0..SEED_PEERS)
+        .map(|k| {
+            let conf = dir.file(&format!("bird-{tag}-{k}.conf"), &seed_bird_conf(k, per_peer));
+            let sock = dir.path(&format!("bird-{tag}-{k}.ctl"));
+            let pid = dir.path(&format!("bird-{tag}-{k}.pid"));
+            Daemon::spawn(&vm.nic(0).ns, &["bird", "-f", "-c", &conf, "-s", &sock, "-P", &pid], "bird")
+        })
+        .collect();
+    let total = (SEED_PEERS * per_peer) as u64;
+    let (mut first, mut last) = (None, None);
+    let end = Instant::now() + Duration::from_secs(300);
+    while Instant::now() < end {
+        let protocols = vm.command_json("show protocols json").unwrap_or(Value::Null);
+        let rows = protocols["protocols"].as_array().cloned().unwrap_or_default();
+        let up = rows.iter().filter(|r| r["state"] == "Established").count();
+        let received: u64 = rows.iter().filter_map(|r| r["received"].as_u64()).sum();
+        if first.is_none() && up > 0 {
+            first = Some(Instant::now());
+        }
+        if received >= total {
+            last = Some(Instant::now());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (Some(first), Some(last)) = (first, last) else {
+        panic!("BGP did not receive {total} routes: {}", vm.command("show protocols").unwrap_or_default())
+    };
+    let rate = total as f64 / last.duration_since(first).as_secs_f64().max(0.25);
+    (birds, rate)
+}
+
+/// The seed with BIRD, at the issue's shape: 4 BGP peers each sending its own prefixes
+/// (`BULKHEAD_BMP_SEED_PREFIXES` each), BMP to pmbmpd and to a stalled collector. pmbmpd gets
+/// every prefix of every peer (unique prefixes per peer, not messages), with plausible
+/// per-peer timestamps and a Statistics Report of each peer's Adj-RIB-In; the stalled session
+/// is dropped at its bound and counted; BGP stays established; after the peers go, `bgp` and
+/// `bmp` are back at their pre-feed live bytes and blocks exactly. BGP's ingest rate is printed
+/// with the stalled collector there and with no collector at all.
 #[test]
 fn bird_feeds_pmbmpd_gets_every_prefix_and_the_stalled_session_is_dropped() {
     if !can_run("bird_feeds_pmbmpd_gets_every_prefix_and_the_stalled_session_is_dropped") {
         return;
     }
-    // Enough that the stalled collector's socket buffers (ours and its kernel's, about 190 KB)
-    // cannot absorb the stream (about 4 bytes a prefix) and its queue reaches its bound.
-    const PREFIXES: usize = 100_000;
+    let per_peer = seed_prefixes();
+    let total = SEED_PEERS * per_peer;
     let dir = TempDir::new("bmp-bird");
-    let bgp = "\n[bgp]\nasn = 65000\nrouter_id = \"192.0.2.1\"\nconnect_retry = \"2s\"\n\
-               [[bgp.neighbor]]\naddress = \"192.0.2.2\"\nasn = 65001\nimport = \"all\"\nexport = \"none\"\n";
-    let (mut vm, _config) = boot("bird", bgp);
+    let mut bgp = String::from("\n[bgp]\nasn = 65000\nrouter_id = \"192.0.2.1\"\nconnect_retry = \"2s\"\n");
+    for k in 0..SEED_PEERS {
+        bgp += &format!(
+            "[[bgp.neighbor]]\naddress = \"{}\"\nasn = 65001\nimport = \"all\"\nexport = \"none\"\n",
+            seed_peer(k)
+        );
+    }
+    // BGP's events wait in BMP's channel while pmbmpd catches up (8 MiB: four peers' bursts
+    // of UPDATEs); the 64 KiB queues make the stalled collector reach its bound.
+    let (mut vm, _config) = boot_with("bird", &bgp, "\"5s\"\nchannel_limit = \"8MiB\"");
     let log = dir.path("bmp.json");
-    let (_pmbmpd, _stalled) = {
-        let ns = &vm.nic(0).ns;
+    let (mut pmbmpd, mut stalled) = {
+        let (ns, dev) = (&vm.nic(0).ns, vm.nic(0).tap_name().to_string());
+        for k in 1..SEED_PEERS {
+            let added = ns.run(["ip", "addr", "add", &format!("{}/24", seed_peer(k)), "dev", &dev]);
+            assert!(added.is_ok_and(|o| o.success()), "address {} on {dev}", seed_peer(k));
+        }
         let port = LIVE_PORT.to_string();
         let pmbmpd = Daemon::spawn(ns, &["pmbmpd", "-L", "192.0.2.2", "-l", &port, "-o", &log], "pmbmpd");
         (pmbmpd, stalled_collector(ns))
     };
-    let up = wait(Duration::from_secs(30), || collector(&mut vm, LIVE_PORT)["state"] == "up");
-    assert!(up);
-    let before = domain(&mut vm, "bmp");
-    let bgp_before = domain(&mut vm, "bgp");
+    let before =
+        at_rest(&mut vm, Duration::from_secs(30)).expect("both collectors up and idle before the feed");
+    eprintln!("before the feed: bmp (live bytes, blocks) {:?}, bgp {:?}", before.0, before.1);
 
-    let routes: String = (0..PREFIXES)
-        .map(|i| format!("  route {}.{}.{}.0/24 blackhole;\n", 10 + i / 65536, (i / 256) % 256, i % 256))
-        .collect();
-    let conf = format!(
-        "router id 192.0.2.2;\nprotocol device {{}}\nprotocol static st {{\n  ipv4;\n{routes}}}\n\
-         protocol bgp up {{\n  local 192.0.2.2 as 65001;\n  neighbor 192.0.2.1 as 65000;\n  \
-         connect delay time 1;\n  connect retry time 2;\n  ipv4 {{ import none; export all; }};\n}}\n"
-    );
-    let conf_path = dir.path("bird.conf");
-    std::fs::write(&conf_path, conf).expect("bird.conf");
-    let (sock, pid) = (dir.path("bird.ctl"), dir.path("bird.pid"));
-    let mut bird =
-        Daemon::spawn(&vm.nic(0).ns, &["bird", "-f", "-c", &conf_path, "-s", &sock, "-P", &pid], "bird");
-
-    let everything = wait(Duration::from_secs(120), || unique_prefixes(&log) >= PREFIXES);
-    assert!(everything, "pmbmpd saw {} of {PREFIXES} prefixes", unique_prefixes(&log));
+    let (mut birds, rate_stalled) = seed_feed(&mut vm, &dir, "stalled", per_peer);
+    let everything =
+        wait(Duration::from_secs(120), || per_peer_prefixes(&log).iter().all(|set| set.len() >= per_peer));
+    let counts: Vec<usize> = per_peer_prefixes(&log).iter().map(BTreeSet::len).collect();
+    assert!(everything, "pmbmpd saw {counts:?} of {per_peer} prefixes per peer");
+    for (k, set) in per_peer_prefixes(&log).iter().enumerate() {
+        assert!(
+            set.contains(&seed_prefix(k, 0, per_peer))
+                && set.contains(&seed_prefix(k, per_peer - 1, per_peer))
+        );
+    }
     let dropped =
         wait(Duration::from_secs(30), || collector(&mut vm, STALLED_PORT)["drops"].as_u64() > Some(0));
     assert!(dropped, "{}", vm.command("show bmp").unwrap_or_default());
+    eprintln!("the stalled collector: {}", collector(&mut vm, STALLED_PORT));
+    let live = collector(&mut vm, LIVE_PORT);
+    eprintln!("the live collector: {live}");
+    assert_eq!(live["drops"], 0, "the live collector is not touched: {live}");
     let protocols = vm.command_json("show protocols json").unwrap_or(Value::Null);
-    assert_eq!(protocols["protocols"][0]["sessions"], 1, "BGP stayed established: {protocols}");
+    for row in protocols["protocols"].as_array().cloned().unwrap_or_default() {
+        assert_eq!(row["state"], "Established", "BGP stayed established: {row}");
+        assert_eq!(row["sessions"], 1, "one session all along, never dropped: {row}");
+        assert_eq!(row["received"], per_peer as u64, "{row}");
+    }
+    // Each peer's Statistics Report with its whole Adj-RIB-In (asserted with the timestamps,
+    // after the baseline).
+    let stats_seen = wait(Duration::from_secs(30), || full_stats(&log, per_peer));
 
-    bird.stop();
-    // Back to the pre-feed level: the same blocks, and no more bytes (the stalled collector's
-    // queue held its first messages before the feed; after its drops it may hold less).
-    let back = wait(Duration::from_secs(60), || {
-        let now = domain(&mut vm, "bmp");
-        now.1 == before.1 && now.0 <= before.0
-    });
+    birds.iter_mut().for_each(Daemon::stop);
+    let after = at_rest(&mut vm, Duration::from_secs(120));
+    let now = (domain(&mut vm, "bmp"), domain(&mut vm, "bgp"));
     eprintln!(
-        "bmp (live bytes, blocks) before the feed {before:?}, after {:?}; bgp before {bgp_before:?}, after {:?}",
-        domain(&mut vm, "bmp"),
-        domain(&mut vm, "bgp")
+        "after the peers left: bmp (live bytes, blocks) {:?} (before {:?}), bgp {:?} (before {:?})",
+        now.0, before.0, now.1, before.1
     );
-    assert!(back);
+    eprintln!("{}", vm.command("show bmp").unwrap_or_default());
+    assert_eq!(after, Some(before), "bmp and bgp back at their pre-feed live bytes and blocks exactly");
+    if let Ok(keep) = std::env::var("BULKHEAD_BMP_KEEP_LOG") {
+        let _ = std::fs::copy(&log, keep);
+    }
+    check_timestamps(&log);
+    let stats: Vec<String> = log_lines(&log)
+        .iter()
+        .filter(|l| l["bmp_msg_type"] == "stats")
+        .take(8)
+        .map(|l| l.to_string())
+        .collect();
+    eprintln!("pmbmpd's first Statistics Reports: {stats:#?}");
+    assert!(stats_seen, "a Statistics Report with each peer's Adj-RIB-In ({per_peer})");
+
+    // The same feed with no collector at all: BGP's ingest rate for comparison.
+    pmbmpd.stop();
+    stalled.kill();
+    let gone = wait(Duration::from_secs(30), || {
+        ["up", "dumping"].iter().all(|s| {
+            collector(&mut vm, LIVE_PORT)["state"] != *s && collector(&mut vm, STALLED_PORT)["state"] != *s
+        })
+    });
+    assert!(gone, "{}", vm.command("show bmp").unwrap_or_default());
+    let (mut birds, rate_alone) = seed_feed(&mut vm, &dir, "alone", per_peer);
+    birds.iter_mut().for_each(Daemon::stop);
+    eprintln!(
+        "BGP ingest of {SEED_PEERS} x {per_peer} prefixes: {rate_stalled:.0} prefixes/s with a live and a \
+         stalled collector, {rate_alone:.0} prefixes/s with no collector ({total} in all)"
+    );
+}
+
+/// Waits until both collectors are up and idle (dump done, queue drained) with the same
+/// `(bmp, bgp)` figures twice in a row a second apart; returns them.
+fn at_rest(vm: &mut Vm, limit: Duration) -> Option<((u64, u64), (u64, u64))> {
+    let mut last = None;
+    let mut found = None;
+    wait(limit, || {
+        let idle = [LIVE_PORT, STALLED_PORT].iter().all(|&port| {
+            let row = collector(vm, port);
+            row["state"] == "up" && row["queued_bytes"] == 0
+        });
+        if !idle {
+            last = None;
+            return false;
+        }
+        let now = (domain(vm, "bmp"), domain(vm, "bgp"));
+        let steady = last == Some(now);
+        last = Some(now);
+        if steady {
+            found = Some(now);
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(800));
+        false
+    });
+    found
+}
+
+/// pmbmpd's per-peer header timestamps (Route Monitoring of the incremental updates, Peer
+/// Up, Peer Down, Statistics Reports) are within a day of this host's clock; those of the
+/// initial dump are 0 ("not available").
+fn check_timestamps(log: &str) {
+    let lines = log_lines(log);
+    let host = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let stamped: Vec<u64> = lines
+        .iter()
+        .filter(|l| l.get("peer_ip").is_some())
+        .filter_map(|l| timestamp_secs(&l["timestamp"]))
+        .filter(|&t| t != 0)
+        .collect();
+    let sample: Vec<String> = lines.iter().rev().take(2).map(|l| l.to_string()).collect();
+    assert!(!stamped.is_empty(), "no per-peer timestamp in pmbmpd's log: {sample:#?}");
+    for t in &stamped {
+        assert!(t.abs_diff(host) < 86_400, "timestamp {t} is not within a day of the host's {host}");
+    }
+    eprintln!("pmbmpd: {} per-peer timestamps, all within a day of the host's clock {host}", stamped.len());
+}
+
+/// pmbmpd logged, for every seed peer, a Statistics Report whose Adj-RIB-In routes (type 7)
+/// are all of its prefixes.
+fn full_stats(log: &str, per_peer: usize) -> bool {
+    let lines = log_lines(log);
+    (0..SEED_PEERS).all(|k| {
+        lines.iter().any(|l| {
+            l["bmp_msg_type"] == "stats"
+                && l["peer_ip"] == seed_peer(k)
+                && l["counter_type"] == 7
+                && l["counter_value"] == per_peer as u64
+        })
+    })
+}
+
+/// A pmbmpd timestamp (seconds since the epoch, as a number or a string with a fraction, or
+/// `YYYY-MM-DDTHH:MM:SS[.ffffff]` in UTC) in whole seconds.
+fn timestamp_secs(v: &Value) -> Option<u64> {
+    if let Some(n) = v.as_u64() {
+        return Some(n);
+    }
+    let s = v.as_str()?;
+    if let Ok(f) = s.parse::<f64>() {
+        return Some(f as u64);
+    }
+    let (date, time) = s.split_once(['T', ' '])?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.split([':', '.', '+', 'Z']).map(|x| x.parse::<i64>());
+    let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
 }
 
 /// `(live, blocks)` of a domain in `show memory json`: what its live blocks hold, and how many
@@ -217,11 +427,15 @@ fn domain(vm: &mut Vm, name: &str) -> (u64, u64) {
     (d["live"].as_u64().unwrap_or(u64::MAX), d["blocks"].as_u64().unwrap_or(u64::MAX))
 }
 
-/// Unique prefixes in pmbmpd's Route Monitoring lines (a collector may see one twice).
-fn unique_prefixes(log: &str) -> usize {
-    log_lines(log)
-        .iter()
-        .filter_map(|l| l["ip_prefix"].as_str().map(str::to_string))
-        .collect::<BTreeSet<_>>()
-        .len()
+/// Unique prefixes of each seed peer in pmbmpd's Route Monitoring lines (a collector may see
+/// one twice).
+fn per_peer_prefixes(log: &str) -> Vec<BTreeSet<String>> {
+    let mut sets = vec![BTreeSet::new(); SEED_PEERS];
+    for l in log_lines(log) {
+        let (Some(peer), Some(prefix)) = (l["peer_ip"].as_str(), l["ip_prefix"].as_str()) else { continue };
+        if let Some(set) = (0..SEED_PEERS).position(|k| seed_peer(k) == peer).and_then(|k| sets.get_mut(k)) {
+            set.insert(prefix.to_string());
+        }
+    }
+    sets
 }

@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use core::net::{IpAddr, Ipv4Addr};
 
 use super::*;
-use crate::event::{Attrs, Overflowed, Prefix};
+use crate::event::{Attrs, Overflowed, Prefix, Stamped};
 use crate::packet::{PeerFlags, StatType, StatValue};
 
 // ---- fakes -------------------------------------------------------------------------------
@@ -932,4 +932,241 @@ fn memory_pressure_drops_the_largest_queue() {
     );
     assert_eq!(ex.poll_action(now), Some(Action::Close(big)));
     assert_eq!(ex.collector_status(small).unwrap().state, CollectorState::Up);
+}
+
+/// Every byte the collector's queue holds, split into BMP messages.
+fn raw_messages(ex: &mut Exporter<Option<Prefix>>, id: CollectorId, now: Instant) -> Vec<Vec<u8>> {
+    let mut stream = Vec::new();
+    loop {
+        let bytes = ex.transmit(id).to_vec();
+        if bytes.is_empty() {
+            break;
+        }
+        ex.sent(id, bytes.len(), now);
+        stream.extend_from_slice(&bytes);
+    }
+    let mut out = Vec::new();
+    let mut rest = &stream[..];
+    while !rest.is_empty() {
+        let len = u32::from_be_bytes(rest[1..5].try_into().unwrap()) as usize;
+        out.push(rest[..len].to_vec());
+        rest = &rest[len..];
+    }
+    out
+}
+
+/// The per-peer header's timestamp (RFC 7854 4.2: after type, flags, distinguisher, address,
+/// AS and BGP ID, 34 bytes into the header, which follows the 6-byte common header).
+fn timestamp_bytes(message: &[u8]) -> &[u8] {
+    &message[HEADER_LEN + 34..HEADER_LEN + 42]
+}
+
+#[test]
+fn per_peer_timestamps_are_bgps_receive_time_and_zero_in_a_dump() {
+    let mut t = tables_with(&[(1, 65001, 2)]);
+    let (mut e, mut ch) = (FakeEncoder::default(), EventChannel::new(64, 1 << 20));
+    // No clock of the exporter's own: what is stamped comes with the events.
+    let mut ex = Exporter::new(Config { epoch_micros: None, ..config() });
+    let now = Instant::from_millis(1);
+    let id = ex.add_collector(now);
+    connect(&mut ex, id, now);
+    poll_all(&mut ex, now, &mut t, &mut e, &mut ch);
+    let dump = raw_messages(&mut ex, id, now);
+    // Initiation, Peer Up, two Route Monitoring (two attribute sets), End-of-RIB: the dump's
+    // are "not available".
+    let types: Vec<u8> = dump.iter().map(|m| m[5]).collect();
+    assert_eq!(types, [4, 3, 0, 0, 0]);
+    for m in &dump[1..] {
+        assert_eq!(timestamp_bytes(m), &[0; 8], "dump messages carry no receive time");
+    }
+    // 1,700,000,000 s and 123,456 us: 0x6553f100, 0x0001e240.
+    let at = Timestamp::from_unix(1_700_000_000, 123_456);
+    let golden = [0x65, 0x53, 0xf1, 0x00, 0x00, 0x01, 0xe2, 0x40];
+    let routes = RouteGroup { attrs: Some(Attrs::Id(9)), prefixes: alloc::vec![p(50)] };
+    ch.try_push_stamped(Stamped { at, event: Event::Routes { peer: PeerId(1), routes } }).unwrap();
+    let later = Timestamp::from_unix(1_700_000_060, 0);
+    ch.try_push_stamped(Stamped {
+        at: later,
+        event: Event::PeerDown { peer: PeerId(1), reason: DownReason::RemoteNoData },
+    })
+    .unwrap();
+    let up = Timestamp::from_unix(1_700_000_100, 7);
+    ch.try_push_stamped(Stamped {
+        at: up,
+        event: Event::PeerUp { peer: PeerId(2), info: alloc::boxed::Box::new(peer_info(65002)) },
+    })
+    .unwrap();
+    // An event told without a time: zero, the exporter having no clock.
+    let routes = RouteGroup { attrs: None, prefixes: alloc::vec![p(50)] };
+    ch.try_push(Event::Routes { peer: PeerId(2), routes }).unwrap();
+    poll_all(&mut ex, now, &mut t, &mut e, &mut ch);
+    let told = raw_messages(&mut ex, id, now);
+    let types: Vec<u8> = told.iter().map(|m| m[5]).collect();
+    assert_eq!(types, [0, 2, 3, 0], "Route Monitoring, Peer Down, Peer Up, Route Monitoring");
+    assert_eq!(timestamp_bytes(&told[0]), &golden);
+    assert_eq!(timestamp_bytes(&told[1]), &[0x65, 0x53, 0xf1, 0x3c, 0, 0, 0, 0]);
+    assert_eq!(timestamp_bytes(&told[2]), &[0x65, 0x53, 0xf1, 0x64, 0, 0, 0, 7]);
+    assert_eq!(timestamp_bytes(&told[3]), &[0; 8]);
+    // With a clock of its own, an event told without a time gets the exporter's time.
+    let mut ex = Exporter::new(config());
+    let id = ex.add_collector(now);
+    connect(&mut ex, id, now);
+    poll_all(&mut ex, now, &mut tables_with(&[]), &mut e, &mut ch);
+    ch.try_push(Event::PeerUp { peer: PeerId(3), info: alloc::boxed::Box::new(peer_info(65003)) }).unwrap();
+    poll_all(&mut ex, now, &mut tables_with(&[]), &mut e, &mut ch);
+    let told = raw_messages(&mut ex, id, now);
+    // 1,700,000,000 s at Instant::ZERO, plus 1 ms.
+    assert_eq!(timestamp_bytes(told.last().unwrap()), &[0x65, 0x53, 0xf1, 0x00, 0, 0, 0x03, 0xe8]);
+}
+
+/// After sessions with traffic end, the exporter holds exactly what it held before any: no
+/// queue ring, no peer map, no dump buffers grown by the traffic stay behind.
+#[test]
+fn at_rest_after_a_cycle_the_exporter_holds_what_it_held_before() {
+    let (mut e, mut ch) = (FakeEncoder::default(), EventChannel::new(4096, 1 << 24));
+    let mut ex = Exporter::new(config());
+    let now = Instant::from_millis(1);
+    let id = ex.add_collector(now);
+    connect(&mut ex, id, now);
+    poll_all(&mut ex, now, &mut tables_with(&[]), &mut e, &mut ch);
+    raw_messages(&mut ex, id, now);
+    let at_rest = |ex: &Exporter<Option<Prefix>>| {
+        let c = &ex.collectors[0];
+        (
+            c.queue.footprint(),
+            c.announced.is_empty(),
+            ex.groups.capacity(),
+            ex.peers_buf.capacity(),
+            ex.stats_buf.capacity(),
+        )
+    };
+    let before = at_rest(&ex);
+    assert_eq!(before, (0, true, 0, 0, 0));
+    // A dump of two peers, events, then every peer down.
+    let mut t = tables_with(&[(1, 65001, 3000), (2, 65002, 10)]);
+    ex.collectors[0].dump = Some(Dump::Start);
+    poll_all(&mut ex, now, &mut t, &mut e, &mut ch);
+    raw_messages(&mut ex, id, now);
+    assert!(ex.collectors[0].announced.len() == 2);
+    for peer in [1, 2] {
+        ch.try_push(Event::PeerDown { peer: PeerId(peer), reason: DownReason::RemoteNoData }).unwrap();
+    }
+    poll_all(&mut ex, now, &mut t, &mut e, &mut ch);
+    raw_messages(&mut ex, id, now);
+    assert_eq!(at_rest(&ex), before);
+}
+
+/// A burst of events waits in the channel while a collector's queue is past half its bound, and
+/// reaches it as the collector reads: no drop. A collector that does not read is dropped once
+/// the channel itself passes half.
+#[test]
+fn a_burst_waits_in_the_channel_for_a_reading_collector() {
+    let mut t = tables_with(&[(1, 65001, 0)]);
+    let (mut e, mut ch) = (FakeEncoder::default(), EventChannel::new(64, 1 << 20));
+    let mut ex = Exporter::new(Config { queue_bound: 16 << 10, ..config() });
+    let now = Instant::from_millis(1);
+    let id = ex.add_collector(now);
+    connect(&mut ex, id, now);
+    poll_all(&mut ex, now, &mut t, &mut e, &mut ch);
+    raw_messages(&mut ex, id, now);
+    // 30 events of 200 prefixes (about 1 KB each on the wire): twice the queue's bound.
+    let burst = |ch: &mut EventChannel, n: u32| {
+        for k in 0..n {
+            let prefixes = (0..200).map(|i| p(k * 200 + i)).collect();
+            let routes = RouteGroup { attrs: Some(Attrs::Id(1)), prefixes };
+            ch.try_push(Event::Routes { peer: PeerId(1), routes }).unwrap();
+        }
+    };
+    burst(&mut ch, 30);
+    poll_all(&mut ex, now, &mut t, &mut e, &mut ch);
+    assert!(!ch.is_empty(), "the rest of the burst waits in the channel");
+    let mut delivered = 0;
+    for _ in 0..100 {
+        delivered += raw_messages(&mut ex, id, now).len();
+        poll_all(&mut ex, now, &mut t, &mut e, &mut ch);
+        if ch.is_empty() {
+            delivered += raw_messages(&mut ex, id, now).len();
+            break;
+        }
+    }
+    assert_eq!(delivered, 30, "every event's Route Monitoring");
+    assert_eq!(ex.collector_status(id).unwrap().counters.drops, 0);
+    // It stops reading: events wait for it only within the reading grace.
+    burst(&mut ch, 25);
+    poll_all(&mut ex, now, &mut t, &mut e, &mut ch);
+    assert!(!ch.is_empty());
+    assert_eq!(ex.collector_status(id).unwrap().counters.drops, 0);
+    let later = now + Duration::from_secs(5);
+    poll_all(&mut ex, later, &mut t, &mut e, &mut ch);
+    let st = ex.collector_status(id).unwrap();
+    assert_eq!(st.counters.drops, 1, "{st:?}");
+    assert!(matches!(st.last_drop, Some(DropReason::QueueFull(_))));
+    assert!(ch.is_empty());
+}
+
+/// Past half the channel, events flow even to a collector that reads: the channel's bound is
+/// never risked for one collector.
+#[test]
+fn past_half_the_channel_events_flow_whatever_the_collectors_do() {
+    let mut t = tables_with(&[(1, 65001, 0)]);
+    let (mut e, mut ch) = (FakeEncoder::default(), EventChannel::new(8, 1 << 20));
+    let mut ex = Exporter::new(Config { queue_bound: 16 << 10, ..config() });
+    let now = Instant::from_millis(1);
+    let id = ex.add_collector(now);
+    connect(&mut ex, id, now);
+    poll_all(&mut ex, now, &mut t, &mut e, &mut ch);
+    raw_messages(&mut ex, id, now);
+    for k in 0..8u32 {
+        let prefixes = (0..400).map(|i| p(k * 400 + i)).collect();
+        ch.try_push(Event::Routes {
+            peer: PeerId(1),
+            routes: RouteGroup { attrs: Some(Attrs::Id(1)), prefixes },
+        })
+        .unwrap();
+    }
+    assert!(!ch.below_half());
+    poll_all(&mut ex, now, &mut t, &mut e, &mut ch);
+    // 8 events of about 2 KB: the queue passed half at the fifth, but the channel was past
+    // half, so the collector read on: nothing is left waiting.
+    assert!(ch.is_empty());
+    let st = ex.collector_status(id).unwrap();
+    assert_eq!(st.counters.messages_sent, 3, "Initiation, Peer Up, End-of-RIB: nothing read since");
+    assert!(st.counters.drops == 1 || st.queued_bytes > 8 << 10, "{st:?}");
+}
+
+/// A collector that is behind holds only its own events: another one reads on at once, and
+/// what both have read is freed.
+#[test]
+fn each_collector_reads_the_channel_at_its_own_pace() {
+    let mut t = tables_with(&[(1, 65001, 0)]);
+    let (mut e, mut ch) = (FakeEncoder::default(), EventChannel::new(64, 1 << 20));
+    let mut ex = Exporter::new(Config { queue_bound: 16 << 10, ..config() });
+    let now = Instant::from_millis(1);
+    let (slow, fast) = (ex.add_collector(now), ex.add_collector(now));
+    connect(&mut ex, slow, now);
+    connect(&mut ex, fast, now);
+    poll_all(&mut ex, now, &mut t, &mut e, &mut ch);
+    raw_messages(&mut ex, slow, now);
+    raw_messages(&mut ex, fast, now);
+    for k in 0..20u32 {
+        let prefixes = (0..200).map(|i| p(k * 200 + i)).collect();
+        ch.try_push(Event::Routes {
+            peer: PeerId(1),
+            routes: RouteGroup { attrs: Some(Attrs::Id(1)), prefixes },
+        })
+        .unwrap();
+        poll_all(&mut ex, now, &mut t, &mut e, &mut ch);
+        // The fast one reads after every poll; the slow one reads nothing (but read lately).
+        let got = raw_messages(&mut ex, fast, now);
+        assert_eq!(got.len(), 1, "event {k} reached the fast collector at once");
+    }
+    assert!(!ch.is_empty(), "the slow collector's events wait for it");
+    assert_eq!(ex.collector_status(slow).unwrap().counters.drops, 0);
+    let mut slow_got = raw_messages(&mut ex, slow, now).len();
+    for _ in 0..20 {
+        poll_all(&mut ex, now, &mut t, &mut e, &mut ch);
+        slow_got += raw_messages(&mut ex, slow, now).len();
+    }
+    assert_eq!(slow_got, 20, "then it gets every one");
+    assert!(ch.is_empty(), "and the channel is freed");
 }
