@@ -365,7 +365,8 @@ fn seed_paused_sink_holds_a_bounded_backlog_and_drains_it_in_slices() {
 
 /// Multi-homing: the peer holds both NICs' far ends (nic1's TAP moved into nic0's namespace),
 /// so the association has two paths; nic0's link goes down in the middle of a stream of
-/// messages, and every message still arrives once and in order, over nic1.
+/// messages (100,000, long enough to outlast the failover on an idle host), and every message
+/// still arrives once and in order, over nic1.
 ///
 /// Both ends are configured for a quick failover (RFC 9260's defaults, RTO.Min 1 s and
 /// Path.Max.Retrans 5, take about 30 s): the appliance with `[sctp]` `rto_min`, `rto_max`,
@@ -396,7 +397,7 @@ fn a_multihomed_association_survives_its_primary_link_going_down() {
     let mut seq = Command::new("ip")
         .args(["netns", "exec", &ns0])
         .arg(&bin)
-        .args(["-t", "300:1000:2:1000", "seq", "192.0.2.1", "7", "4", "15000", "100"])
+        .args(["-t", "300:1000:2:1000", "seq", "192.0.2.1", "7", "4", "100000", "100"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("seq");
@@ -435,7 +436,7 @@ fn a_multihomed_association_survives_its_primary_link_going_down() {
     let out = rx.recv_timeout(Duration::from_secs(120)).unwrap_or_default();
     let _ = seq.kill();
     let _ = seq.wait();
-    assert!(out.starts_with("ok 15000 messages"), "after nic0 went down: {out:?}");
+    assert!(out.starts_with("ok 100000 messages"), "after nic0 went down: {out:?}");
     // The echoes came back over nic1 (the TAP's tx is towards the peer).
     let over_nic1 = bytes_on(&tap1, "tx").saturating_sub(before);
     println!("multi-homing: {}; {over_nic1} bytes came back over nic1 after nic0 went down", out.trim());

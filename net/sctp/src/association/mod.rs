@@ -914,6 +914,14 @@ impl Association {
         self.sack_since_t3 = true;
         let cum_advanced = cum > self.sendq.cum_acked;
         let flight_before: Vec<u32> = self.paths.iter().map(|p| p.flight).collect();
+        // Per path, the earliest TSN outstanding on it (6.3.2 R3 restarts a path's T3-rtx only
+        // when the SACK acknowledges that one).
+        let mut earliest: Vec<Option<u64>> = alloc::vec![None; self.paths.len()];
+        for c in self.sendq.inflight.iter().filter(|c| c.in_flight && !c.acked) {
+            if let Some(e @ None) = earliest.get_mut(c.path) {
+                *e = Some(c.tsn);
+            }
+        }
         let mut acked_bytes: Vec<u32> = alloc::vec![0; self.paths.len()];
 
         // Chunks covered by the Cumulative TSN Ack.
@@ -1037,11 +1045,23 @@ impl Association {
             }
             self.error_count = 0;
         }
-        // Timers (6.3.2 R2, R3).
-        for p in self.paths.iter_mut() {
+        // Timers (6.3.2 R2, R3): a path whose earliest outstanding chunk was acknowledged
+        // restarts its timer; one whose earliest chunk is still missing keeps it running (a
+        // path that went dead is not kept alive by acknowledgements of what other paths carry).
+        let front = self.sendq.inflight.front().map(|c| c.tsn);
+        for (i, p) in self.paths.iter_mut().enumerate() {
             if p.flight == 0 {
                 p.t3_at = None;
-            } else if cum_advanced {
+                continue;
+            }
+            let acked = earliest.get(i).copied().flatten().is_some_and(|t| {
+                t <= cum
+                    || front
+                        .and_then(|f| usize::try_from(t - f).ok())
+                        .and_then(|k| self.sendq.inflight.get(k))
+                        .is_some_and(|c| c.tsn == t && c.acked)
+            });
+            if acked || p.t3_at.is_none() {
                 p.t3_at = Some(now + p.rto.rto());
             }
         }
