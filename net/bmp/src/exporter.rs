@@ -301,6 +301,9 @@ struct Collector<C> {
     /// The next event of the channel this collector reads; `None` until its first poll
     /// connected (then the channel's head).
     next_event: Option<u64>,
+    /// Events wait for this collector, held since it last read at this time (see
+    /// `Config::reading_grace`): `poll_at` comes back when the grace ends.
+    held_since_read: Option<Instant>,
 }
 
 /// A session ends because its queue is full.
@@ -361,6 +364,7 @@ impl<C: Clone + Default> Exporter<C> {
             counters: Counters::default(),
             last_read: None,
             next_event: None,
+            held_since_read: None,
         });
         id
     }
@@ -553,13 +557,19 @@ impl<C: Clone + Default> Exporter<C> {
                 if c.close_pending {
                     return Some(Instant::ZERO);
                 }
-                match c.state {
+                // Events held for a collector that was reading: when its grace ends.
+                let held = c.held_since_read.map(|t| t + self.config.reading_grace);
+                let due = match c.state {
                     State::Backoff { retry_at } => Some(retry_at),
                     State::Closing { deadline, .. } => Some(deadline),
                     State::Up if c.dump.is_none() && self.config.stats_interval.is_some() => {
                         Some(c.next_stats)
                     }
                     _ => None,
+                };
+                match (due, held) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
                 }
             })
             .min()
@@ -608,6 +618,7 @@ impl<C: Clone + Default> Exporter<C> {
         let force = !channel.below_half();
         let grace = self.config.reading_grace;
         for c in &mut self.collectors {
+            c.held_since_read = None;
             match (&c.state, c.next_event) {
                 (State::Up, Some(n)) if n >= head => {}
                 (State::Up, _) => c.next_event = Some(head),
@@ -623,7 +634,13 @@ impl<C: Clone + Default> Exporter<C> {
                 let held = !force
                     && !c.dump_has_room()
                     && c.last_read.is_some_and(|t| now.saturating_since(t) < grace);
-                if c.next_event != Some(seq) || held {
+                if c.next_event != Some(seq) {
+                    continue;
+                }
+                if held {
+                    if let Some(c) = self.collectors.get_mut(i) {
+                        c.held_since_read = c.last_read;
+                    }
                     continue;
                 }
                 self.apply_event(i, now, stamped.at, &stamped.event, encoder);
@@ -867,6 +884,7 @@ impl<C: Clone + Default> Collector<C> {
         self.dump = None;
         self.last_read = None;
         self.next_event = None;
+        self.held_since_read = None;
     }
 
     fn enter_backoff(&mut self, now: Instant, config: &Config) {

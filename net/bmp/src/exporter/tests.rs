@@ -1091,12 +1091,14 @@ fn a_burst_waits_in_the_channel_for_a_reading_collector() {
     }
     assert_eq!(delivered, 30, "every event's Route Monitoring");
     assert_eq!(ex.collector_status(id).unwrap().counters.drops, 0);
-    // It stops reading: events wait for it only within the reading grace.
+    // It stops reading: events wait for it only within the reading grace, and the exporter
+    // asks to be polled when the grace ends.
     burst(&mut ch, 25);
     poll_all(&mut ex, now, &mut t, &mut e, &mut ch);
     assert!(!ch.is_empty());
     assert_eq!(ex.collector_status(id).unwrap().counters.drops, 0);
     let later = now + Duration::from_secs(5);
+    assert_eq!(ex.poll_at(), Some(later));
     poll_all(&mut ex, later, &mut t, &mut e, &mut ch);
     let st = ex.collector_status(id).unwrap();
     assert_eq!(st.counters.drops, 1, "{st:?}");
