@@ -208,7 +208,8 @@ fn igp(connected: &[Ipv4Cidr]) -> impl Fn(&NextHop) -> Option<u32> + '_ {
 impl Speaker {
     fn new(cfg: &SpeakerConfig, cx: &mut Context<'_>) -> Result<Speaker, StartError> {
         let connected: Vec<Ipv4Cidr> = cx.addresses().to_vec();
-        let rib_config = RibConfig::new(cfg.asn, cfg.router_id);
+        // The attribute sets' hash is keyed per start: peers cannot precompute collisions.
+        let rib_config = RibConfig { hash_seed: cx.rng.next_u64(), ..RibConfig::new(cfg.asn, cfg.router_id) };
         let mut rib4 = Rib::new(rib_config);
         let mut rib6 = Rib::new(rib_config);
         let mut peers = Vec::with_capacity(cfg.neighbors.len());

@@ -14,7 +14,9 @@ use crate::DomainAllocator;
 /// The region's size: zero-filled `.bss`, touched only as the heap grows.
 pub const HOST_HEAP_SIZE: usize = 256 << 20;
 
-#[repr(C, align(65536))]
+// Page-aligned, not chunk-aligned: valgrind loads the binary only 32 KiB-aligned, so a
+// larger declared alignment would be a lie the allocator relies on (it rounds up itself).
+#[repr(C, align(4096))]
 struct Region(UnsafeCell<[u8; HOST_HEAP_SIZE]>);
 
 // SAFETY: the region is handed to the allocator once (guarded by `HostHeap::state`) and only
