@@ -78,6 +78,12 @@ fn has_type(lines: &[Value], kind: &str) -> bool {
     lines.iter().any(|l| l["bmp_type"] == kind || l["bmp_msg_type"] == kind)
 }
 
+/// A collector that reads everything and discards it (`python3 -c DISCARD ADDRESS PORT`).
+const DISCARD: &str = "import socket, sys\n\
+    l = socket.create_server((sys.argv[1], int(sys.argv[2])))\n\
+    while True:\n    c, _ = l.accept()\n    try:\n        while c.recv(1 << 16):\n            pass\n\
+    \x20   except OSError:\n        pass\n    c.close()\n";
+
 /// A collector that accepts and never reads (the seed's stalled collector).
 fn stalled_collector(ns: &Netns) -> Daemon {
     let script = repo_root().join("qemu/peers/bmp/stalled_collector.py");
@@ -329,9 +335,20 @@ fn bird_feeds_pmbmpd_gets_every_prefix_and_the_stalled_session_is_dropped() {
     eprintln!("pmbmpd's first Statistics Reports: {:#?}", seen.stats_sample);
     assert!(stats_seen, "a Statistics Report with each peer's Adj-RIB-In ({per_peer})");
 
-    // The same feed with only the stalled collector (pmbmpd, which takes much of the host's
-    // CPU writing its log, gone), then with no collector at all: BGP's ingest rates.
+    // The same feed with a collector that reads and discards (BMP's own cost, without pmbmpd's:
+    // it takes much of the host's CPU writing its log), then with the stalled collector
+    // alone, then with no collector at all: BGP's ingest rates.
     pmbmpd.stop();
+    let mut reader = Daemon::spawn(
+        &vm.nic(0).ns,
+        &["python3", "-c", DISCARD, "192.0.2.2", &LIVE_PORT.to_string()],
+        "reader",
+    );
+    let up = wait(Duration::from_secs(30), || collector(&mut vm, LIVE_PORT)["state"] == "up");
+    assert!(up, "{}", vm.command("show bmp").unwrap_or_default());
+    let (mut birds, rate_reader) = seed_feed(&mut vm, &dir, "reader", per_peer);
+    birds.iter_mut().for_each(Daemon::stop);
+    reader.kill();
     let (mut birds, rate_stalled_only) = seed_feed(&mut vm, &dir, "stalled-only", per_peer);
     birds.iter_mut().for_each(Daemon::stop);
     stalled.kill();
@@ -345,8 +362,9 @@ fn bird_feeds_pmbmpd_gets_every_prefix_and_the_stalled_session_is_dropped() {
     birds.iter_mut().for_each(Daemon::stop);
     eprintln!(
         "BGP ingest of {SEED_PEERS} x {per_peer} prefixes ({total} in all), prefixes/s: \
-         {rate_stalled:.0} with pmbmpd and the stalled collector, {rate_stalled_only:.0} with the \
-         stalled collector only, {rate_alone:.0} with no collector"
+         {rate_stalled:.0} with pmbmpd and the stalled collector, {rate_reader:.0} with a reader \
+         that discards and the stalled collector, {rate_stalled_only:.0} with the stalled \
+         collector only, {rate_alone:.0} with no collector"
     );
 }
 
