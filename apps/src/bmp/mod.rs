@@ -22,6 +22,11 @@
 //! - the event channel: `[bmp] channel_events` events and `channel_limit` true bytes; at the
 //!   bound the event is refused (`tell` returns false at once, BGP goes on) and every
 //!   collector is re-synchronised from the tables (Termination, reconnect, fresh dump).
+//!   Each collector reads the channel at its own pace; an event is freed when every
+//!   connected collector has read it. A collector that is reading (its socket took bytes in
+//!   the last 5 s) but whose queue is past half lets its events wait there, unless the
+//!   channel is past half: a burst does not drop a collector that is only a burst behind,
+//!   and a stalled one holds only its own events, for at most those 5 s.
 //! - each collector's send queue: `queue_limit` true bytes; a collector that stops reading
 //!   fills it and its session alone is dropped (RST, counted in `drops`, logged), the queue
 //!   freed, and it is dumped afresh when it connects again (counted in `resyncs`).
@@ -32,6 +37,11 @@
 //! - closing sockets linger at most [`CLOSE_LINGER`] for their last bytes, then are reset.
 //! - memory pressure (`pressure(true)`): the session holding the largest queue is dropped, and
 //!   one more each poll while the domain has no room left below its soft threshold.
+//!
+//! At rest (every collector up and idle, no BGP session) BMP holds what its configuration
+//! says and nothing its history left: a drained queue frees its ring, an emptied peer map its
+//! node, a finished dump its buffers, the closing list its block. So after a feed `bmp` is
+//! back at its pre-feed bytes and blocks exactly (the seed test asserts it).
 //!
 //! Peers: BGP names each BMP peer with [`peer_id`]: the session number (unique per session,
 //! never reused) and the [`View`] (pre-policy Adj-RIB-In, post-policy, or the Loc-RIB, which is
