@@ -45,6 +45,8 @@ qemu-test: image
 # The seed scenarios at full length.
 scenario: image
 	BULKHEAD_SEED_SECONDS=60 $(CARGO) test -p bulkhead-testbed --test seeds -- --nocapture
+	BULKHEAD_BMP_SEED_PREFIXES=250000 $(CARGO) test -p bulkhead-testbed --test bmp -- --nocapture \
+		bird_feeds_pmbmpd_gets_every_prefix_and_the_stalled_session_is_dropped
 
 # Everything the benches run is built here first (the traffic generator, the run helper).
 bench: image
