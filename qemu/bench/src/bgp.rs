@@ -20,7 +20,7 @@
 //!   appliance's fw_cfg configuration differ), with the same BIRD configuration as natively,
 //!   given to it and queried (`birdc show route count`, `show memory`) over the serial console;
 //! - callgrind instruction counts per prefix, the core against both BIRDs: the difference
-//!   between a 10k and a 5k feed, per prefix.
+//!   between a 100k and a 50k feed, per prefix.
 //!
 //! Targets (issue 9), against BIRD 2.17.5 measured in the same run on the same feed: at most
 //! half its time (at least 2x its rate) and at most half its bytes a prefix; the core against
@@ -39,6 +39,7 @@ use bulkhead_testbed::qemu::QemuSpec;
 use bulkhead_testbed::serde_json::{json, Value};
 use bulkhead_testbed::{Accel, Firmware, TempFile, Topology, Vm, VmOptions};
 
+use crate::bgpfeed::wait_until;
 use crate::figures::{print_table, Figure};
 
 const RECEIVER_NS: &str = "bhbgpbenchr";
@@ -60,7 +61,7 @@ const BIRD_2_17_DIR: &str = "target/bird-2.17.5";
 /// The targets, as a share of BIRD 2.17.5's time and bytes measured in the same run.
 const TIME_SHARE_MAX: f64 = 0.5;
 const BYTES_SHARE_MAX: f64 = 0.5;
-const CALLGRIND_PREFIXES: u32 = 10_000;
+const CALLGRIND_PREFIXES: u32 = 100_000;
 
 /// One feed: `peers` sessions, each announcing the same `prefixes`.
 #[derive(Clone, Copy)]
@@ -462,23 +463,6 @@ fn start_feed(
     // Keep draining its output on a thread (its last line).
     std::thread::spawn(move || for _ in out.lines() {});
     Ok((proc, t0))
-}
-
-fn wait_until(
-    limit: Duration,
-    step: Duration,
-    mut check: impl FnMut() -> Result<bool, String>,
-) -> Result<Instant, String> {
-    let end = Instant::now() + limit;
-    loop {
-        if check()? {
-            return Ok(Instant::now());
-        }
-        if Instant::now() > end {
-            return Err(format!("not done within {limit:?}"));
-        }
-        std::thread::sleep(step);
-    }
 }
 
 /// BIRD's configuration for `feed`, the same natively and in the Linux VM: one passive session
