@@ -22,6 +22,7 @@ mod vm;
 pub use accel::{Accel, Firmware, KvmCpu};
 pub use error::Error;
 pub use net::{Interface, Ipv4Cidr};
+pub use qemu::Icount;
 pub use topology::{Netns, Nic, RunOutput, Topology};
 pub use vm::{Ready, Vm, VmOptions};
 

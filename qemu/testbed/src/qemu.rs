@@ -29,6 +29,19 @@ pub const DEFAULT_MEM_MIB: u32 = 256;
 /// Name of the configuration file in fw_cfg.
 pub const FW_CFG_CONFIG: &str = "opt/bulkhead/config.toml";
 
+/// QEMU's instruction counting (`-icount shift=N,sleep=on`), under TCG only: the guest's
+/// clocks (TSC, PIT, local APIC timer) then advance by 2^N ns per instruction the guest
+/// executes, and by host time only while it halts. A span the guest measures with its TSC is
+/// then its own work: the time TCG spends translating code and the time the vCPU thread is
+/// preempted by the host cost it nothing, so the figure does not vary with the host's load.
+/// With shift 0 (1 ns an instruction, a rate below any current x86 core's) 1 ms is one
+/// million guest instructions. KVM has no such mode: under KVM the option adds nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Icount {
+    /// log2 of the nanoseconds one instruction counts for (QEMU takes 0 to 10).
+    pub shift: u8,
+}
+
 /// Everything that decides one QEMU command line.
 #[derive(Clone, Debug)]
 pub struct QemuSpec {
@@ -44,6 +57,8 @@ pub struct QemuSpec {
     /// initramfs and command line.
     pub initrd: Option<PathBuf>,
     pub append: Option<String>,
+    /// Instruction counting (TCG only; ignored under KVM).
+    pub icount: Option<Icount>,
 }
 
 impl QemuSpec {
@@ -57,7 +72,13 @@ impl QemuSpec {
             taps: Vec::new(),
             initrd: None,
             append: None,
+            icount: None,
         }
+    }
+
+    /// The instruction counting this command line asks for: `icount` under TCG, else none.
+    pub fn icount_in_effect(&self) -> Option<Icount> {
+        self.icount.filter(|_| self.accel == Accel::Tcg)
     }
 
     /// The MAC address of NIC `k`.
@@ -103,7 +124,12 @@ impl QemuSpec {
             Accel::Kvm(cpu) => {
                 args.extend(["-accel".into(), "kvm".into(), "-cpu".into(), cpu.qemu_arg().into()])
             }
-            Accel::Tcg => args.extend(["-accel".into(), "tcg".into()]),
+            Accel::Tcg => {
+                args.extend(["-accel".into(), "tcg".into()]);
+                if let Some(icount) = self.icount_in_effect() {
+                    args.extend(["-icount".into(), format!("shift={},sleep=on", icount.shift)]);
+                }
+            }
         }
         if let Some(config) = &self.config {
             args.extend([
@@ -186,5 +212,15 @@ mod tests {
         let args = spec.args();
         assert!(!args.iter().any(|a| a == "-bios" || a == "-cpu"));
         assert!(args.windows(2).any(|w| w == ["-accel", "tcg"]));
+        assert!(!args.iter().any(|a| a == "-icount"));
+    }
+
+    #[test]
+    fn icount_is_passed_under_tcg_and_left_out_under_kvm() {
+        let mut spec = QemuSpec::new("i".into(), Accel::Tcg, Firmware::Qboot);
+        spec.icount = Some(Icount { shift: 0 });
+        assert!(spec.display().contains("-accel tcg -icount shift=0,sleep=on "));
+        spec.accel = Accel::Kvm(KvmCpu::Host);
+        assert!(!spec.args().iter().any(|a| a == "-icount"));
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::accel::{Accel, Firmware};
 use crate::console::{self, Console, WaitEnd, ENTER, PROMPT};
 use crate::net::{self, Interface};
-use crate::qemu::{QemuSpec, DEFAULT_MEM_MIB};
+use crate::qemu::{Icount, QemuSpec, DEFAULT_MEM_MIB};
 use crate::topology::{Nic, Topology};
 use crate::Error;
 
@@ -36,6 +36,8 @@ pub struct VmOptions {
     pub command_limit: Duration,
     /// Print the accelerator and firmware of the boot (every test should say them).
     pub announce: bool,
+    /// QEMU's instruction counting under TCG (see [`Icount`]); off unless asked for.
+    pub icount: Option<Icount>,
 }
 
 impl Default for VmOptions {
@@ -52,6 +54,7 @@ impl Default for VmOptions {
             boot_limit: DEFAULT_BOOT_LIMIT,
             command_limit: DEFAULT_COMMAND_LIMIT,
             announce: true,
+            icount: None,
         }
     }
 }
@@ -98,6 +101,13 @@ impl VmOptions {
         self
     }
 
+    /// Under TCG, the guest's clocks count its instructions, 2^`shift` ns each (see
+    /// [`Icount`]); under KVM this changes nothing.
+    pub fn icount(mut self, shift: u8) -> VmOptions {
+        self.icount = Some(Icount { shift });
+        self
+    }
+
     pub fn boot_limit(mut self, limit: Duration) -> VmOptions {
         self.boot_limit = limit;
         self
@@ -136,6 +146,7 @@ impl VmOptions {
         spec.mem_mib = self.mem_mib;
         spec.config = self.config.clone();
         spec.taps = topology.tap_fds();
+        spec.icount = self.icount;
         Ok(spec)
     }
 }
@@ -192,9 +203,13 @@ impl Vm {
         let spec = options.qemu_spec(&topology)?;
         if options.announce {
             println!(
-                "testbed: {}: accel={} firmware={} nics={} image={}",
+                "testbed: {}: accel={}{} firmware={} nics={} image={}",
                 options.name,
                 spec.accel,
+                match spec.icount_in_effect() {
+                    Some(icount) => format!(" icount=shift {}", icount.shift),
+                    None => String::new(),
+                },
                 spec.firmware,
                 topology.nics().len(),
                 spec.image.display()
