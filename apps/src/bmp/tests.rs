@@ -61,7 +61,7 @@ fn encode_all(encoder: &mut ViewEncoder<'_>, group: &RouteGroup, max: usize) -> 
 #[test]
 fn many_prefixes_sharing_attributes_go_in_one_update() {
     let slab = RefCell::new(vec![attrs(&[65001, 65010])]);
-    let mut encoder = ViewEncoder { view: None, slab: &slab, run: Vec::new() };
+    let mut encoder = ViewEncoder::new(None, &slab);
     let prefixes: Vec<Prefix> = (0..2000).map(|i| to_bmp(v4(i))).collect();
     let group = RouteGroup { attrs: Some(Attrs::Id(SLAB)), prefixes: prefixes.clone() };
     let messages = encode_all(&mut encoder, &group, 4096);
@@ -82,9 +82,54 @@ fn many_prefixes_sharing_attributes_go_in_one_update() {
 }
 
 #[test]
+fn ipv4_announcements_written_in_place_are_the_packers_bytes() {
+    // Prefixes of every length class, and attribute sets with and without a next hop.
+    let prefixes: Vec<BgpPrefix> = (0..700u32)
+        .map(|i| {
+            let len = [0u8, 1, 7, 8, 9, 16, 23, 24, 25, 31, 32][(i % 11) as usize];
+            BgpPrefix::V4(
+                Ipv4Prefix::new_truncating(Ipv4Addr::from(0x0a00_0000 ^ i.wrapping_mul(0x9e37_79b9)), len)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let mut communities = attrs(&[65001, 65010, 65020]);
+    communities.local_pref = Some(200);
+    let mut no_hop = attrs(&[]);
+    no_hop.next_hop = None;
+    for set in [attrs(&[65001, 65010]), communities, no_hop] {
+        let slab = RefCell::new(vec![set.clone()]);
+        let group = RouteGroup {
+            attrs: Some(Attrs::Id(SLAB)),
+            prefixes: prefixes.iter().map(|p| to_bmp(*p)).collect(),
+        };
+        for max in [4096, 300, 100] {
+            let mut encoder = ViewEncoder::new(None, &slab);
+            let mut start = 0;
+            while start < group.prefixes.len() {
+                let mut fast = vec![0u8; max];
+                let e = encoder.encode(PeerId(4), &group, start, &mut fast).unwrap();
+                // BGP's packer over the same run, the way the encoder used it before.
+                let mut packed = vec![0u8; max];
+                let run = &prefixes[start..];
+                let p = pack_one(Some(&set), run, &mut packed).unwrap();
+                assert_eq!((e.len, e.prefixes), (p.len, p.prefixes), "max {max} start {start}");
+                assert_eq!(fast[..e.len], packed[..p.len], "max {max} start {start}");
+                start += e.prefixes;
+            }
+        }
+    }
+    // A set too large for the PDU with even one prefix is refused, as the packer does.
+    let slab = RefCell::new(vec![attrs(&[65001; 40])]);
+    let group = RouteGroup { attrs: Some(Attrs::Id(SLAB)), prefixes: vec![to_bmp(v4(1))] };
+    let mut encoder = ViewEncoder::new(None, &slab);
+    assert_eq!(encoder.encode(PeerId(4), &group, 0, &mut [0u8; 64]), Err(EncodeError::TooLarge));
+}
+
+#[test]
 fn withdrawals_ipv6_and_attributes_told_as_bytes() {
     let slab = RefCell::new(Vec::new());
-    let mut encoder = ViewEncoder { view: None, slab: &slab, run: Vec::new() };
+    let mut encoder = ViewEncoder::new(None, &slab);
     let gone = RouteGroup { attrs: None, prefixes: (0..300).map(|i| to_bmp(v4(i))).collect() };
     let messages = encode_all(&mut encoder, &gone, 4096);
     assert_eq!(messages.len(), 1);
@@ -124,7 +169,7 @@ fn withdrawals_ipv6_and_attributes_told_as_bytes() {
 #[test]
 fn a_route_without_next_hop_gets_the_unspecified_one() {
     let slab = RefCell::new(vec![PathAttributes::default()]);
-    let mut encoder = ViewEncoder { view: None, slab: &slab, run: Vec::new() };
+    let mut encoder = ViewEncoder::new(None, &slab);
     let group = RouteGroup { attrs: Some(Attrs::Id(SLAB)), prefixes: vec![to_bmp(v4(1))] };
     let mut buf = vec![0u8; 4096];
     let e = encoder.encode(PeerId(4), &group, 0, &mut buf).unwrap();
@@ -562,7 +607,7 @@ fn what_bgp_tells_encodes_back_to_the_same_update() {
     );
     // Through the encoder, the routes are the UPDATE's again.
     let slab = RefCell::new(Vec::new());
-    let mut encoder = ViewEncoder { view: None, slab: &slab, run: Vec::new() };
+    let mut encoder = ViewEncoder::new(None, &slab);
     let mut back = Vec::new();
     for e in &events[1..4] {
         let Event::Routes { peer: p, routes } = e else { panic!("{e:?}") };
@@ -577,4 +622,86 @@ fn what_bgp_tells_encodes_back_to_the_same_update() {
     assert_eq!(back[2].attributes, update.attributes);
     let reach = back[3].mp_reach.clone().expect("MP_REACH_NLRI");
     assert_eq!((reach.next_hop, reach.nlri), (nh6, vec![v6(1), v6(2)]));
+}
+
+/// Times a whole dump of `BULKHEAD_BMP_DUMP_ROUTES` routes (default 200k) through the tables
+/// adapter, the encoder and the exporter (`--ignored`, release, for the dump's CPU cost).
+#[test]
+#[ignore]
+fn dump_cost() {
+    use bulkhead_bmp::exporter::Config as ExpConfig;
+    let n: u32 =
+        std::env::var("BULKHEAD_BMP_DUMP_ROUTES").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let a = attrs(&[65001, 65010]);
+    let routes: Vec<(u32, &PathAttributes)> = (0..n).map(|i| (i, &a)).collect();
+    let bgp = OneSession::new(&routes);
+    let slab = RefCell::new(Vec::new());
+    let config = ExpConfig { queue_bound: 64 << 20, dump_slice: DUMP_SLICE, ..ExpConfig::default() };
+    let mut exporter: Exporter<BgpCursor> = Exporter::new(config);
+    let id = exporter.add_collector(Instant::ZERO);
+    assert_eq!(exporter.poll_action(Instant::ZERO), Some(Action::Connect(id)));
+    exporter.connected(id, Instant::ZERO);
+    let mut channel = EventChannel::new(16, 1 << 20);
+    // The phases apart: BGP's pages, the adapter's groups, the encoder.
+    let t = std::time::Instant::now();
+    let mut cursor = BgpCursor::default();
+    let mut page = Vec::new();
+    let mut count = 0;
+    while !cursor.is_done() {
+        page.clear();
+        bgp.adj_rib_in_page(3, RibView::PrePolicy, &mut cursor, DUMP_SLICE, &mut page);
+        count += page.len();
+    }
+    std::println!("pages: {count} routes in {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let mut cursor = BgpCursor::default();
+    let mut groups = Vec::new();
+    let mut tables =
+        ViewTables { view: Some(&bgp), slab: &slab, post_policy: false, loc_rib: false, epoch_micros: None };
+    let mut encoder = ViewEncoder::new(Some(&bgp), &slab);
+    let (mut enc_time, mut buf) = (std::time::Duration::ZERO, vec![0u8; 4096]);
+    loop {
+        groups.clear();
+        let next = tables.next_routes(peer_id(3, View::PrePolicy), &cursor, DUMP_SLICE, &mut groups);
+        let e = std::time::Instant::now();
+        for g in &groups {
+            let mut start = 0;
+            while start < g.prefixes.len() {
+                start += encoder.encode(PeerId(12), g, start, &mut buf).unwrap().prefixes;
+            }
+        }
+        enc_time += e.elapsed();
+        match next {
+            Some(c) => cursor = c,
+            None => break,
+        }
+    }
+    std::println!("next_routes+encode {:?}, of which encode {enc_time:?}", t.elapsed());
+    let started = std::time::Instant::now();
+    let (mut polls, mut bytes) = (0, 0);
+    loop {
+        let mut tables = ViewTables {
+            view: Some(&bgp),
+            slab: &slab,
+            post_policy: false,
+            loc_rib: false,
+            epoch_micros: None,
+        };
+        let mut encoder = ViewEncoder::new(Some(&bgp), &slab);
+        let p = exporter.poll(Instant::ZERO, &mut tables, &mut encoder, &mut channel, 64);
+        polls += 1;
+        loop {
+            let n = exporter.transmit(id).len();
+            if n == 0 {
+                break;
+            }
+            bytes += n;
+            exporter.sent(id, n, Instant::ZERO);
+        }
+        if p == bulkhead_bmp::Poll::Idle {
+            break;
+        }
+    }
+    let took = started.elapsed();
+    std::println!("{n} routes: {bytes} bytes in {polls} polls, {took:?}, {:?}/route", took / n);
 }

@@ -126,6 +126,10 @@ pub struct Config {
     pub chunk_size: usize,
     /// Prefixes read from the tables per dump step.
     pub dump_slice: usize,
+    /// Dump steps per [`Exporter::poll`] over all collectors, within its budget: a poll (a
+    /// loop turn) stays short and the socket is written between the slices; a poll that
+    /// stops here with a dump ready returns [`Poll::Pending`].
+    pub dump_steps_per_poll: usize,
     /// Largest BGP PDU (4096; 65535 with extended messages).
     pub max_pdu: usize,
     /// First reconnect delay, doubled after each failure up to `backoff_max`.
@@ -156,6 +160,7 @@ impl Default for Config {
             queue_bound: 4 << 20,
             chunk_size: 16 << 10,
             dump_slice: 512,
+            dump_steps_per_poll: usize::MAX,
             max_pdu: 4096,
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
@@ -507,16 +512,19 @@ impl<C: Clone + Default> Exporter<C> {
             }
         }
         budget = self.read_events(now, channel, encoder, budget);
-        // One dump slice per collector per round, round after round, within the budget.
+        // One dump slice per collector per round, round after round, within the budget and
+        // the steps a poll may take.
+        let mut steps = self.config.dump_steps_per_poll;
         let mut progressed = true;
-        while budget > 0 && progressed {
+        while budget > 0 && steps > 0 && progressed {
             progressed = false;
             for i in 0..self.collectors.len() {
-                if budget == 0 {
+                if budget == 0 || steps == 0 {
                     break;
                 }
                 if self.dump_step(i, now, tables, encoder) {
                     budget -= 1;
+                    steps -= 1;
                     progressed = true;
                 }
             }
@@ -542,7 +550,7 @@ impl<C: Clone + Default> Exporter<C> {
             self.groups = Vec::new();
             self.peers_buf = Vec::new();
         }
-        if budget == 0 && (self.events_left(channel) || self.dump_ready()) {
+        if (budget == 0 && self.events_left(channel)) || ((budget == 0 || steps == 0) && self.dump_ready()) {
             Poll::Pending
         } else {
             Poll::Idle

@@ -571,6 +571,33 @@ fn dump_cursor_across_slices_with_changes_in_between() {
 }
 
 #[test]
+fn a_poll_takes_at_most_its_dump_steps_and_says_when_more_are_ready() {
+    let mut t = tables_with(&[(1, 65001, 1000)]);
+    let (mut e, mut ch) = (FakeEncoder::default(), EventChannel::new(64, 1 << 20));
+    let mut ex = Exporter::new(Config { dump_slice: 100, dump_steps_per_poll: 2, ..config() });
+    let now = Instant::from_millis(1);
+    let id = ex.add_collector(now);
+    connect(&mut ex, id, now);
+    // The peer list, the Peer Up, ten slices, the end: two steps a poll, a budget to spare.
+    let mut polls = 0;
+    let mut view = BTreeMap::new();
+    loop {
+        let before = t.reads.len();
+        let more = ex.poll(now, &mut t, &mut e, &mut ch, 64);
+        assert!(t.reads.len() - before <= 2, "at most two steps, so at most two slices");
+        apply(&mut view, &drain(&mut ex, id, now));
+        polls += 1;
+        if more == Poll::Idle {
+            break;
+        }
+        assert!(polls < 100);
+    }
+    assert!(polls >= 6, "{polls} polls");
+    assert_eq!(ex.collector_status(id).unwrap().state, CollectorState::Up, "the dump is done");
+    assert_eq!(view.get(&65001), Some(&t.peers[&PeerId(1)].1), "every route once");
+}
+
+#[test]
 fn packing_many_prefixes_with_one_attribute_set() {
     let mut t = tables_with(&[(1, 65001, 0)]);
     let (mut e, mut ch) = (FakeEncoder::default(), EventChannel::new(64, 1 << 20));
