@@ -276,8 +276,8 @@ fn seed_paused_sink_holds_a_bounded_backlog_and_drains_it_in_slices() {
     let (mut vm, _config) = boot_with("seed", &extra, options);
     let counted = vm.spec().icount_in_effect().is_some();
     // Warm-up: under TCG the first run of a code path is translated first (a 20 ms turn for a
-    // single echo on a fresh VM); the same paths as the drain (handshake, sink reads, the
-    // SHUTDOWN sequence) run once before anything is measured.
+    // single echo on a fresh VM, on a boot without icount); the same paths as the drain
+    // (handshake, sink reads, the SHUTDOWN sequence) run once before anything is measured.
     assert_eq!(peer(&vm.nic(0).ns, &["close", "192.0.2.1", "7"], 60), "ok shutdown");
     let warm = peer(&vm.nic(0).ns, &["blast", "192.0.2.1", "5001", "20000", "1"], 60);
     assert!(warm.starts_with("ok 20000 messages"), "{warm}");
