@@ -639,25 +639,35 @@ impl Tables for ViewTables<'_> {
         // The groups of the previous slice are encoded by now: its slab goes.
         let mut slab = self.slab.borrow_mut();
         slab.clear();
-        let mut sets: Vec<&PathAttributes> = Vec::new();
+        // Interned sets: one set, one address. Neighbours mostly share theirs, so the last
+        // one is tried first. Counted first, so that each group is allocated once, whole.
+        let mut sets: Vec<(&PathAttributes, usize)> = Vec::new();
+        let mut last = 0;
+        for (_, attrs) in &page {
+            let g = set_of(&sets, last, attrs).unwrap_or_else(|| {
+                sets.push((attrs, 0));
+                sets.len() - 1
+            });
+            if let Some((_, n)) = sets.get_mut(g) {
+                *n += 1;
+            }
+            last = g;
+        }
         let first = out.len();
+        for &(attrs, n) in &sets {
+            out.push(RouteGroup {
+                attrs: Some(Attrs::Id(SLAB | slab.len() as u64)),
+                prefixes: Vec::with_capacity(n),
+            });
+            slab.push(attrs.clone());
+        }
+        let mut last = 0;
         for (prefix, attrs) in page {
-            // Interned sets: one set, one address.
-            let g = match sets.iter().position(|a| core::ptr::eq(*a, attrs)) {
-                Some(g) => g,
-                None => {
-                    sets.push(attrs);
-                    out.push(RouteGroup {
-                        attrs: Some(Attrs::Id(SLAB | slab.len() as u64)),
-                        prefixes: Vec::new(),
-                    });
-                    slab.push(attrs.clone());
-                    sets.len() - 1
-                }
-            };
+            let Some(g) = set_of(&sets, last, attrs) else { continue };
             if let Some(group) = out.get_mut(first + g) {
                 group.prefixes.push(to_bmp(prefix));
             }
+            last = g;
         }
         if next.is_done() {
             None
@@ -670,6 +680,14 @@ impl Tables for ViewTables<'_> {
         if let (Some(view), (s, View::PrePolicy)) = (self.view, split_peer(peer)) {
             view.stats(s, out);
         }
+    }
+}
+
+/// The index in `sets` of the set at `attrs`'s address, trying `last` first.
+fn set_of(sets: &[(&PathAttributes, usize)], last: usize, attrs: &PathAttributes) -> Option<usize> {
+    match sets.get(last) {
+        Some((a, _)) if core::ptr::eq(*a, attrs) => Some(last),
+        _ => sets.iter().position(|(a, _)| core::ptr::eq(*a, attrs)),
     }
 }
 
@@ -735,11 +753,18 @@ fn announce_v4(attrs: &[u8], rest: &[Prefix], out: &mut [u8]) -> Result<Encoded,
     let mut carried = 0;
     for p in rest {
         let IpAddr::V4(addr) = p.addr else { break };
-        let prefix = Ipv4Prefix::new_truncating(addr, p.len).map_err(|_| EncodeError::TooLarge)?;
-        let len = BgpPrefix::V4(prefix).wire_len();
-        let Some(dst) = out.get_mut(at..at + len) else { break };
-        prefix.emit(dst);
-        at += len;
+        if p.len > 32 {
+            return Err(EncodeError::TooLarge);
+        }
+        // RFC 4271 4.3: the length, then the fewest octets that hold it, host bits clear.
+        let octets = usize::from(p.len).div_ceil(8);
+        let mask = u32::MAX.checked_shl(32 - u32::from(p.len)).unwrap_or(0);
+        let bits = (u32::from(addr) & mask).to_be_bytes();
+        let Some(dst) = out.get_mut(at..at + 1 + octets) else { break };
+        let (len, rest) = dst.split_at_mut(1);
+        len.copy_from_slice(&[p.len]);
+        rest.copy_from_slice(bits.get(..octets).unwrap_or_default());
+        at += 1 + octets;
         carried += 1;
     }
     let total = u16::try_from(at).map_err(|_| EncodeError::TooLarge)?;

@@ -704,4 +704,34 @@ fn dump_cost() {
     }
     let took = started.elapsed();
     std::println!("{n} routes: {bytes} bytes in {polls} polls, {took:?}, {:?}/route", took / n);
+    // More whole dumps, for a profiler (`BULKHEAD_BMP_DUMP_REPEAT`).
+    let repeat: u32 =
+        std::env::var("BULKHEAD_BMP_DUMP_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    for _ in 0..repeat {
+        let config = ExpConfig { queue_bound: 64 << 20, dump_slice: DUMP_SLICE, ..ExpConfig::default() };
+        let mut exporter: Exporter<BgpCursor> = Exporter::new(config);
+        let id = exporter.add_collector(Instant::ZERO);
+        assert_eq!(exporter.poll_action(Instant::ZERO), Some(Action::Connect(id)));
+        exporter.connected(id, Instant::ZERO);
+        loop {
+            let mut tables = ViewTables {
+                view: Some(&bgp),
+                slab: &slab,
+                post_policy: false,
+                loc_rib: false,
+                epoch_micros: None,
+            };
+            let mut encoder = ViewEncoder::new(Some(&bgp), &slab);
+            let p = exporter.poll(Instant::ZERO, &mut tables, &mut encoder, &mut channel, 64);
+            let n = exporter.transmit(id).len();
+            exporter.sent(id, n, Instant::ZERO);
+            while !exporter.transmit(id).is_empty() {
+                let n = exporter.transmit(id).len();
+                exporter.sent(id, n, Instant::ZERO);
+            }
+            if p == bulkhead_bmp::Poll::Idle {
+                break;
+            }
+        }
+    }
 }
