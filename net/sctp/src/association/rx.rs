@@ -255,6 +255,11 @@ impl Reassembly {
         }
         let footprint = self.footprint;
         let nodes = |len: usize| btree_cost::<u64, RxMessage>(footprint, len);
+        // A second message under an SSN already waiting (a peer reusing SSNs with new TSNs) is
+        // dropped: replacing the first would lose its bytes from the books.
+        if stream.pending.contains_key(&s) {
+            return;
+        }
         if s != stream.next_ssn {
             let before = nodes(stream.pending.len());
             stream.pending.insert(s, message);
@@ -316,6 +321,23 @@ mod tests {
         assert_eq!(r.pop().unwrap().data, b"first");
         assert_eq!(r.pop().unwrap().data, b"second");
         assert_eq!(r.held(), 0);
+    }
+
+    /// A peer reusing an SSN still waiting (a new TSN, the same SSN) does not replace the
+    /// first message: the second is dropped, and the books stay exact.
+    #[test]
+    fn a_reused_ssn_is_dropped_and_the_books_stay_exact() {
+        let mut r = Reassembly::new(fp, 1);
+        r.insert(2, frag(0, 1, false, true, true, b"first")).unwrap();
+        let held = r.held();
+        r.insert(3, frag(0, 1, false, true, true, b"impostor")).unwrap();
+        assert_eq!(r.held(), held);
+        r.insert(1, frag(0, 0, false, true, true, b"zero")).unwrap();
+        assert_eq!(r.insert(4, frag(0, 1, false, true, true, b"again")), Err(RxRefusal::StaleSsn));
+        assert_eq!(r.pop().unwrap().data, b"zero");
+        assert_eq!(r.pop().unwrap().data, b"first");
+        assert!(r.pop().is_none());
+        assert_eq!(r.held(), 0, "every byte credited back");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! per DATA chunk the receive budget admitted; at most [`MAX_DUPLICATES`] duplicates are
 //! remembered per SACK, further ones are counted but not listed.
 
-use alloc::collections::BTreeSet;
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 /// The furthest a TSN may lie above the Cumulative TSN Ack Point.
@@ -59,7 +59,9 @@ pub enum TsnClass {
 pub struct TsnMap {
     /// Unwrapped Cumulative TSN Ack Point.
     cum: u64,
-    above: BTreeSet<u64>,
+    /// Runs of TSNs received above the ack point: first -> last (inclusive), disjoint and
+    /// not adjacent.
+    above: BTreeMap<u64, u64>,
     duplicates: Vec<u32>,
     duplicates_total: u64,
 }
@@ -69,7 +71,7 @@ impl TsnMap {
     pub fn new(initial_tsn: u32) -> Self {
         TsnMap {
             cum: (1u64 << 32) + u64::from(initial_tsn) - 1,
-            above: BTreeSet::new(),
+            above: BTreeMap::new(),
             duplicates: Vec::new(),
             duplicates_total: 0,
         }
@@ -78,7 +80,7 @@ impl TsnMap {
     /// Classify an arriving TSN without recording it.
     pub fn classify(&self, tsn: u32) -> TsnClass {
         let t = unwrap_serial32(self.cum, tsn);
-        if t <= self.cum || self.above.contains(&t) {
+        if t <= self.cum || self.above.range(..=t).next_back().is_some_and(|(_, &e)| t <= e) {
             TsnClass::Duplicate(t)
         } else if t - self.cum > MAX_AHEAD {
             TsnClass::TooFar
@@ -92,11 +94,20 @@ impl TsnMap {
     pub fn insert(&mut self, t: u64) {
         if t == self.cum + 1 {
             self.cum = t;
-            while self.above.remove(&(self.cum + 1)) {
-                self.cum += 1;
+            if let Some((&first, &last)) = self.above.first_key_value() {
+                if first == self.cum + 1 {
+                    self.above.pop_first();
+                    self.cum = last;
+                }
             }
         } else if t > self.cum {
-            self.above.insert(t);
+            let left = self.above.range(..t).next_back().map(|(&s, &e)| (s, e)).filter(|&(_, e)| e + 1 == t);
+            let right = self.above.get(&(t + 1)).copied();
+            if right.is_some() {
+                self.above.remove(&(t + 1));
+            }
+            let first = left.map_or(t, |(s, _)| s);
+            self.above.insert(first, right.unwrap_or(t));
         }
     }
 
@@ -120,14 +131,14 @@ impl TsnMap {
 
     /// True bytes of the record of TSNs above the ack point (B-tree nodes, an upper bound).
     pub fn footprint(&self, footprint: crate::endpoint::Footprint) -> usize {
-        super::segq::btree_cost::<u64, ()>(footprint, self.above.len())
+        super::segq::btree_cost::<u64, u64>(footprint, self.above.len())
     }
 
     /// What recording one more TSN above the ack point can add to [`footprint`](Self::footprint).
     pub fn growth(&self, footprint: crate::endpoint::Footprint) -> usize {
         let n = self.above.len();
-        super::segq::btree_cost::<u64, ()>(footprint, n + 1)
-            - super::segq::btree_cost::<u64, ()>(footprint, n)
+        super::segq::btree_cost::<u64, u64>(footprint, n + 1)
+            - super::segq::btree_cost::<u64, u64>(footprint, n)
     }
 
     /// Whether any TSN is missing below the highest received one.
@@ -138,24 +149,8 @@ impl TsnMap {
     /// Gap Ack Blocks as (start, end) offsets from the ack point, at most `max` of them.
     pub fn gap_blocks(&self, max: usize) -> Vec<(u16, u16)> {
         let mut blocks: Vec<(u16, u16)> = Vec::new();
-        let mut current: Option<(u64, u64)> = None;
-        for &t in &self.above {
-            match current {
-                Some((s, e)) if t == e + 1 => current = Some((s, t)),
-                Some((s, e)) => {
-                    if blocks.len() == max {
-                        return blocks;
-                    }
-                    blocks.push(((s - self.cum) as u16, (e - self.cum) as u16));
-                    current = Some((t, t));
-                }
-                None => current = Some((t, t)),
-            }
-        }
-        if let Some((s, e)) = current {
-            if blocks.len() < max {
-                blocks.push(((s - self.cum) as u16, (e - self.cum) as u16));
-            }
+        for (&first, &last) in self.above.iter().take(max) {
+            blocks.push(((first - self.cum) as u16, (last - self.cum) as u16));
         }
         blocks
     }
@@ -213,6 +208,39 @@ mod tests {
         m.insert(t);
         assert_eq!(m.cumulative_tsn_ack(), 5);
         assert_eq!(m.gap_blocks(16), vec![(2, 2)]);
+    }
+
+    /// TSNs above the ack point are kept as runs: arrivals in any order merge with both
+    /// neighbours, a run's inside is a duplicate, and filling the gap under thousands of TSNs
+    /// advances the ack point in one step, leaving one record per remaining run.
+    #[test]
+    fn runs_merge_and_a_filled_gap_advances_in_one_step() {
+        let mut m = TsnMap::new(1);
+        let mut x = 0x9E37_79B9_u32;
+        let mut order: Vec<u32> = (3..3003).collect();
+        for i in (1..order.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            order.swap(i, x as usize % (i + 1));
+        }
+        for tsn in order.into_iter().chain([3005, 3007]) {
+            let TsnClass::New(t) = m.classify(tsn) else { panic!("{tsn}") };
+            m.insert(t);
+        }
+        assert_eq!(m.cumulative_tsn_ack(), 0);
+        assert_eq!(m.gap_blocks(16), vec![(3, 3002), (3005, 3005), (3007, 3007)]);
+        assert!(matches!(m.classify(1500), TsnClass::Duplicate(_)));
+        assert!(matches!(m.classify(3006), TsnClass::New(_)));
+        for tsn in [1u32, 2] {
+            let TsnClass::New(t) = m.classify(tsn) else { panic!() };
+            m.insert(t);
+        }
+        assert_eq!(m.cumulative_tsn_ack(), 3002);
+        assert_eq!(m.gap_blocks(16), vec![(3, 3), (5, 5)]);
+        let TsnClass::New(t) = m.classify(3006) else { panic!() };
+        m.insert(t);
+        assert_eq!(m.gap_blocks(16), vec![(3, 5)]);
     }
 
     #[test]
