@@ -45,6 +45,8 @@ use crate::time::Instant;
 pub const MAX_SOCKETS: usize = 64;
 pub const MAX_BINDINGS: usize = 16;
 pub const OUT_SLOTS: usize = 128;
+/// Rounds of smoltcp's egress per call (each sends at most one segment per socket).
+pub const EGRESS_ROUNDS: usize = 32;
 pub const ICMP_ERRORS_PER_SECOND: u32 = 100;
 /// One per BGP neighbor at most.
 pub const MAX_TTL_GUARDS: usize = 64;
@@ -307,7 +309,14 @@ impl Host {
             now,
         };
         self.iface.poll_maintenance(smol_now(now));
-        let _ = self.iface.poll_egress(smol_now(now), &mut device, &mut self.sockets);
+        // One segment per socket per call: go on while the sockets have more and the
+        // local-out queue has room, at most EGRESS_ROUNDS calls.
+        for _ in 0..EGRESS_ROUNDS {
+            let sent = self.iface.poll_egress(smol_now(now), &mut device, &mut self.sockets);
+            if sent == smoltcp::iface::PollResult::None || device.out.is_full() {
+                break;
+            }
+        }
         for handle in self.dying.drain(..) {
             self.sockets.remove(handle);
         }
