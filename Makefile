@@ -22,7 +22,7 @@ setup:
 image: setup
 	$(CARGO) build --release -p bulkhead-image --target $(TARGET)
 	@mkdir -p images/out
-	@cp target/$(TARGET)/release/bulkhead $(IMAGE)
+	@cp $${CARGO_TARGET_DIR:-target}/$(TARGET)/release/bulkhead $(IMAGE)
 	@echo "image: $(IMAGE) ($$(stat -c %s $(IMAGE)) bytes)"
 
 run: image
