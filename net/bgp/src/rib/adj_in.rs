@@ -104,11 +104,22 @@ impl<P: Ord + Copy> AdjRibIn<P> {
         max: usize,
         keep: impl Fn(&InRoute) -> bool,
     ) -> Vec<(P, InRoute)> {
-        cursor
-            .next_slice(&self.routes, max, |r| r.unpack().is_some_and(|r| keep(&r)))
-            .into_iter()
-            .filter_map(|(prefix, r)| Some((prefix, r.unpack()?)))
-            .collect()
+        let mut out = Vec::with_capacity(max.min(self.len()));
+        self.page(cursor, max, &mut out, |prefix, route| keep(&route).then_some((prefix, route)));
+        out
+    }
+
+    /// One pass over up to `max` routes after `cursor` (see [`RibCursor::next_page`]): each
+    /// route is unpacked once and given to `each`, and what it returns (`None`: not kept) is
+    /// pushed onto `out`; every route looked at counts towards `max`.
+    pub(crate) fn page<T>(
+        &self,
+        cursor: &mut RibCursor<P>,
+        max: usize,
+        out: &mut Vec<T>,
+        mut each: impl FnMut(P, InRoute) -> Option<T>,
+    ) {
+        cursor.next_page(&self.routes, max, out, |prefix, packed| each(prefix, packed.unpack()?));
     }
 
     /// Stores `route`, returning the route it replaces.

@@ -91,7 +91,7 @@ impl<P: Ord + Copy> Feed<P> {
         if let Some(cursor) = &mut self.sync {
             let room = max - out.len();
             if room > 0 {
-                out.extend(cursor.next_slice(table, room, |_| true).into_iter().map(|(p, _)| p));
+                cursor.next_page(table, room, &mut out, |prefix, _| Some(prefix));
                 if cursor.is_done() {
                     self.sync = None;
                 }

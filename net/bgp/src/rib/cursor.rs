@@ -45,6 +45,7 @@ impl<P: Ord + Copy> RibCursor<P> {
     /// Up to `max` entries of `table` after the cursor that `keep` accepts, in key order; the
     /// cursor moves past every entry looked at. Looks at no more than `max` entries, kept or not,
     /// so the work of one call is bounded.
+    #[cfg(test)]
     pub(crate) fn next_slice<'a, V: 'a>(
         &mut self,
         table: &'a impl OrderedTable<P, V>,
@@ -55,20 +56,45 @@ impl<P: Ord + Copy> RibCursor<P> {
         P: 'a,
     {
         let mut out = Vec::new();
-        if self.done {
-            return out;
-        }
-        for (looked, (key, value)) in table.entries_after(self.after).enumerate() {
-            if looked == max {
-                return out;
-            }
-            self.after = Some(*key);
-            if keep(value) {
-                out.push((*key, value));
-            }
-        }
-        self.done = true;
+        self.next_page(table, max, &mut out, |key, value| keep(value).then_some((key, value)));
         out
+    }
+
+    /// One pass over up to `max` entries of `table` after the cursor, in key order: each is
+    /// given to `each`, and what it returns (`None`: the entry is not kept) is pushed onto `out`.
+    /// The cursor moves past every entry looked at, kept or not; no more than `max` are looked
+    /// at, so the work of one call is bounded (and `out` grows by at most `max`). A call that
+    /// looks at fewer than `max` has read the whole table.
+    pub(crate) fn next_page<'a, V: 'a, T>(
+        &mut self,
+        table: &'a impl OrderedTable<P, V>,
+        max: usize,
+        out: &mut Vec<T>,
+        mut each: impl FnMut(P, &'a V) -> Option<T>,
+    ) where
+        P: 'a,
+    {
+        if self.done {
+            return;
+        }
+        if max == 0 {
+            // Looks at nothing; done only when there is nothing left to look at.
+            self.done = table.entries_after(self.after).next().is_none();
+            return;
+        }
+        let mut looked = 0;
+        let mut last = None;
+        table.entries_after(self.after).take(max).for_each(|(key, value)| {
+            looked += 1;
+            last = Some(*key);
+            out.extend(each(*key, value));
+        });
+        if last.is_some() {
+            self.after = last;
+        }
+        if looked < max {
+            self.done = true;
+        }
     }
 }
 
@@ -121,6 +147,25 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert!(cursor.is_done());
         assert!(cursor.next_slice(&table, 4, |_| true).is_empty());
+    }
+
+    /// A page appends to the caller's buffer; entries `each` drops count towards the bound; a
+    /// page that looks at exactly `max` entries is not yet done, and `max` 0 looks at nothing.
+    #[test]
+    fn page_appends_maps_in_one_pass_and_keeps_the_bounds() {
+        let table: BTreeMap<u32, u32> = (0..6).map(|k| (k, k * 10)).collect();
+        let mut cursor = RibCursor::new();
+        let mut out = alloc::vec![999];
+        cursor.next_page(&table, 0, &mut out, |k, _| Some(k));
+        assert_eq!((out.as_slice(), cursor.position(), cursor.is_done()), (&[999][..], None, false));
+        cursor.next_page(&table, 3, &mut out, |k, v| (k != 1).then_some(*v));
+        assert_eq!((out.as_slice(), cursor.position()), (&[999, 0, 20][..], Some(2)));
+        cursor.next_page(&table, 3, &mut out, |_, v| Some(*v));
+        assert_eq!((out.len(), cursor.position(), cursor.is_done()), (6, Some(5), false));
+        cursor.next_page(&table, 0, &mut out, |_, v| Some(*v));
+        assert!(cursor.is_done(), "max 0 on a table read to its end");
+        cursor.next_page(&table, 3, &mut out, |_, v| Some(*v));
+        assert_eq!(out.len(), 6);
     }
 
     #[test]

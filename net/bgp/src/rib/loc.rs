@@ -84,11 +84,22 @@ impl<P: Ord + Copy> LocRib<P> {
 
     /// Up to `max` routes after `cursor` (see [`RibCursor`]).
     pub fn slice(&self, cursor: &mut RibCursor<P>, max: usize) -> Vec<(P, LocRoute)> {
-        cursor
-            .next_slice(&self.routes, max, |_| true)
-            .into_iter()
-            .filter_map(|(prefix, r)| Some((prefix, r.unpack()?)))
-            .collect()
+        let mut out = Vec::with_capacity(max.min(self.len()));
+        self.page(cursor, max, &mut out, |prefix, route| Some((prefix, route)));
+        out
+    }
+
+    /// One pass over up to `max` routes after `cursor` (see [`RibCursor::next_page`]): each
+    /// route is unpacked once and given to `each`, and what it returns (`None`: not kept) is
+    /// pushed onto `out`; every route looked at counts towards `max`.
+    pub(crate) fn page<T>(
+        &self,
+        cursor: &mut RibCursor<P>,
+        max: usize,
+        out: &mut Vec<T>,
+        mut each: impl FnMut(P, LocRoute) -> Option<T>,
+    ) {
+        cursor.next_page(&self.routes, max, out, |prefix, packed| each(prefix, packed.unpack()?));
     }
 
     /// Every route, in prefix order.

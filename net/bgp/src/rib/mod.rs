@@ -454,8 +454,8 @@ impl<P: RibPrefix> Rib<P> {
         max: usize,
         cost: &impl IgpCost,
     ) -> Result<usize, RibError> {
-        let stale: Vec<P> =
-            self.peer_ref(peer)?.adj_in.slice(cursor, max, |r| r.stale).iter().map(|(p, _)| *p).collect();
+        let mut stale: Vec<P> = Vec::new();
+        self.peer_ref(peer)?.adj_in.page(cursor, max, &mut stale, |prefix, r| r.stale.then_some(prefix));
         for &prefix in &stale {
             self.remove_route(peer, prefix);
             self.decide(prefix, cost);
@@ -493,13 +493,9 @@ impl<P: RibPrefix> Rib<P> {
         max: usize,
         cost: &impl IgpCost,
     ) -> Result<usize, RibError> {
-        let slice: Vec<(P, AttrId)> = self
-            .peer_ref(peer)?
-            .adj_in
-            .slice(cursor, max, |_| true)
-            .iter()
-            .map(|(p, r)| (*p, r.received))
-            .collect();
+        let adj_in = &self.peer_ref(peer)?.adj_in;
+        let mut slice: Vec<(P, AttrId)> = Vec::with_capacity(max.min(adj_in.len()));
+        adj_in.page(cursor, max, &mut slice, |prefix, r| Some((prefix, r.received)));
         for &(prefix, received) in &slice {
             let Some(p) = self.peers.get(usize::from(peer.0)).and_then(Option::as_ref) else { break };
             let Some(received_attrs) = self.attrs.get(received) else { continue };
@@ -708,31 +704,25 @@ impl<P: RibPrefix> Rib<P> {
         cursor: &mut RibCursor<P>,
         max: usize,
     ) -> Result<Vec<RouteRef<'_, P>>, RibError> {
-        let slice = self
-            .peer_ref(peer)?
-            .adj_in
-            .slice(cursor, max, |r| view == RibView::PrePolicy || r.accepted.is_some());
-        Ok(slice
-            .into_iter()
-            .filter_map(|(prefix, route)| {
-                let id = match view {
-                    RibView::PrePolicy => route.received,
-                    RibView::PostPolicy => route.accepted?,
-                };
-                Some(RouteRef { prefix, attrs: self.attrs.get(id)?, stale: route.stale })
-            })
-            .collect())
+        let adj_in = &self.peer_ref(peer)?.adj_in;
+        let mut out = Vec::with_capacity(max.min(adj_in.len()));
+        adj_in.page(cursor, max, &mut out, |prefix, route| {
+            let id = match view {
+                RibView::PrePolicy => route.received,
+                RibView::PostPolicy => route.accepted?,
+            };
+            Some(RouteRef { prefix, attrs: self.attrs.get(id)?, stale: route.stale })
+        });
+        Ok(out)
     }
 
     /// Up to `max` Loc-RIB routes after `cursor`, read in place.
     pub fn loc_rib_page(&self, cursor: &mut RibCursor<P>, max: usize) -> Vec<BestRef<'_, P>> {
-        self.loc
-            .slice(cursor, max)
-            .into_iter()
-            .filter_map(|(prefix, route)| {
-                Some(BestRef { prefix, route, attrs: self.attrs.get(route.attrs)? })
-            })
-            .collect()
+        let mut out = Vec::with_capacity(max.min(self.loc.len()));
+        self.loc.page(cursor, max, &mut out, |prefix, route| {
+            Some(BestRef { prefix, route, attrs: self.attrs.get(route.attrs)? })
+        });
+        out
     }
 
     /// The best route to `prefix` and why it won.

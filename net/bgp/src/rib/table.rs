@@ -197,7 +197,9 @@ impl<K: Ord + Copy, V> Table<K, V> {
         let leaves = self.leaves.get(index..).unwrap_or_default();
         leaves.iter().enumerate().flat_map(move |(n, leaf)| {
             let skip = if n == 0 { at } else { 0 };
-            leaf.keys.iter().zip(leaf.vals.iter()).skip(skip)
+            let keys = leaf.keys.get(skip..).unwrap_or_default();
+            let vals = leaf.vals.get(skip..).unwrap_or_default();
+            keys.iter().zip(vals)
         })
     }
 
