@@ -152,7 +152,8 @@ fn idle_and_ping(accel: Accel, figures: &mut Vec<Figure>) -> Result<(), bulkhead
 /// `rtt min/avg/max/mdev = a/b/c/d ms` of iputils ping.
 fn ping_rtt(stdout: &str) -> Option<[f64; 4]> {
     let line = stdout.lines().find(|l| l.starts_with("rtt ") || l.starts_with("round-trip"))?;
-    let figures = line.split('=').nth(1)?.trim().trim_end_matches("ms").trim();
+    // "= 0.2/0.3/0.4/0.08 ms", then ", pipe N" when replies overlapped the interval.
+    let figures = line.split('=').nth(1)?.split(" ms").next()?.trim();
     let mut values = figures.split('/').map(|v| v.parse::<f64>().ok());
     Some([values.next()??, values.next()??, values.next()??, values.next()??])
 }
@@ -167,6 +168,8 @@ mod tests {
                    rtt min/avg/max/mdev = 0.210/0.305/0.412/0.082 ms\n";
         assert_eq!(ping_rtt(out), Some([0.210, 0.305, 0.412, 0.082]));
         assert_eq!(ping_rtt("100% packet loss\n"), None);
+        let piped = "rtt min/avg/max/mdev = 6.156/9.129/37.819/3.764 ms, pipe 2\n";
+        assert_eq!(ping_rtt(piped), Some([6.156, 9.129, 37.819, 3.764]));
         let mut v = [3.0, 1.0, 2.0, 10.0];
         assert_eq!(median(&mut v), 2.5);
     }
