@@ -435,7 +435,9 @@ fn scripted_peer_malformed_update_prefix_limits_and_strangers() {
             .expect("scripted peer")
     };
     let (warn, block) = (spawn("192.0.2.4"), spawn("192.0.2.5"));
-    let counted = wait(Duration::from_secs(12), || {
+    // Both peers must connect and establish first: on a loaded machine that has taken over
+    // 12 s (the session still Active), so the wait allows 30 (it ends as soon as both count).
+    let counted = wait(Duration::from_secs(30), || {
         protocol(&mut vm, "192.0.2.4")["received"] == 150 && protocol(&mut vm, "192.0.2.5")["received"] == 100
     });
     assert!(counted, "{}", vm.command("show protocols").unwrap_or_default());
