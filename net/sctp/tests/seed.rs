@@ -209,26 +209,34 @@ fn main() {
     // Resume: every message once, in order; each turn timed.
     s.set_paused(false);
     let mut turns = Vec::new();
+    let mut full = Vec::new();
     while s.received < total {
-        turns.push(s.step());
+        let before = s.received;
+        let took = s.step();
+        turns.push(took);
+        if s.received - before == MESSAGES_PER_TURN as u64 {
+            full.push(took);
+        }
         assert!(turns.len() < 1_000_000, "the backlog never drained: {} of {total}", s.received);
     }
-    // A turn with most of the backlog still queued costs what a turn near its end costs: the
-    // medians of the first and last tenth of the turns (medians, so that the host's scheduler
-    // does not decide).
+    // A turn that reads a full slice with most of the backlog still queued costs what one
+    // near its end costs: the medians of the first and last tenth of the turns that read a
+    // full slice (medians, so that the host's scheduler does not decide).
     let median = |t: &[std::time::Duration]| {
         let mut t = t.to_vec();
         t.sort();
         t[t.len() / 2]
     };
-    let tenth = turns.len() / 10;
-    let (early, late) = (median(&turns[..tenth]), median(&turns[turns.len() - tenth..]));
+    let tenth = full.len() / 10;
+    assert!(tenth > 0, "{} turns read a full slice", full.len());
+    let (early, late) = (median(&full[..tenth]), median(&full[full.len() - tenth..]));
     let slowest = turns.iter().max().copied().unwrap_or_default();
     println!(
-        "seed: {total} messages drained in {} turns; median turn {:?} (first tenth {early:?}, last tenth \
-         {late:?}), slowest {slowest:?}",
+        "seed: {total} messages drained in {} turns; median turn {:?}; of the {} that read a full slice, \
+         first tenth {early:?}, last tenth {late:?}; slowest {slowest:?}",
         turns.len(),
-        median(&turns)
+        median(&turns),
+        full.len()
     );
     assert!(early <= 4 * late + std::time::Duration::from_micros(20), "early {early:?}, late {late:?}");
     let after = s.heap.stats(Domain::Sctp);

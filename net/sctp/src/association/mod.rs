@@ -439,7 +439,7 @@ impl Association {
         self.state == State::Closed
             && self.abort.is_none()
             && self.send_shutdown_complete.is_none()
-            && (self.rx.ready_len() == 0 || !self.closed_gracefully)
+            && (!self.rx.has_ready() || !self.closed_gracefully)
     }
 
     /// The largest user data one DATA chunk carries on our paths (fragmentation size).
@@ -514,7 +514,7 @@ impl Association {
     }
 
     pub fn has_message(&self) -> bool {
-        self.rx.ready_len() > 0
+        self.rx.has_ready()
     }
 
     pub fn take_event(&mut self) -> Option<AssocEvent> {
@@ -857,9 +857,16 @@ impl Association {
         let cost = self.rx.admission_cost(d.user_data.len(), d.stream_id, d.ssn.0, d.unordered, whole)
             + if next_in_order { 0 } else { self.tsns.growth(self.cfg.footprint) };
         let window = self.rx_room();
-        let fits = cost <= window
+        // A chunk out of order leaves room for the one that fills the first gap, whatever
+        // its size: messages held behind a gap must never take the room the gap's chunk needs
+        // (6.2), or the association waits for a window that cannot open. That includes a
+        // chunk dropped here for want of room: a chunk's cost depends on where it lands (a new
+        // segment or B-tree node, or none), and a later, cheaper one taken in its place would
+        // hold the room it needs.
+        let reserve = if next_in_order { 0 } else { self.rx.gap_reserve(self.max_payload()) };
+        let fits = cost + reserve <= window
             || (next_in_order
-                && self.rx.ready_len() == 0
+                && !self.rx.has_ready()
                 && self.rx_held() + cost <= self.cfg.receive_limit.saturating_mul(2));
         if !fits {
             // 6.2: no room; drop, the peer retransmits once the window opens.
@@ -878,7 +885,7 @@ impl Association {
         };
         match self.rx.insert(t, frag) {
             Ok(()) => {}
-            Err(RxRefusal::StaleSsn) => drops.stale_ssn += 1,
+            Err(RxRefusal::StaleSsn | RxRefusal::ReusedSsn) => drops.stale_ssn += 1,
             Err(RxRefusal::InvalidStream(s)) => {
                 self.push_error(PendingError::InvalidStream(s));
                 drops.invalid_stream += 1;

@@ -18,9 +18,15 @@
 //! - per stream `pending`: whole ordered messages that arrived before an earlier SSN.
 //! - `ready`: whole messages in delivery order; drained by the application one at a time. If
 //!   the application does not read, it fills, the window closes and the peer stalls.
+//! - `deliverable`: the streams whose `pending` holds their next SSN, each at most once. When
+//!   the message that fills an SSN gap arrives, the thousands of messages that waited behind
+//!   it are not moved to `ready` in one go (that was a millisecond of one loop turn with a
+//!   256 KiB window of 1-byte messages): [`Reassembly::pop`] takes them from `pending` one at
+//!   a time, so the work follows the application's reads, which the caller bounds per turn.
+//!   Until then their bytes are counted as reassembly, not delivery.
 
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
 use super::segq::{btree_cost, SegQueue};
@@ -62,6 +68,9 @@ pub enum RxRefusal {
     InvalidStream(u16),
     /// An ordered message whose SSN was already delivered.
     StaleSsn,
+    /// An ordered message under an SSN that another message already holds, waiting: the
+    /// first is kept (replacing it would lose its bytes from the books).
+    ReusedSsn,
 }
 
 #[derive(Debug)]
@@ -70,6 +79,9 @@ pub struct Reassembly {
     fragments: BTreeMap<u64, RxFragment>,
     streams: Vec<InStream>,
     ready: SegQueue<RxMessage>,
+    /// Streams whose `pending` holds their next SSN, each at most once; its capacity is the
+    /// number of inbound streams, reserved at the start, so it never grows.
+    deliverable: VecDeque<u16>,
     /// Payload blocks of `fragments`, of every stream's `pending`, of `ready`.
     reassembly_bytes: usize,
     pending_bytes: usize,
@@ -86,6 +98,7 @@ impl Reassembly {
             fragments: BTreeMap::new(),
             streams: streams.collect(),
             ready: SegQueue::new(),
+            deliverable: VecDeque::with_capacity(usize::from(inbound_streams)),
             reassembly_bytes: 0,
             pending_bytes: 0,
             ready_bytes: 0,
@@ -127,6 +140,15 @@ impl Reassembly {
         fp(payload_len) + place
     }
 
+    /// The room the chunk that fills the first gap may need: a payload of `max_payload` bytes
+    /// and the dearest place it can land in (a node of `fragments`, of a stream's `pending`,
+    /// or the next segment of `ready`). Chunks out of order are taken only while it stays free.
+    pub fn gap_reserve(&self, max_payload: usize) -> usize {
+        let fp = self.footprint;
+        let node = btree_cost::<u64, RxFragment>(fp, 1).max(btree_cost::<u64, RxMessage>(fp, 1));
+        fp(max_payload) + node.max(self.next_segment_cost())
+    }
+
     /// What the next whole message delivered in order costs besides its payload: a new segment
     /// of `ready` when the last one is full, else nothing.
     pub fn next_segment_cost(&self) -> usize {
@@ -156,8 +178,9 @@ impl Reassembly {
         self.ready_bytes + self.ready.footprint(self.footprint)
     }
 
-    pub fn ready_len(&self) -> usize {
-        self.ready.len()
+    /// Whether a whole message waits for the application.
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty() || !self.deliverable.is_empty()
     }
 
     pub fn inbound_streams(&self) -> u16 {
@@ -168,8 +191,14 @@ impl Reassembly {
     pub fn insert(&mut self, tsn: u64, frag: RxFragment) -> Result<(), RxRefusal> {
         let stream =
             self.streams.get(usize::from(frag.stream)).ok_or(RxRefusal::InvalidStream(frag.stream))?;
-        if !frag.unordered && unwrap_serial16(stream.next_ssn, frag.ssn) < stream.next_ssn {
-            return Err(RxRefusal::StaleSsn);
+        if !frag.unordered {
+            let ssn = unwrap_serial16(stream.next_ssn, frag.ssn);
+            if ssn < stream.next_ssn {
+                return Err(RxRefusal::StaleSsn);
+            }
+            if stream.pending.contains_key(&ssn) {
+                return Err(RxRefusal::ReusedSsn);
+            }
         }
         if frag.begin && frag.end {
             let ssn = frag.ssn;
@@ -188,10 +217,26 @@ impl Reassembly {
         Ok(())
     }
 
-    /// The next whole message for the application, in delivery order.
+    /// The next whole message for the application, in delivery order within each stream:
+    /// from `ready`, else the next SSN of the first `deliverable` stream.
     pub fn pop(&mut self) -> Option<RxMessage> {
-        let m = self.ready.pop_front()?;
-        self.ready_bytes -= self.message_cost(&m);
+        if let Some(m) = self.ready.pop_front() {
+            self.ready_bytes -= self.message_cost(&m);
+            return Some(m);
+        }
+        let id = self.deliverable.pop_front()?;
+        let footprint = self.footprint;
+        let nodes = |len: usize| btree_cost::<u64, RxMessage>(footprint, len);
+        let stream = self.streams.get_mut(usize::from(id))?;
+        let before = nodes(stream.pending.len());
+        let m = stream.pending.remove(&stream.next_ssn)?;
+        stream.next_ssn += 1;
+        let more = stream.pending.contains_key(&stream.next_ssn);
+        self.pending_bytes -= footprint(m.data.capacity());
+        self.pending_nodes = self.pending_nodes + nodes(stream.pending.len()) - before;
+        if more {
+            self.deliverable.push_back(id);
+        }
         Some(m)
     }
 
@@ -242,6 +287,7 @@ impl Reassembly {
     }
 
     fn complete_with_ssn(&mut self, message: RxMessage, ssn: u16) {
+        let id = message.stream;
         let cost = self.message_cost(&message);
         if message.unordered {
             self.ready_bytes += cost;
@@ -270,15 +316,10 @@ impl Reassembly {
         self.ready_bytes += cost;
         self.ready.push_back(message);
         stream.next_ssn += 1;
-        let before = nodes(stream.pending.len());
-        while let Some(m) = stream.pending.remove(&stream.next_ssn) {
-            let c = footprint(m.data.capacity());
-            self.pending_bytes -= c;
-            self.ready_bytes += c;
-            self.ready.push_back(m);
-            stream.next_ssn += 1;
+        // The messages that waited for this one stay in `pending`; `pop` takes them in turn.
+        if stream.pending.contains_key(&stream.next_ssn) {
+            self.deliverable.push_back(id);
         }
-        self.pending_nodes = self.pending_nodes + nodes(stream.pending.len()) - before;
     }
 }
 
@@ -330,14 +371,47 @@ mod tests {
         let mut r = Reassembly::new(fp, 1);
         r.insert(2, frag(0, 1, false, true, true, b"first")).unwrap();
         let held = r.held();
-        r.insert(3, frag(0, 1, false, true, true, b"impostor")).unwrap();
+        assert_eq!(r.insert(3, frag(0, 1, false, true, true, b"impostor")), Err(RxRefusal::ReusedSsn));
         assert_eq!(r.held(), held);
         r.insert(1, frag(0, 0, false, true, true, b"zero")).unwrap();
-        assert_eq!(r.insert(4, frag(0, 1, false, true, true, b"again")), Err(RxRefusal::StaleSsn));
+        assert_eq!(r.insert(4, frag(0, 1, false, true, true, b"again")), Err(RxRefusal::ReusedSsn));
         assert_eq!(r.pop().unwrap().data, b"zero");
         assert_eq!(r.pop().unwrap().data, b"first");
         assert!(r.pop().is_none());
         assert_eq!(r.held(), 0, "every byte credited back");
+    }
+
+    /// The message that fills a gap does not move the messages behind it: they stay counted
+    /// as reassembly and leave one `pop` at a time, in SSN order per stream, with other
+    /// streams' messages in between.
+    #[test]
+    fn a_filled_gap_releases_the_waiting_messages_one_pop_at_a_time() {
+        let mut r = Reassembly::new(fp, 2);
+        let mut tsn = 10;
+        for ssn in 1..=1000u16 {
+            tsn += 1;
+            r.insert(tsn, frag(0, ssn, false, true, true, &ssn.to_be_bytes())).unwrap();
+        }
+        let waiting = r.reassembly_bytes();
+        assert!(!r.has_ready());
+        r.insert(1, frag(0, 0, false, true, true, &0u16.to_be_bytes())).unwrap();
+        assert_eq!(r.reassembly_bytes(), waiting, "nothing moved when the gap filled");
+        assert_eq!(r.ready.len(), 1);
+        r.insert(2, frag(1, 0, false, true, true, b"other")).unwrap();
+        let mut stream0 = vec![];
+        let mut other = 0;
+        while let Some(m) = r.pop() {
+            match m.stream {
+                0 => stream0.push(u16::from_be_bytes(m.data.try_into().unwrap())),
+                _ => other += 1,
+            }
+        }
+        assert_eq!(stream0, (0..=1000).collect::<Vec<_>>());
+        assert_eq!(other, 1);
+        assert_eq!(r.held(), 0, "every byte credited back");
+        // The stream goes on in order after the released run.
+        r.insert(5000, frag(0, 1001, false, true, true, b"next")).unwrap();
+        assert_eq!(r.pop().unwrap().data, b"next");
     }
 
     #[test]
