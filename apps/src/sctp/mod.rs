@@ -43,7 +43,7 @@
 mod config;
 mod show;
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
@@ -130,6 +130,10 @@ struct Served {
     paused: bool,
     /// Echoes that found their send queue full: one per association, until `SendReady`.
     stalled: BTreeMap<AssocId, Stalled>,
+    /// Associations whose current message comes in pieces (too large to be held whole): an
+    /// echo cannot send it back whole, so its pieces are read and dropped. At most one per
+    /// association (the core delivers one message in pieces at a time).
+    in_pieces: BTreeSet<AssocId>,
     stats: ServiceStats,
 }
 
@@ -145,7 +149,8 @@ struct ServiceStats {
     messages: u64,
     bytes: u64,
     echoed: u64,
-    /// Echoes refused for another reason than `Full` (association going away, ...).
+    /// Echoes refused for another reason than `Full` (association going away, a message
+    /// larger than the send limit or delivered in pieces, ...).
     echo_dropped: u64,
     echo_stalls: u64,
     associations_up: u64,
@@ -185,10 +190,12 @@ impl Served {
             Event::AssociationDown(id, _) => {
                 self.stats.associations_down += 1;
                 self.stalled.remove(&id);
+                self.in_pieces.remove(&id);
             }
             Event::AssociationRestarted(id) => {
                 // The peer restarted: what it sent before (and our echo of it) is gone.
                 self.stalled.remove(&id);
+                self.in_pieces.remove(&id);
                 self.apply_pause(id);
             }
             Event::SendReady(id) => {
@@ -203,10 +210,20 @@ impl Served {
                     self.apply_pause(id);
                 }
             }
-            Event::Message { assoc, stream, ppid, unordered, data } => {
-                self.stats.messages += 1;
+            Event::Message { assoc, stream, ppid, unordered, end, data } => {
                 self.stats.bytes += data.len() as u64;
+                if end {
+                    self.stats.messages += 1;
+                }
                 if self.service.kind != ServiceKind::Echo {
+                    return;
+                }
+                if !end {
+                    self.in_pieces.insert(assoc);
+                    return;
+                }
+                if self.in_pieces.remove(&assoc) {
+                    self.stats.echo_dropped += 1;
                     return;
                 }
                 match self.endpoint.send(assoc, stream, ppid, unordered, &data) {
@@ -370,6 +387,7 @@ impl Subsystem for SctpSubsystem {
                 endpoint: Endpoint::new(ec, &addrs, cx.now, cx.rng),
                 paused: false,
                 stalled: BTreeMap::new(),
+                in_pieces: BTreeSet::new(),
                 stats: ServiceStats::default(),
             });
         }

@@ -584,3 +584,26 @@ fn random_and_mutated_packets_panic_nothing() {
     let text = r.command("show sctp");
     assert!(text.starts_with("sctp: udp port 9899"), "{text}");
 }
+
+/// A message larger than the receive limit comes in pieces: the sink counts it once with all
+/// its bytes; an echo cannot send it back whole, so it drops it (counted) and goes on echoing.
+#[test]
+fn a_message_larger_than_the_receive_limit_is_read_in_pieces() {
+    let config = SctpConfig { receive_limit: 64 * 1024, ..SctpConfig::default() };
+    let mut r = Rig::new(config, Transport::Ip);
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    for port in [5001, 7] {
+        let id = r.up(port);
+        r.peer.send(id, 0, 1, false, &big).unwrap();
+        r.peer.send(id, 0, 2, false, b"after").unwrap();
+    }
+    let ok =
+        r.run_until(30_000, |r| r.service(5001).stats.messages == 2 && r.messages().iter().any(|m| m.1 == 2));
+    assert!(ok, "sink {:?}, echo {:?}", r.service(5001).stats, r.service(7).stats);
+    let sink = r.service(5001).stats;
+    assert_eq!((sink.messages, sink.bytes), (2, big.len() as u64 + 5));
+    let echo = r.service(7).stats;
+    assert_eq!((echo.messages, echo.echoed, echo.echo_dropped), (2, 1, 1));
+    let back: Vec<_> = r.messages().into_iter().map(|m| (m.1, m.3)).collect();
+    assert_eq!(back, [(2, b"after".to_vec())], "only the message that fits is echoed");
+}

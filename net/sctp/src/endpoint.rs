@@ -275,11 +275,16 @@ pub enum Event {
     AssociationRestarted(AssocId),
     /// The association has room again after `send` returned `Full`.
     SendReady(AssocId),
+    /// A message, or a piece of one too large to be held whole (partial delivery, RFC 9260
+    /// 6.9): its pieces come in order, the last with `end`, and no other message of its stream
+    /// comes between them.
     Message {
         assoc: AssocId,
         stream: u16,
         ppid: u32,
         unordered: bool,
+        /// The message ends with this data (true unless a piece before the last).
+        end: bool,
         data: Vec<u8>,
     },
 }
@@ -526,7 +531,14 @@ impl Endpoint {
     pub fn recv(&mut self, assoc: AssocId) -> Option<Event> {
         let a = self.associations.get_mut(&assoc)?;
         let m = a.pop_message()?;
-        Some(Event::Message { assoc, stream: m.stream, ppid: m.ppid, unordered: m.unordered, data: m.data })
+        Some(Event::Message {
+            assoc,
+            stream: m.stream,
+            ppid: m.ppid,
+            unordered: m.unordered,
+            end: m.end,
+            data: m.data,
+        })
     }
 
     /// The next event: state changes first, then one message from the next unpaused

@@ -299,7 +299,7 @@ fn core_echo(count: usize) -> Result<f64, String> {
         while !back {
             p.pump();
             while let Some(e) = p.b.ep.poll_event() {
-                if let Event::Message { assoc, stream, ppid, unordered, data } = e {
+                if let Event::Message { assoc, stream, ppid, unordered, data, .. } = e {
                     p.b.ep.send(assoc, stream, ppid, unordered, &data).map_err(|e| format!("echo: {e:?}"))?;
                 }
             }

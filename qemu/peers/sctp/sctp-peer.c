@@ -162,7 +162,7 @@ static void pattern(uint8_t *p, size_t n, uint32_t seed)
 		p[i] = (uint8_t)(i * 31 + seed * 7 + 1);
 }
 
-static uint8_t buf_out[1 << 17], buf_in[1 << 17];
+static uint8_t buf_out[1 << 20], buf_in[1 << 17];
 
 static void round_trip(struct socket *s, size_t size, uint16_t sid, uint32_t ppid)
 {
@@ -189,7 +189,7 @@ static int mode_echo(int argc, char **argv)
 	size_t total = 0;
 	for (int i = 3; i < argc; i++) {
 		size_t size = strtoul(argv[i], NULL, 10);
-		if (size == 0 || size > sizeof buf_out)
+		if (size == 0 || size > sizeof buf_in)
 			die("size %s", argv[i]);
 		round_trip(s, size, (uint16_t)((i - 3) % streams), (uint32_t)(i - 3));
 		total += size;
@@ -231,7 +231,7 @@ static int mode_seq(int argc, char **argv)
 	int streams = atoi(argv[2]);
 	long count = atol(argv[3]);
 	size_t size = strtoul(argv[4], NULL, 10);
-	if (size < 4 || size > sizeof buf_out)
+	if (size < 4 || size > sizeof buf_in)
 		die("size %zu: 4.. bytes", size);
 	struct socket *s = connect_to(argv[0], atoi(argv[1]), streams);
 	uint32_t *next_out = calloc(streams, 4), *next_in = calloc(streams, 4);
@@ -301,7 +301,13 @@ static int mode_blast(int argc, char **argv)
 		die("blast ADDR PORT COUNT SIZE");
 	long count = atol(argv[2]);
 	size_t size = strtoul(argv[3], NULL, 10);
+	if (size == 0 || size > sizeof buf_out)
+		die("blast: SIZE from 1 to %zu", sizeof buf_out);
 	struct socket *s = connect_to(argv[0], atoi(argv[1]), 1);
+	/* A message must fit the send buffer whole. */
+	int sndbuf = (int)(2 * size);
+	if (sndbuf > 256 * 1024 && usrsctp_setsockopt(s, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf) < 0)
+		die("SO_SNDBUF: %s", strerror(errno));
 	memset(buf_out, 0x42, size);
 	double t0 = now_s();
 	for (long i = 0; i < count; i++)

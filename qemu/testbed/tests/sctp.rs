@@ -380,6 +380,19 @@ fn seed_paused_sink_holds_a_bounded_backlog_and_drains_it_in_slices() {
     let limit: u64 =
         std::env::var("BULKHEAD_TURN_LIMIT_US").ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     assert!(took < limit, "a loop turn took {longest}, over {limit} us");
+
+    // A message four times the receive limit cannot be held whole: the sink reads it in
+    // pieces (partial delivery) and counts it once, with every byte.
+    const BIG: u64 = 4 * LIMIT;
+    let big = peer(&vm.nic(0).ns, &["blast", "192.0.2.1", "5001", "1", &BIG.to_string()], 120);
+    println!("seed: a message of {BIG} bytes to the sink: {big}");
+    assert!(big.starts_with("ok 1 messages"), "{big}");
+    let json = wait_sctp(&mut vm, Duration::from_secs(30), "the large message was not read", |j| {
+        num(&service(j, 5001), "messages") > read_before + sent
+    });
+    let sink = service(&json, 5001);
+    assert_eq!(num(&sink, "messages") - read_before - sent, 1, "{sink}");
+    assert_eq!(num(&sink, "bytes") - read_before - sent, BIG, "{sink}");
 }
 
 /// Multi-homing: the peer holds both NICs' far ends (nic1's TAP moved into nic0's namespace),

@@ -502,7 +502,9 @@ impl Association {
     /// The next whole message for the application.
     pub fn pop_message(&mut self) -> Option<RxMessage> {
         let m = self.rx.pop()?;
-        self.counters.messages_received += 1;
+        if m.end {
+            self.counters.messages_received += 1;
+        }
         // Window update (6.2): tell the peer when the window opened by a packet's worth from
         // a small value, so a sender stalled on a closed window resumes.
         let now_rwnd = self.advertised_rwnd();
@@ -869,7 +871,11 @@ impl Association {
                 && !self.rx.has_ready()
                 && self.rx_held() + cost <= self.cfg.receive_limit.saturating_mul(2));
         if !fits {
-            // 6.2: no room; drop, the peer retransmits once the window opens.
+            // 6.2: no room; drop, the peer retransmits once the window opens. The next chunk
+            // in order without room: a message larger than the room is delivered in pieces.
+            if next_in_order {
+                self.rx.want_partial_delivery();
+            }
             drops.rwnd_full += 1;
             self.sack_now = true;
             return true;
@@ -884,7 +890,14 @@ impl Association {
             data: d.user_data.into(),
         };
         match self.rx.insert(t, frag) {
-            Ok(()) => {}
+            Ok(()) => {
+                // The window is closing with nothing to read: the first message held, when
+                // it is next in order, is handed out in pieces before the peer must probe a
+                // closed window (partial delivery, 6.9).
+                if !self.rx.has_ready() && self.rx_room() < self.rx.gap_reserve(self.max_payload()) {
+                    self.rx.want_partial_delivery();
+                }
+            }
             Err(RxRefusal::StaleSsn | RxRefusal::ReusedSsn) => drops.stale_ssn += 1,
             Err(RxRefusal::InvalidStream(s)) => {
                 self.push_error(PendingError::InvalidStream(s));

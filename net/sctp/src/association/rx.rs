@@ -24,6 +24,11 @@
 //!   256 KiB window of 1-byte messages): [`Reassembly::pop`] takes them from `pending` one at
 //!   a time, so the work follows the application's reads, which the caller bounds per turn.
 //!   Until then their bytes are counted as reassembly, not delivery.
+//! - `partial`: a message too large to be held whole (partial delivery, 6.9). When a chunk in
+//!   order finds no room and the first fragment held begins the next message in order, `pop`
+//!   hands that message out in pieces of at most [`MAX_PIECE_FRAGMENTS`] fragments as they
+//!   arrive, the last one marked `end`, so the window opens again instead of waiting forever
+//!   for room the message can never have. One message at a time.
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
@@ -32,6 +37,9 @@ use alloc::vec::Vec;
 use super::segq::{btree_cost, SegQueue};
 use super::tsnmap::unwrap_serial16;
 use crate::endpoint::Footprint;
+
+/// Fragments handed out in one piece of a partially delivered message, at most.
+pub const MAX_PIECE_FRAGMENTS: usize = 64;
 
 /// One received DATA chunk that is part of a message not yet whole.
 #[derive(Debug)]
@@ -45,13 +53,26 @@ pub struct RxFragment {
     pub data: Box<[u8]>,
 }
 
-/// A whole user message.
+/// A whole user message, or a piece of one delivered in part.
 #[derive(Debug, PartialEq, Eq)]
 pub struct RxMessage {
     pub stream: u16,
     pub ppid: u32,
     pub unordered: bool,
+    /// The message ends here: always, but for the pieces of a partial delivery before its last.
+    pub end: bool,
     pub data: Vec<u8>,
+}
+
+/// The message being delivered in pieces.
+#[derive(Clone, Copy, Debug)]
+struct Partial {
+    stream: u16,
+    ssn: u16,
+    ppid: u32,
+    unordered: bool,
+    /// The TSN of its next fragment.
+    next_tsn: u64,
 }
 
 #[derive(Debug)]
@@ -82,6 +103,9 @@ pub struct Reassembly {
     /// Streams whose `pending` holds their next SSN, each at most once; its capacity is the
     /// number of inbound streams, reserved at the start, so it never grows.
     deliverable: VecDeque<u16>,
+    partial: Option<Partial>,
+    /// A chunk in order found no room: partial delivery may start.
+    partial_wanted: bool,
     /// Payload blocks of `fragments`, of every stream's `pending`, of `ready`.
     reassembly_bytes: usize,
     pending_bytes: usize,
@@ -99,6 +123,8 @@ impl Reassembly {
             streams: streams.collect(),
             ready: SegQueue::new(),
             deliverable: VecDeque::with_capacity(usize::from(inbound_streams)),
+            partial: None,
+            partial_wanted: false,
             reassembly_bytes: 0,
             pending_bytes: 0,
             ready_bytes: 0,
@@ -178,9 +204,15 @@ impl Reassembly {
         self.ready_bytes + self.ready.footprint(self.footprint)
     }
 
-    /// Whether a whole message waits for the application.
+    /// Whether a message, or a piece of one, waits for the application.
     pub fn has_ready(&self) -> bool {
-        !self.ready.is_empty() || !self.deliverable.is_empty()
+        !self.ready.is_empty() || !self.deliverable.is_empty() || self.next_piece().is_some()
+    }
+
+    /// A chunk that would have been next in order found no room: if the fragments held
+    /// begin the next message in order, it is handed out in pieces.
+    pub fn want_partial_delivery(&mut self) {
+        self.partial_wanted = true;
     }
 
     pub fn inbound_streams(&self) -> u16 {
@@ -196,7 +228,9 @@ impl Reassembly {
             if ssn < stream.next_ssn {
                 return Err(RxRefusal::StaleSsn);
             }
-            if stream.pending.contains_key(&ssn) {
+            let in_partial_delivery =
+                self.partial.is_some_and(|p| !p.unordered && p.stream == frag.stream && p.ssn == frag.ssn);
+            if stream.pending.contains_key(&ssn) || (frag.begin && in_partial_delivery) {
                 return Err(RxRefusal::ReusedSsn);
             }
         }
@@ -206,6 +240,7 @@ impl Reassembly {
                 stream: frag.stream,
                 ppid: frag.ppid,
                 unordered: frag.unordered,
+                end: true,
                 data: Vec::from(frag.data),
             };
             self.complete_with_ssn(message, ssn);
@@ -224,7 +259,14 @@ impl Reassembly {
             self.ready_bytes -= self.message_cost(&m);
             return Some(m);
         }
-        let id = self.deliverable.pop_front()?;
+        match self.deliverable.pop_front() {
+            Some(id) => self.pop_pending(id),
+            None => self.pop_piece(),
+        }
+    }
+
+    /// The next SSN of stream `id`, from its `pending`.
+    fn pop_pending(&mut self, id: u16) -> Option<RxMessage> {
         let footprint = self.footprint;
         let nodes = |len: usize| btree_cost::<u64, RxMessage>(footprint, len);
         let stream = self.streams.get_mut(usize::from(id))?;
@@ -238,6 +280,72 @@ impl Reassembly {
             self.deliverable.push_back(id);
         }
         Some(m)
+    }
+
+    /// The message a piece would come from: the one in partial delivery when its next
+    /// fragment is here, else (partial delivery wanted) the message whose first fragment is
+    /// the first held, when it is next in order on its stream.
+    fn next_piece(&self) -> Option<Partial> {
+        match self.partial {
+            Some(p) => {
+                let f = self.fragments.get(&p.next_tsn)?;
+                Self::continues(&p, f).then_some(p)
+            }
+            None if self.partial_wanted => {
+                let (&tsn, f) = self.fragments.first_key_value()?;
+                let in_order = f.unordered
+                    || self
+                        .streams
+                        .get(usize::from(f.stream))
+                        .is_some_and(|s| unwrap_serial16(s.next_ssn, f.ssn) == s.next_ssn);
+                (f.begin && in_order).then_some(Partial {
+                    stream: f.stream,
+                    ssn: f.ssn,
+                    ppid: f.ppid,
+                    unordered: f.unordered,
+                    next_tsn: tsn,
+                })
+            }
+            None => None,
+        }
+    }
+
+    /// Whether `f`, at the TSN `p` waits for, is the next fragment of `p`'s message.
+    fn continues(p: &Partial, f: &RxFragment) -> bool {
+        !f.begin && f.stream == p.stream && f.unordered == p.unordered && (p.unordered || f.ssn == p.ssn)
+    }
+
+    /// A piece of the message in partial delivery: the fragments held from its next TSN on,
+    /// at most [`MAX_PIECE_FRAGMENTS`]. After its last piece the stream goes on in order.
+    fn pop_piece(&mut self) -> Option<RxMessage> {
+        let mut p = self.next_piece()?;
+        let mut data = Vec::new();
+        let mut end = false;
+        for _ in 0..MAX_PIECE_FRAGMENTS {
+            let Some(f) = self.fragments.get(&p.next_tsn) else { break };
+            if !data.is_empty() && !Self::continues(&p, f) {
+                break;
+            }
+            let Some(f) = self.fragments.remove(&p.next_tsn) else { break };
+            self.reassembly_bytes -= (self.footprint)(f.data.len());
+            data.extend_from_slice(&f.data);
+            p.next_tsn += 1;
+            if f.end {
+                end = true;
+                break;
+            }
+        }
+        self.partial_wanted = false;
+        self.partial = if end { None } else { Some(p) };
+        if end && !p.unordered {
+            if let Some(stream) = self.streams.get_mut(usize::from(p.stream)) {
+                stream.next_ssn += 1;
+                if stream.pending.contains_key(&stream.next_ssn) {
+                    self.deliverable.push_back(p.stream);
+                }
+            }
+        }
+        Some(RxMessage { stream: p.stream, ppid: p.ppid, unordered: p.unordered, end, data })
     }
 
     /// Whether `a` and `b` (at the next TSN) belong to the same message.
@@ -282,7 +390,7 @@ impl Reassembly {
         }
         data.shrink_to_fit();
         if let Some((stream, ppid, unordered, ssn)) = head {
-            self.complete_with_ssn(RxMessage { stream, ppid, unordered, data }, ssn);
+            self.complete_with_ssn(RxMessage { stream, ppid, unordered, end: true, data }, ssn);
         }
     }
 
@@ -346,7 +454,7 @@ mod tests {
         assert!(r.pop().is_none());
         r.insert(11, frag(1, 0, false, false, false, b"b")).unwrap();
         let m = r.pop().unwrap();
-        assert_eq!(m, RxMessage { stream: 1, ppid: 7, unordered: false, data: b"abcd".to_vec() });
+        assert_eq!(m, RxMessage { stream: 1, ppid: 7, unordered: false, end: true, data: b"abcd".to_vec() });
         assert_eq!(r.held(), 0, "every byte credited back");
     }
 
@@ -412,6 +520,33 @@ mod tests {
         // The stream goes on in order after the released run.
         r.insert(5000, frag(0, 1001, false, true, true, b"next")).unwrap();
         assert_eq!(r.pop().unwrap().data, b"next");
+    }
+
+    /// Partial delivery: only once wanted, only for the first fragment held when it begins
+    /// the next message in order; pieces as fragments come, then the stream goes on.
+    #[test]
+    fn a_message_without_room_is_handed_out_in_pieces() {
+        let mut r = Reassembly::new(fp, 1);
+        r.insert(2, frag(0, 1, false, false, false, b"b")).unwrap();
+        r.insert(1, frag(0, 1, false, true, false, b"a")).unwrap();
+        r.insert(9, frag(0, 2, false, true, true, b"next")).unwrap();
+        assert!(!r.has_ready(), "no piece before partial delivery is wanted");
+        r.want_partial_delivery();
+        assert!(!r.has_ready(), "SSN 0 is not here: SSN 1 is not next in order");
+        r.insert(0, frag(0, 0, false, true, true, b"zero")).unwrap();
+        assert_eq!(r.pop().unwrap().data, b"zero");
+        r.want_partial_delivery();
+        let piece = r.pop().unwrap();
+        assert_eq!((piece.data.as_slice(), piece.end), (&b"ab"[..], false));
+        assert!(!r.has_ready(), "the next fragment is not here");
+        assert_eq!(r.insert(5, frag(0, 1, false, true, true, b"x")), Err(RxRefusal::ReusedSsn));
+        r.insert(3, frag(0, 1, false, false, false, b"c")).unwrap();
+        r.insert(4, frag(0, 1, false, false, true, b"d")).unwrap();
+        let piece = r.pop().unwrap();
+        assert_eq!((piece.data.as_slice(), piece.end), (&b"cd"[..], true));
+        assert_eq!(r.pop().unwrap().data, b"next");
+        assert!(r.pop().is_none());
+        assert_eq!(r.held(), 0, "every byte credited back");
     }
 
     #[test]
