@@ -64,14 +64,30 @@ impl<'a> InfoTlv<'a> {
     }
 }
 
-pub(crate) fn parse_info_tlvs<'a>(r: &mut Reader<'a>) -> Result<Vec<InfoTlv<'a>>, Error> {
+/// Every TLV to the end of `r`, each made into a `T` by `each(type, value)`.
+fn parse_tlvs<'a, T>(
+    r: &mut Reader<'a>,
+    each: impl Fn(u16, &'a [u8]) -> Result<T, Error>,
+) -> Result<Vec<T>, Error> {
     let mut out = Vec::new();
     while !r.is_empty() {
-        let kind = InfoType::from_u16(r.u16()?);
+        let kind = r.u16()?;
         let len = r.u16()?;
-        out.push(InfoTlv { kind, value: r.take(len as usize)? });
+        out.push(each(kind, r.take(usize::from(len))?)?);
     }
     Ok(out)
+}
+
+/// A TLV whose value must be 2 bytes: the value, or the error naming the TLV.
+fn two_bytes(kind: u16, value: &[u8]) -> Result<u16, Error> {
+    match *value {
+        [a, b] => Ok(u16::from_be_bytes([a, b])),
+        _ => Err(Error::TlvLength { kind, len: value.len() as u16 }),
+    }
+}
+
+pub(crate) fn parse_info_tlvs<'a>(r: &mut Reader<'a>) -> Result<Vec<InfoTlv<'a>>, Error> {
+    parse_tlvs(r, |kind, value| Ok(InfoTlv { kind: InfoType::from_u16(kind), value }))
 }
 
 pub(crate) fn emit_info_tlvs(tlvs: &[InfoTlv<'_>], w: &mut Writer<'_>) -> Result<(), EmitError> {
@@ -141,19 +157,13 @@ impl TermTlv<'_> {
 }
 
 pub(crate) fn parse_term_tlvs<'a>(r: &mut Reader<'a>) -> Result<Vec<TermTlv<'a>>, Error> {
-    let mut out = Vec::new();
-    while !r.is_empty() {
-        let kind = r.u16()?;
-        let len = r.u16()?;
-        let value = r.take(len as usize)?;
-        out.push(match (kind, value) {
-            (0, v) => TermTlv::String(v),
-            (1, &[a, b]) => TermTlv::Reason(TermReason::from_u16(u16::from_be_bytes([a, b]))),
-            (1, _) => return Err(Error::TlvLength { kind, len }),
-            (kind, value) => TermTlv::Other { kind, value },
-        });
-    }
-    Ok(out)
+    parse_tlvs(r, |kind, value| {
+        Ok(match kind {
+            0 => TermTlv::String(value),
+            1 => TermTlv::Reason(TermReason::from_u16(two_bytes(kind, value)?)),
+            kind => TermTlv::Other { kind, value },
+        })
+    })
 }
 
 pub(crate) fn emit_term_tlvs(tlvs: &[TermTlv<'_>], w: &mut Writer<'_>) -> Result<(), EmitError> {
@@ -187,19 +197,13 @@ impl MirrorTlv<'_> {
 }
 
 pub(crate) fn parse_mirror_tlvs<'a>(r: &mut Reader<'a>) -> Result<Vec<MirrorTlv<'a>>, Error> {
-    let mut out = Vec::new();
-    while !r.is_empty() {
-        let kind = r.u16()?;
-        let len = r.u16()?;
-        let value = r.take(len as usize)?;
-        out.push(match (kind, value) {
-            (0, v) => MirrorTlv::BgpMessage(v),
-            (1, &[a, b]) => MirrorTlv::Information(u16::from_be_bytes([a, b])),
-            (1, _) => return Err(Error::TlvLength { kind, len }),
-            (kind, value) => MirrorTlv::Other { kind, value },
-        });
-    }
-    Ok(out)
+    parse_tlvs(r, |kind, value| {
+        Ok(match kind {
+            0 => MirrorTlv::BgpMessage(value),
+            1 => MirrorTlv::Information(two_bytes(kind, value)?),
+            kind => MirrorTlv::Other { kind, value },
+        })
+    })
 }
 
 pub(crate) fn emit_mirror_tlvs(tlvs: &[MirrorTlv<'_>], w: &mut Writer<'_>) -> Result<(), EmitError> {

@@ -97,12 +97,7 @@ impl<'a> CauseRepr<'a> {
     /// Writes the cause (without trailing padding) into the front of `buf`; returns the bytes
     /// written.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, WireError> {
-        let len = self.buffer_len();
-        let Some(out) = buf.get_mut(..len) else {
-            return Err(WireError::NoRoom { need: len, room: buf.len() });
-        };
-        self.emit_item(out)?;
-        Ok(len)
+        self.emit_front(buf)
     }
 
     fn info_len(&self) -> usize {

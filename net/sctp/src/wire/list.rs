@@ -22,6 +22,16 @@ pub trait ListItem<'a>: Sized + Copy {
 
     /// Writes the item, without padding, into `buf`, which holds exactly `item_len` bytes.
     fn emit_item(&self, buf: &mut [u8]) -> Result<(), WireError>;
+
+    /// Writes the item, without padding, into the front of `buf`; returns the bytes written.
+    fn emit_front(&self, buf: &mut [u8]) -> Result<usize, WireError> {
+        let len = self.item_len();
+        let Some(out) = buf.get_mut(..len) else {
+            return Err(WireError::NoRoom { need: len, room: buf.len() });
+        };
+        self.emit_item(out)?;
+        Ok(len)
+    }
 }
 
 /// A list of `T`: either received bytes (from [`List::parse`], so known to be well formed) or
