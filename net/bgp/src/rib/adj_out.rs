@@ -55,6 +55,20 @@ impl<P: Ord + Copy> Feed<P> {
         self.dirty.insert(prefix);
     }
 
+    /// Marks `prefix` for a reader that holds only what this feed gave it (a Loc-RIB
+    /// consumer, whose walk starts from nothing): a prefix the walk has yet to reach is read
+    /// by the walk as it is then, so it is not marked as well (it came out twice), and one that
+    /// leaves the table before the walk gets there was never given, so needs no withdrawal.
+    /// An export's walk may not skip so: it can meet a table without prefixes it advertised.
+    pub(crate) fn mark_behind_walk(&mut self, prefix: P) {
+        if let Some(cursor) = &self.sync {
+            if cursor.position().is_none_or(|after| prefix > after) {
+                return;
+            }
+        }
+        self.dirty.insert(prefix);
+    }
+
     /// Starts (or restarts) a walk over the whole table.
     pub(crate) fn start_sync(&mut self) {
         self.sync = Some(RibCursor::new());

@@ -859,7 +859,7 @@ impl<P: RibPrefix> Rib<P> {
             self.attrs.release(old.attrs);
         }
         for feed in self.consumers.iter_mut().flatten() {
-            feed.mark(prefix);
+            feed.mark_behind_walk(prefix);
         }
         let (old_from, new_from) = (old.map(|r| r.peer), new.map(|r| r.peer));
         for (index, slot) in self.peers.iter_mut().enumerate() {
@@ -1158,6 +1158,29 @@ mod tests {
         assert_eq!(rib.remove_loc_consumer(bmp), Err(RibError::UnknownConsumer(bmp)));
         assert_eq!(rib.drain_loc_changes(fib, 10).unwrap().len(), 1);
         assert_eq!(rib.add_loc_consumer().unwrap(), bmp);
+    }
+
+    /// A new consumer's walk reads each prefix once, as it is when the walk gets there: a
+    /// change ahead of the walk is not reported a second time, one behind it is.
+    #[test]
+    fn a_loc_consumer_walking_the_table_reads_each_prefix_once() {
+        let mut rib = rib();
+        let a = ebgp(&mut rib, 1, 65001);
+        let prefixes: Vec<_> = (1..=6).map(|n| pfx(10, n, 0, 16)).collect();
+        announce(&mut rib, a, &prefixes, &route(&[65001], 1));
+        let fib = rib.add_loc_consumer().unwrap();
+        let first = rib.drain_loc_changes(fib, 2).unwrap();
+        assert_eq!(first.iter().map(|c| c.prefix).collect::<Vec<_>>(), prefixes[..2]);
+        // Behind the walk (10.1), ahead of it (10.5), and one ahead that leaves (10.6).
+        announce(&mut rib, a, &[prefixes[0], prefixes[4]], &route(&[65001], 2));
+        rib.update(a, &[prefixes[5]], &[], &PathAttributes::default(), &reachable).unwrap();
+        let mut rest = rib.drain_loc_changes(fib, 100).unwrap();
+        rest.sort_by_key(|c| c.prefix);
+        let seen: Vec<_> = rest.iter().map(|c| c.prefix).collect();
+        assert_eq!(seen, [prefixes[0], prefixes[2], prefixes[3], prefixes[4]]);
+        let hop = |c: &LocChange<_>| rib.attrs(c.best.unwrap().attrs).unwrap().next_hop;
+        assert_eq!((hop(&rest[0]), hop(&rest[3])), (Some(nh(2)), Some(nh(2))), "read as they are now");
+        assert!(rib.drain_loc_changes(fib, 100).unwrap().is_empty());
     }
 
     #[test]
