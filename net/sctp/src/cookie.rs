@@ -231,21 +231,8 @@ fn decode(body: &[u8]) -> Option<StateCookie> {
 mod tests {
     use super::*;
     use alloc::vec;
-    use bulkhead_base::rand_core::{impls, RngCore};
-
-    pub struct Counter(pub u64);
-    impl RngCore for Counter {
-        fn next_u32(&mut self) -> u32 {
-            self.next_u64() as u32
-        }
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            self.0 >> 11
-        }
-        fn fill_bytes(&mut self, dst: &mut [u8]) {
-            impls::fill_bytes_via_next(self, dst)
-        }
-    }
+    use bulkhead_base::rand_core::SeedableRng;
+    use bulkhead_base::rng::Csprng;
 
     fn sample(now: Instant) -> StateCookie {
         StateCookie {
@@ -267,7 +254,12 @@ mod tests {
     }
 
     fn keys(now: Instant, seed: u64) -> CookieKeys {
-        CookieKeys::new(now, &mut Counter(seed), Duration::from_secs(60), Duration::from_secs(60))
+        CookieKeys::new(
+            now,
+            &mut Csprng::seed_from_u64(seed),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        )
     }
 
     #[test]
@@ -306,7 +298,7 @@ mod tests {
 
     #[test]
     fn previous_secret_validates_after_one_rotation_not_two() {
-        let mut rng = Counter(3);
+        let mut rng = Csprng::seed_from_u64(3);
         let mut k =
             CookieKeys::new(Instant::ZERO, &mut rng, Duration::from_secs(10), Duration::from_secs(60));
         let c = sample(Instant::from_secs_for_test(9));

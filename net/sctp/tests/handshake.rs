@@ -7,7 +7,8 @@ mod common;
 
 use std::net::Ipv4Addr;
 
-use bulkhead_base::rand_core::RngCore;
+use bulkhead_base::rand_core::{RngCore, SeedableRng};
+use bulkhead_base::rng::Csprng;
 use bulkhead_base::time::{Duration, Instant};
 use bulkhead_sctp::endpoint::{Config, DownReason, Endpoint, Event, Received, Transport};
 use bulkhead_sctp::wire::{
@@ -91,15 +92,15 @@ fn replies(ep: &mut Endpoint, now: Instant) -> Vec<Reply> {
     out
 }
 
-fn endpoint(listen: bool) -> (Endpoint, XorShift) {
-    let mut rng = XorShift::new(99);
+fn endpoint(listen: bool) -> (Endpoint, Csprng) {
+    let mut rng = Csprng::seed_from_u64(99);
     let mut cfg = Config::new(PORT, footprint);
     cfg.listen = listen;
     let ep = Endpoint::new(cfg, &[US, Ipv4Addr::new(198, 51, 100, 1)], Instant::ZERO, &mut rng);
     (ep, rng)
 }
 
-fn deliver(ep: &mut Endpoint, rng: &mut XorShift, now: Instant, bytes: &[u8]) {
+fn deliver(ep: &mut Endpoint, rng: &mut Csprng, now: Instant, bytes: &[u8]) {
     ep.handle(now, rng, Received { src: PEER, dst: US, transport: Transport::Ip, bytes });
 }
 
@@ -115,7 +116,7 @@ fn init(tag: u32) -> ChunkRepr<'static> {
 }
 
 /// INIT, INIT ACK; returns (our tag, our initial TSN, cookie).
-fn start(ep: &mut Endpoint, rng: &mut XorShift, now: Instant) -> (u32, u32, Vec<u8>) {
+fn start(ep: &mut Endpoint, rng: &mut Csprng, now: Instant) -> (u32, u32, Vec<u8>) {
     deliver(ep, rng, now, &packet(0, &[init(PEER_TAG)]));
     match replies(ep, now).as_slice() {
         [Reply::InitAck { vtag, tag, tsn, cookie, addrs }] => {
@@ -128,7 +129,7 @@ fn start(ep: &mut Endpoint, rng: &mut XorShift, now: Instant) -> (u32, u32, Vec<
     }
 }
 
-fn establish(ep: &mut Endpoint, rng: &mut XorShift, now: Instant) -> (u32, u32) {
+fn establish(ep: &mut Endpoint, rng: &mut Csprng, now: Instant) -> (u32, u32) {
     let (tag, tsn, cookie) = start(ep, rng, now);
     deliver(ep, rng, now, &packet(tag, &[ChunkRepr::CookieEcho { cookie: &cookie }]));
     assert_eq!(replies(ep, now), [Reply::CookieAck { vtag: PEER_TAG }]);
@@ -398,6 +399,28 @@ fn unknown_chunks_and_streams_are_reported() {
     assert!(matches!(r.as_slice(), [Reply::Abort { vtag: PEER_TAG, t_bit: false, .. }]), "{r:?}");
 }
 
+/// A DATA chunk that arrives after our SHUTDOWN ACK (a late network duplicate or a spurious
+/// retransmission) is discarded without a SACK: the peer has already had everything acked and
+/// may have sent SHUTDOWN COMPLETE and forgotten the association, so a SACK would reach it out
+/// of the blue and draw an ABORT (8.4 rule 8) that ends our graceful shutdown. Found by the
+/// lossy simulation (`sim.rs`, seed 30, with the `Csprng` link of this change).
+#[test]
+#[ignore = "known bug, see the prng report: a late DATA in SHUTDOWN-ACK-SENT is answered with a SACK"]
+fn late_data_after_our_shutdown_ack_draws_no_sack() {
+    let (mut ep, mut rng) = endpoint(true);
+    let (tag, tsn) = establish(&mut ep, &mut rng, Instant::ZERO);
+    let t0 = Instant::from_millis(1_000);
+    let data = [1u8];
+    deliver(&mut ep, &mut rng, t0, &packet(tag, &[data_chunk(1000, 0, &data)]));
+    let shutdown = ChunkRepr::Shutdown { cumulative_tsn_ack: Tsn(tsn.wrapping_sub(1)) };
+    deliver(&mut ep, &mut rng, t0, &packet(tag, &[shutdown]));
+    let r = replies(&mut ep, t0);
+    assert!(r.contains(&Reply::Other { vtag: PEER_TAG, chunk_type: 8 }), "SHUTDOWN ACK: {r:?}");
+    let t1 = t0 + Duration::from_millis(5);
+    deliver(&mut ep, &mut rng, t1, &packet(tag, &[data_chunk(1000, 0, &data)]));
+    assert_eq!(replies(&mut ep, t1), [], "nothing answers a DATA chunk in SHUTDOWN-ACK-SENT");
+}
+
 #[test]
 fn delayed_sack_waits_200ms_or_a_second_packet() {
     let (mut ep, mut rng) = endpoint(true);
@@ -427,8 +450,8 @@ fn init_collision_and_restart_between_two_endpoints() {
     let mut net =
         Net::new(21, Link { loss: 0, dup: 0, reorder: 0 }, (&[A], config(5000)), (&[B], config(5000)));
     let now = net.now;
-    let a = net.ep(0).connect(now, &mut XorShift::new(1), &[B], 5000, Transport::Ip).unwrap();
-    let b = net.ep(1).connect(now, &mut XorShift::new(2), &[A], 5000, Transport::Ip).unwrap();
+    let a = net.ep(0).connect(now, &mut Csprng::seed_from_u64(1), &[B], 5000, Transport::Ip).unwrap();
+    let b = net.ep(1).connect(now, &mut Csprng::seed_from_u64(2), &[A], 5000, Transport::Ip).unwrap();
     let mut ups = (0, 0);
     for _ in 0..200 {
         net.step(Duration::from_millis(50));
@@ -454,7 +477,7 @@ fn init_collision_and_restart_between_two_endpoints() {
     assert_eq!(got.as_deref(), Some(&b"hello"[..]));
 
     // A restarts (a fresh endpoint on the same address) and connects again (5.2.4 case A).
-    let mut rng = XorShift::new(77);
+    let mut rng = Csprng::seed_from_u64(77);
     net.endpoints[0].1 = Endpoint::new(config(5000), &[A], net.now, &mut rng);
     let now = net.now;
     let a2 = net.ep(0).connect(now, &mut rng, &[B], 5000, Transport::Ip).unwrap();
@@ -503,7 +526,7 @@ fn no_panic_on_any_mutation_of_valid_packets() {
         ),
         packet(tag, &[ChunkRepr::Shutdown { cumulative_tsn_ack: Tsn(tsn) }]),
     ];
-    let mut m = XorShift::new(5);
+    let mut m = Csprng::seed_from_u64(5);
     let mut now = Instant::from_millis(1);
     for seed in &seeds {
         for n in 0..seed.len() {

@@ -7,6 +7,8 @@ mod common;
 use std::cell::Cell;
 use std::rc::Rc;
 
+use bulkhead_base::rand_core::SeedableRng;
+use bulkhead_base::rng::Csprng;
 use bulkhead_base::time::Duration;
 use bulkhead_sctp::association::rto::RtoConfig;
 use bulkhead_sctp::endpoint::{AssocId, DownReason, Event, Transport};
@@ -274,7 +276,7 @@ fn init_to_a_silent_peer_gives_up_after_max_init_retransmits() {
     let mut net = Net::new(8, clean(), (&[A], config(5000)), (&[B], config(5000)));
     net.down.insert(B);
     let now = net.now;
-    let a = net.ep(0).connect(now, &mut XorShift::new(1), &[B], 5000, Transport::Ip).unwrap();
+    let a = net.ep(0).connect(now, &mut Csprng::seed_from_u64(1), &[B], 5000, Transport::Ip).unwrap();
     let mut down = None;
     for _ in 0..1_000 {
         net.step(Duration::from_secs(1));
@@ -298,7 +300,7 @@ fn stale_cookies_restart_the_handshake_until_the_retry_budget_runs_out() {
     let mut net = Net::new(9, clean(), (&[A], a), (&[B], b));
     net.log = Some(Vec::new());
     let now = net.now;
-    let id = net.ep(0).connect(now, &mut XorShift::new(1), &[B], 5000, Transport::Ip).unwrap();
+    let id = net.ep(0).connect(now, &mut Csprng::seed_from_u64(1), &[B], 5000, Transport::Ip).unwrap();
     let mut down = None;
     for _ in 0..1_000 {
         net.step(Duration::from_secs(1));

@@ -17,10 +17,11 @@ mod common;
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
+use bulkhead_base::rand_core::SeedableRng;
+use bulkhead_base::rng::Csprng;
 use bulkhead_base::time::{Duration, Instant};
 use bulkhead_mem::{block_footprint, Domain, DomainAllocator, HostHeap};
 use bulkhead_sctp::endpoint::{AssocId, Config, Endpoint, Event, Received, SendError, Transport};
-use common::XorShift;
 
 #[global_allocator]
 static HEAP: HostHeap = HostHeap::new();
@@ -41,7 +42,7 @@ fn footprint(n: usize) -> usize {
 
 struct Seed {
     heap: &'static DomainAllocator,
-    rng: XorShift,
+    rng: Csprng,
     now: Instant,
     sink: Endpoint,
     peers: Vec<(Endpoint, AssocId)>,
@@ -55,7 +56,7 @@ struct Seed {
 impl Seed {
     fn new() -> Seed {
         let heap = HEAP.allocator();
-        let mut rng = XorShift::new(8);
+        let mut rng = Csprng::seed_from_u64(8);
         let now = Instant::from_millis(1_000);
         let sink = {
             let _g = heap.enter(Domain::Sctp);

@@ -435,6 +435,8 @@ impl Reassembly {
 mod tests {
     use super::*;
     use alloc::vec;
+    use bulkhead_base::rand_core::{RngCore, SeedableRng};
+    use bulkhead_base::rng::Csprng;
 
     fn fp(n: usize) -> usize {
         n.next_multiple_of(16) + 16
@@ -599,13 +601,8 @@ mod tests {
     /// every byte is credited back.
     #[test]
     fn random_fragmentation_and_arrival_order() {
-        let mut x = 0x1234_5678_u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = Csprng::seed_from_u64(3);
+        let mut next = move || rng.next_u64();
         for _ in 0..50 {
             let mut r = Reassembly::new(fp, 3);
             let mut chunks = Vec::new();

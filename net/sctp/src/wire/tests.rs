@@ -8,6 +8,8 @@ use std::vec::Vec;
 use core::net::Ipv4Addr;
 
 use super::*;
+use bulkhead_base::rand_core::{RngCore, SeedableRng};
+use bulkhead_base::rng::Csprng;
 
 // ---------------------------------------------------------------------------------------------
 // CRC32c
@@ -718,38 +720,27 @@ fn no_panic_on_any_truncation() {
     }
 }
 
-/// xorshift64: a seeded, dependency-free source of mutations.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
+/// A number below `n` from the test's seeded generator.
+fn below(rng: &mut Csprng, n: usize) -> usize {
+    (rng.next_u64() % n as u64) as usize
 }
 
 #[test]
 fn no_panic_on_random_mutations() {
-    let mut rng = XorShift(0x5c79_0000_0000_9260);
+    let mut rng = Csprng::seed_from_u64(0x9260);
     let vectors = all_vectors();
     let mut parsed = 0;
     for round in 0..20_000 {
         let mut bytes = vectors[round % vectors.len()].clone();
-        for _ in 0..1 + rng.below(4) {
-            match rng.below(4) {
+        for _ in 0..1 + below(&mut rng, 4) {
+            match below(&mut rng, 4) {
                 // Flip a byte, often in a length field, so lengths get exercised.
                 0 | 1 if !bytes.is_empty() => {
-                    let at = rng.below(bytes.len());
-                    bytes[at] = rng.next() as u8;
+                    let at = below(&mut rng, bytes.len());
+                    bytes[at] = rng.next_u64() as u8;
                 }
-                2 if !bytes.is_empty() => bytes.truncate(rng.below(bytes.len())),
-                _ => bytes.push(rng.next() as u8),
+                2 if !bytes.is_empty() => bytes.truncate(below(&mut rng, bytes.len())),
+                _ => bytes.push(rng.next_u64() as u8),
             }
         }
         parsed += exercise(&bytes);
@@ -772,73 +763,75 @@ fn random_reprs_round_trip() {
         }
         pool
     };
-    let mut rng = XorShift(0x0123_4567_89ab_cdef);
-    let slice = |rng: &mut XorShift| -> &'static [u8] {
-        let start = rng.below(POOL.len());
-        &POOL[start..start + rng.below(POOL.len() - start + 1)]
+    let mut rng = Csprng::seed_from_u64(4960);
+    let slice = |rng: &mut Csprng| -> &'static [u8] {
+        let start = below(rng, POOL.len());
+        &POOL[start..start + below(rng, POOL.len() - start + 1)]
     };
     for _ in 0..2_000 {
-        let raw = RawParam { param_type: rng.next() as u16, value: slice(&mut rng) };
+        let raw = RawParam { param_type: rng.next_u64() as u16, value: slice(&mut rng) };
         let params = [
-            ParamRepr::Ipv4Address(Ipv4Addr::from(rng.next() as u32)),
+            ParamRepr::Ipv4Address(Ipv4Addr::from(rng.next_u64() as u32)),
             ParamRepr::StateCookie(slice(&mut rng)),
             ParamRepr::HeartbeatInfo(slice(&mut rng)),
             ParamRepr::UnrecognizedParameter(raw),
-            ParamRepr::SupportedAddressTypes(List::Items(&[5, 6, 11][..rng.below(4)])),
-            ParamRepr::CookiePreservative(rng.next() as u32),
+            ParamRepr::SupportedAddressTypes(List::Items(&[5, 6, 11][..below(&mut rng, 4)])),
+            ParamRepr::CookiePreservative(rng.next_u64() as u32),
             ParamRepr::HostNameAddress(slice(&mut rng)),
             // Types 1..=12 would parse as known parameters, so unknown ones start at 13.
             ParamRepr::Unknown(RawParam {
-                param_type: 13 + rng.below(0xfff0) as u16,
+                param_type: 13 + below(&mut rng, 0xfff0) as u16,
                 value: slice(&mut rng),
             }),
         ];
         let causes = [
-            CauseRepr::InvalidStreamIdentifier { stream_id: rng.next() as u16 },
-            CauseRepr::MissingMandatoryParameter { param_types: List::Items(&[7, 9, 5][..rng.below(4)]) },
+            CauseRepr::InvalidStreamIdentifier { stream_id: rng.next_u64() as u16 },
+            CauseRepr::MissingMandatoryParameter {
+                param_types: List::Items(&[7, 9, 5][..below(&mut rng, 4)]),
+            },
             CauseRepr::UnrecognizedChunkType {
                 chunk: RawChunk {
-                    chunk_type: rng.next() as u8,
-                    flags: rng.next() as u8,
+                    chunk_type: rng.next_u64() as u8,
+                    flags: rng.next_u64() as u8,
                     value: slice(&mut rng),
                 },
             },
             CauseRepr::UnrecognizedParameters { params: List::Items(core::slice::from_ref(&raw)) },
             CauseRepr::UserInitiatedAbort { reason: slice(&mut rng) },
-            CauseRepr::Unknown { code: 14 + rng.below(0xfff0) as u16, info: slice(&mut rng) },
+            CauseRepr::Unknown { code: 14 + below(&mut rng, 0xfff0) as u16, info: slice(&mut rng) },
         ];
-        let gaps: Vec<GapAckBlock> = (0..rng.below(5))
-            .map(|_| GapAckBlock { start: rng.next() as u16, end: rng.next() as u16 })
+        let gaps: Vec<GapAckBlock> = (0..below(&mut rng, 5))
+            .map(|_| GapAckBlock { start: rng.next_u64() as u16, end: rng.next_u64() as u16 })
             .collect();
-        let dups: Vec<Tsn> = (0..rng.below(5)).map(|_| Tsn(rng.next() as u32)).collect();
-        let some_params = &params[rng.below(params.len())..];
-        let some_causes = &causes[rng.below(causes.len())..];
+        let dups: Vec<Tsn> = (0..below(&mut rng, 5)).map(|_| Tsn(rng.next_u64() as u32)).collect();
+        let some_params = &params[below(&mut rng, params.len())..];
+        let some_causes = &causes[below(&mut rng, causes.len())..];
         let init = InitChunk {
-            initiate_tag: rng.next() as u32,
-            a_rwnd: rng.next() as u32,
-            outbound_streams: rng.next() as u16,
-            inbound_streams: rng.next() as u16,
-            initial_tsn: Tsn(rng.next() as u32),
+            initiate_tag: rng.next_u64() as u32,
+            a_rwnd: rng.next_u64() as u32,
+            outbound_streams: rng.next_u64() as u16,
+            inbound_streams: rng.next_u64() as u16,
+            initial_tsn: Tsn(rng.next_u64() as u32),
             params: List::Items(some_params),
         };
-        let bits = rng.next();
+        let bits = rng.next_u64();
         let reprs = [
             ChunkRepr::Data(DataChunk {
                 unordered: bits & 1 != 0,
                 beginning: bits & 2 != 0,
                 ending: bits & 4 != 0,
                 immediate: bits & 8 != 0,
-                tsn: Tsn(rng.next() as u32),
-                stream_id: rng.next() as u16,
-                ssn: Ssn(rng.next() as u16),
-                ppid: rng.next() as u32,
+                tsn: Tsn(rng.next_u64() as u32),
+                stream_id: rng.next_u64() as u16,
+                ssn: Ssn(rng.next_u64() as u16),
+                ppid: rng.next_u64() as u32,
                 user_data: slice(&mut rng),
             }),
             ChunkRepr::Init(init),
             ChunkRepr::InitAck(init),
             ChunkRepr::Sack(SackChunk {
-                cumulative_tsn_ack: Tsn(rng.next() as u32),
-                a_rwnd: rng.next() as u32,
+                cumulative_tsn_ack: Tsn(rng.next_u64() as u32),
+                a_rwnd: rng.next_u64() as u32,
                 gap_blocks: List::Items(&gaps),
                 duplicate_tsns: List::Items(&dups),
             }),
@@ -847,7 +840,7 @@ fn random_reprs_round_trip() {
             ChunkRepr::Error { causes: List::Items(some_causes) },
             ChunkRepr::CookieEcho { cookie: slice(&mut rng) },
             ChunkRepr::Unknown(RawChunk {
-                chunk_type: 15 + rng.below(240) as u8,
+                chunk_type: 15 + below(&mut rng, 240) as u8,
                 flags: 0,
                 value: slice(&mut rng),
             }),
@@ -859,7 +852,7 @@ fn random_reprs_round_trip() {
             assert_eq!(ChunkRepr::parse(&chunk).as_ref(), Ok(repr));
         }
         // Bundle what fits under a random limit, in order, skipping what may not bundle.
-        let limit = 12 + rng.below(600);
+        let limit = 12 + below(&mut rng, 600);
         let mut buf = std::vec![0u8; 2048];
         let mut builder = PacketBuilder::new(&mut buf, &HEADER, limit).unwrap();
         let mut pushed = Vec::new();

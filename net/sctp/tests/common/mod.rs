@@ -1,42 +1,20 @@
 //! The simulated network shared by the integration tests: two (or more) endpoints, packets
-//! delayed, lost, reordered and duplicated by a seeded xorshift, time advanced to the next
+//! delayed, lost, reordered and duplicated by a seeded `Csprng`, time advanced to the next
 //! packet or timer.
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-use bulkhead_base::rand_core::{impls, RngCore};
+use bulkhead_base::rand_core::{RngCore, SeedableRng};
+use bulkhead_base::rng::Csprng;
 use bulkhead_base::time::{Duration, Instant};
 use bulkhead_sctp::association::rto::RtoConfig;
 use bulkhead_sctp::endpoint::{AssocId, Config, Endpoint, Event, Received, Transport};
 
-pub struct XorShift(pub u64);
-
-impl RngCore for XorShift {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn fill_bytes(&mut self, dst: &mut [u8]) {
-        impls::fill_bytes_via_next(self, dst)
-    }
-}
-
-impl XorShift {
-    pub fn new(seed: u64) -> Self {
-        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    pub fn percent(&mut self, p: u32) -> bool {
-        self.next_u32() % 100 < p
-    }
+/// True `p` times in a hundred: the link's loss, duplication and reordering draws.
+pub fn percent(rng: &mut impl RngCore, p: u32) -> bool {
+    rng.next_u32() % 100 < p
 }
 
 pub fn footprint(n: usize) -> usize {
@@ -81,7 +59,7 @@ pub struct Link {
 pub type Filter = Box<dyn FnMut(Ipv4Addr, Ipv4Addr, &[u8]) -> bool>;
 
 pub struct Net {
-    pub rng: XorShift,
+    pub rng: Csprng,
     pub now: Instant,
     pub endpoints: Vec<(Vec<Ipv4Addr>, Endpoint)>,
     pub queue: Vec<InFlight>,
@@ -99,7 +77,7 @@ pub struct Net {
 
 impl Net {
     pub fn new(seed: u64, link: Link, a: (&[Ipv4Addr], Config), b: (&[Ipv4Addr], Config)) -> Self {
-        let mut rng = XorShift::new(seed);
+        let mut rng = Csprng::seed_from_u64(seed);
         let now = Instant::from_millis(1_000);
         let ea = Endpoint::new(a.1, a.0, now, &mut rng);
         let eb = Endpoint::new(b.1, b.0, now, &mut rng);
@@ -137,16 +115,16 @@ impl Net {
                 }
                 if self.down.contains(&t.dst)
                     || self.down.contains(&t.src)
-                    || self.rng.percent(self.link.loss)
+                    || percent(&mut self.rng, self.link.loss)
                 {
                     continue;
                 }
-                let copies = if self.rng.percent(self.link.dup) { 2 } else { 1 };
+                let copies = if percent(&mut self.rng, self.link.dup) { 2 } else { 1 };
                 let free = self.link_free[i].max(self.now) + Duration::from_micros(100);
                 self.link_free[i] = free;
                 let wire_at = free;
                 for _ in 0..copies {
-                    let extra = if self.rng.percent(self.link.reorder) {
+                    let extra = if percent(&mut self.rng, self.link.reorder) {
                         u64::from(self.rng.next_u32() % 30)
                     } else {
                         0
@@ -220,7 +198,7 @@ pub fn payload(stream: u16, seq: u32, len: usize) -> Vec<u8> {
 
 pub fn connect(net: &mut Net, transport: Transport, peer: &[Ipv4Addr]) -> (AssocId, AssocId) {
     let now = net.now;
-    let a = net.ep(0).connect(now, &mut XorShift::new(7), peer, 5000, transport).unwrap();
+    let a = net.ep(0).connect(now, &mut Csprng::seed_from_u64(7), peer, 5000, transport).unwrap();
     let (mut up_a, mut up_b) = (None, None);
     for _ in 0..10_000 {
         net.step(Duration::from_millis(50));
