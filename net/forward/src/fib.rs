@@ -623,6 +623,8 @@ impl<T: Slot> Arena<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bulkhead_base::rand_core::{RngCore, SeedableRng};
+    use bulkhead_base::rng::Csprng;
     extern crate std;
     use std::vec::Vec;
 
@@ -636,17 +638,6 @@ mod tests {
                 .filter(|(p, _)| p.contains(addr))
                 .max_by_key(|(p, _)| p.len)
                 .map(|(p, nh)| (*nh, p.len))
-        }
-    }
-
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
         }
     }
 
@@ -745,20 +736,20 @@ mod tests {
     #[test]
     fn matches_the_reference_on_random_tables_with_churn() {
         for seed in 1..=24u64 {
-            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut rng = Csprng::seed_from_u64(seed);
             let mut fib = Fib::new();
             let mut naive = Naive(Vec::new());
             // Few top bits vary, so that prefixes overlap a lot; every length occurs.
             let spread = if seed % 2 == 0 { 0x0307_ffff } else { 0xffff_ffff };
-            let base = move |rng: &mut Rng| (rng.next() as u32) & spread | 0x0a00_0000 & !spread;
+            let base = move |rng: &mut Csprng| (rng.next_u64() as u32) & spread | 0x0a00_0000 & !spread;
             for step in 0..4000 {
-                let len = (rng.next() % 33) as u8;
+                let len = (rng.next_u64() % 33) as u8;
                 let prefix = Prefix::new(base(&mut rng) & mask(len), len).unwrap();
-                if rng.next().is_multiple_of(3) && !naive.0.is_empty() {
-                    let (victim, value) = naive.0.swap_remove((rng.next() as usize) % naive.0.len());
+                if rng.next_u64().is_multiple_of(3) && !naive.0.is_empty() {
+                    let (victim, value) = naive.0.swap_remove((rng.next_u64() as usize) % naive.0.len());
                     assert_eq!(fib.remove(victim), Some(value));
                 } else {
-                    let value = (rng.next() % 1000) as u32;
+                    let value = (rng.next_u64() % 1000) as u32;
                     let old =
                         naive.0.iter().position(|(q, _)| *q == prefix).map(|i| naive.0.swap_remove(i).1);
                     assert_eq!(fib.insert(prefix, value), Ok(old));
@@ -812,12 +803,12 @@ mod tests {
 
     #[test]
     fn memory_is_reused_under_churn() {
-        let mut rng = Rng(77);
+        let mut rng = Csprng::seed_from_u64(77);
         let mut fib = Fib::new();
         let mut live = Vec::new();
         for _ in 0..20_000 {
-            let len = 16 + (rng.next() % 17) as u8;
-            let prefix = Prefix::new(rng.next() as u32 & mask(len), len).unwrap();
+            let len = 16 + (rng.next_u64() % 17) as u8;
+            let prefix = Prefix::new(rng.next_u64() as u32 & mask(len), len).unwrap();
             if fib.insert(prefix, 1).unwrap().is_none() {
                 live.push(prefix);
             }
@@ -826,12 +817,12 @@ mod tests {
         // Replace half the table, many times over: the free lists absorb the churn.
         for _ in 0..20 {
             for _ in 0..10_000 {
-                let victim = live.swap_remove((rng.next() as usize) % live.len());
+                let victim = live.swap_remove((rng.next_u64() as usize) % live.len());
                 fib.remove(victim).unwrap();
             }
             while live.len() < 20_000 {
-                let len = 16 + (rng.next() % 17) as u8;
-                let prefix = Prefix::new(rng.next() as u32 & mask(len), len).unwrap();
+                let len = 16 + (rng.next_u64() % 17) as u8;
+                let prefix = Prefix::new(rng.next_u64() as u32 & mask(len), len).unwrap();
                 if fib.insert(prefix, 2).unwrap().is_none() {
                     live.push(prefix);
                 }

@@ -4,6 +4,8 @@
 extern crate std;
 
 use super::*;
+use bulkhead_base::rand_core::{RngCore, SeedableRng};
+use bulkhead_base::rng::Csprng;
 use std::vec::Vec;
 
 const R0: [u8; 6] = [0x52, 0x54, 0, 0xb0, 0, 0];
@@ -339,13 +341,8 @@ fn no_panic_on_any_bytes() {
     let mut f = forwarder(1000);
     let mut sink = Recorder::default();
     resolved(&mut f, &mut sink);
-    let mut state = 0x1234_5678_9abc_def0u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = Csprng::seed_from_u64(1);
+    let mut next = move || rng.next_u64();
     let good = udp(ip(192, 0, 2, 2), ip(198, 51, 100, 2), 64);
     for round in 0..50_000u64 {
         let mut frame = if round % 2 == 0 {
