@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
+use bulkhead_base::rand_core::{RngCore, SeedableRng};
+use bulkhead_base::rng::Csprng;
 use bulkhead_bgp::packet::attribute::{AsPath, Community, NextHop, Origin, PathAttributes};
 use bulkhead_bgp::packet::nlri::Ipv4Prefix;
 use bulkhead_bgp::policy::{
@@ -15,17 +17,6 @@ use bulkhead_bgp::policy::{
 use bulkhead_bgp::rib::{PeerConfig, PeerId, Rib, RibConfig, RibCursor};
 
 const LOCAL_AS: u32 = 65000;
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
-}
 
 struct ModelPeer {
     id: PeerId,
@@ -66,20 +57,24 @@ fn prefer_65099() -> Policy {
     }
 }
 
-fn random_attrs(rng: &mut Rng, first_as: u32) -> PathAttributes {
+fn random_attrs(rng: &mut Csprng, first_as: u32) -> PathAttributes {
     let mut path = vec![first_as];
-    for _ in 0..rng.below(3) {
-        path.push([65099, 65010, LOCAL_AS, 65011][rng.below(4) as usize]);
+    for _ in 0..rng.next_u64() % 3 {
+        path.push([65099, 65010, LOCAL_AS, 65011][(rng.next_u64() % 4) as usize]);
     }
     if first_as == LOCAL_AS {
         path.clear(); // iBGP: no AS added
     }
     PathAttributes {
-        origin: [Origin::Igp, Origin::Egp, Origin::Incomplete][rng.below(3) as usize],
+        origin: [Origin::Igp, Origin::Egp, Origin::Incomplete][(rng.next_u64() % 3) as usize],
         as_path: AsPath::from_sequence(&path),
-        next_hop: Some(hop(1 + rng.below(4) as u8)),
-        med: if rng.below(2) == 0 { None } else { Some(rng.below(3) as u32) },
-        local_pref: if rng.below(2) == 0 { None } else { Some(90 + 10 * rng.below(3) as u32) },
+        next_hop: Some(hop(1 + (rng.next_u64() % 4) as u8)),
+        med: if rng.next_u64().is_multiple_of(2) { None } else { Some((rng.next_u64() % 3) as u32) },
+        local_pref: if rng.next_u64().is_multiple_of(2) {
+            None
+        } else {
+            Some(90 + 10 * (rng.next_u64() % 3) as u32)
+        },
         ..PathAttributes::default()
     }
 }
@@ -148,7 +143,7 @@ fn model_best(peers: &[ModelPeer], p: Ipv4Prefix, reachable: &[bool; 5]) -> Opti
 }
 
 fn run(seed: u64) {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Csprng::seed_from_u64(seed);
     let mut reachable = [true; 5];
     let mut rib: Rib<Ipv4Prefix> = Rib::new(RibConfig::new(LOCAL_AS, Ipv4Addr::new(10, 255, 0, 1)));
     let specs: [(u32, Option<Policy>); 4] = [
@@ -189,9 +184,9 @@ fn run(seed: u64) {
             NextHop::V4(a) if reach[usize::from(a.octets()[3] % 5)] => Some(1),
             _ => None,
         };
-        let which = rng.below(peers.len() as u64) as usize;
+        let which = (rng.next_u64() % peers.len() as u64) as usize;
         let peer = &mut peers[which];
-        match rng.below(40) {
+        match rng.next_u64() % 40 {
             // A session drops without graceful restart and comes back.
             0 => {
                 rib.peer_down(peer.id, &cost).unwrap();
@@ -212,13 +207,13 @@ fn run(seed: u64) {
             2 => {
                 let mut cursor = RibCursor::new();
                 while !cursor.is_done() {
-                    rib.sweep_stale(peer.id, &mut cursor, 1 + rng.below(3) as usize, &cost).unwrap();
+                    rib.sweep_stale(peer.id, &mut cursor, 1 + (rng.next_u64() % 3) as usize, &cost).unwrap();
                 }
                 peer.routes.retain(|_, route| !route.1);
             }
             // A next hop changes reachability; the RIB is told by re-running every peer.
             3 => {
-                let n = 1 + rng.below(4) as usize;
+                let n = 1 + (rng.next_u64() % 4) as usize;
                 reachable[n] = !reachable[n];
                 let reach = reachable;
                 let cost = move |nh: &NextHop| match nh {
@@ -228,7 +223,8 @@ fn run(seed: u64) {
                 for peer in &peers {
                     let mut cursor = RibCursor::new();
                     while !cursor.is_done() {
-                        rib.refresh_import(peer.id, &mut cursor, 1 + rng.below(4) as usize, &cost).unwrap();
+                        rib.refresh_import(peer.id, &mut cursor, 1 + (rng.next_u64() % 4) as usize, &cost)
+                            .unwrap();
                     }
                 }
             }
@@ -248,7 +244,7 @@ fn run(seed: u64) {
             }
             5..=14 => {
                 let gone: Vec<Ipv4Prefix> =
-                    (0..1 + rng.below(3)).map(|_| prefix(rng.below(8) as u8)).collect();
+                    (0..1 + rng.next_u64() % 3).map(|_| prefix((rng.next_u64() % 8) as u8)).collect();
                 rib.update(peer.id, &gone, &[], &PathAttributes::default(), &cost).unwrap();
                 for p in &gone {
                     peer.routes.remove(p);
@@ -258,7 +254,7 @@ fn run(seed: u64) {
                 let first_as = if peer.external { [65001, 65002, 65002, 65003][which] } else { LOCAL_AS };
                 let attrs = random_attrs(&mut rng, first_as);
                 let news: Vec<Ipv4Prefix> =
-                    (0..1 + rng.below(3)).map(|_| prefix(rng.below(8) as u8)).collect();
+                    (0..1 + rng.next_u64() % 3).map(|_| prefix((rng.next_u64() % 8) as u8)).collect();
                 rib.update(peer.id, &[], &news, &attrs, &cost).unwrap();
                 for p in news {
                     peer.routes.insert(p, (attrs.clone(), false));
@@ -280,6 +276,6 @@ fn run(seed: u64) {
 #[test]
 fn rib_matches_the_model_over_many_seeds() {
     for seed in 1..=24u64 {
-        run(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        run(seed);
     }
 }

@@ -414,6 +414,8 @@ mod tests {
     use super::*;
     use alloc::string::ToString;
     use alloc::vec;
+    use bulkhead_base::rand_core::{RngCore, SeedableRng};
+    use bulkhead_base::rng::Csprng;
 
     fn v4(a: u8, b: u8, c: u8, d: u8, len: u8) -> Ipv4Prefix {
         Ipv4Prefix::new(Ipv4Addr::new(a, b, c, d), len).unwrap()
@@ -421,13 +423,8 @@ mod tests {
 
     #[test]
     fn prefixes_order_by_address_octets_then_length() {
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = Csprng::seed_from_u64(1);
+        let mut next = move || rng.next_u64();
         for _ in 0..5_000 {
             let (x, y) = (next(), next());
             let a = Ipv4Prefix::new_truncating(Ipv4Addr::from(x as u32), (x >> 40) as u8 % 33).unwrap();

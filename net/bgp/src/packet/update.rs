@@ -719,6 +719,8 @@ mod tests {
     use crate::packet::error::UpdateSubcode;
     use crate::packet::message::{Message, MAX_LEN};
     use alloc::vec;
+    use bulkhead_base::rand_core::{RngCore, SeedableRng};
+    use bulkhead_base::rng::Csprng;
 
     const EBGP: SessionContext = SessionContext { four_octet_as: true, external: true };
     const IBGP: SessionContext = SessionContext { four_octet_as: true, external: false };
@@ -1166,72 +1168,68 @@ mod tests {
         assert_eq!(pack_announce(&base_attrs(), &prefixes, EBGP, MAX_LEN), Err(EmitError::NextHopFamily));
     }
 
-    /// A small deterministic generator (xorshift), so the test needs no crate.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
-
-    fn random_attrs(rng: &mut Rng, v6: bool) -> PathAttributes {
+    fn random_attrs(rng: &mut Csprng, v6: bool) -> PathAttributes {
         use crate::packet::attribute::{
             Aggregator, AsPathSegment, ExtendedCommunity, LargeCommunity, SegmentKind,
         };
-        let asn = |rng: &mut Rng| if rng.below(2) == 0 { rng.below(65536) as u32 } else { rng.next() as u32 };
+        let asn = |rng: &mut Csprng| {
+            if rng.next_u64().is_multiple_of(2) {
+                (rng.next_u64() % 65536) as u32
+            } else {
+                rng.next_u64() as u32
+            }
+        };
         let mut segments = Vec::new();
-        for _ in 0..rng.below(4) {
-            let kind = if rng.below(4) == 0 { SegmentKind::AsSet } else { SegmentKind::AsSequence };
+        for _ in 0..rng.next_u64() % 4 {
+            let kind =
+                if rng.next_u64().is_multiple_of(4) { SegmentKind::AsSet } else { SegmentKind::AsSequence };
             // AS_SETs stay within one segment (a split set would read back as two).
-            let len = if kind == SegmentKind::AsSet { 1 + rng.below(20) } else { 1 + rng.below(300) };
+            let len =
+                if kind == SegmentKind::AsSet { 1 + rng.next_u64() % 20 } else { 1 + rng.next_u64() % 300 };
             segments.push(AsPathSegment { kind, asns: (0..len).map(|_| asn(rng)).collect() });
         }
         // Adjacent sequences would be read back as they were written: keep them apart.
         segments.dedup_by(|b, a| a.kind == SegmentKind::AsSequence && b.kind == SegmentKind::AsSequence);
         let next_hop = if v6 {
             NextHop::V6 {
-                global: Ipv6Addr::from((0x2001_0db8u128 << 96) | u128::from(rng.next())),
-                link_local: (rng.below(2) == 0)
-                    .then(|| Ipv6Addr::from((0xfe80u128 << 112) | u128::from(rng.next()))),
+                global: Ipv6Addr::from((0x2001_0db8u128 << 96) | u128::from(rng.next_u64())),
+                link_local: rng
+                    .next_u64()
+                    .is_multiple_of(2)
+                    .then(|| Ipv6Addr::from((0xfe80u128 << 112) | u128::from(rng.next_u64()))),
             }
         } else {
-            NextHop::V4(Ipv4Addr::from(0x0a00_0000 | (rng.next() as u32 & 0x00ff_ffff)))
+            NextHop::V4(Ipv4Addr::from(0x0a00_0000 | (rng.next_u64() as u32 & 0x00ff_ffff)))
         };
         PathAttributes {
-            origin: Origin::from_u8(rng.below(3) as u8).unwrap(),
+            origin: Origin::from_u8((rng.next_u64() % 3) as u8).unwrap(),
             as_path: AsPath { segments },
             next_hop: Some(next_hop),
-            med: (rng.below(2) == 0).then(|| rng.next() as u32),
+            med: rng.next_u64().is_multiple_of(2).then(|| rng.next_u64() as u32),
             local_pref: None,
-            atomic_aggregate: rng.below(2) == 0,
-            aggregator: (rng.below(2) == 0)
-                .then(|| Aggregator { asn: asn(rng), addr: Ipv4Addr::from(rng.next() as u32) }),
-            communities: (0..rng.below(80)).map(|_| Community(rng.next() as u32)).collect(),
-            large_communities: (0..rng.below(30))
+            atomic_aggregate: rng.next_u64().is_multiple_of(2),
+            aggregator: rng
+                .next_u64()
+                .is_multiple_of(2)
+                .then(|| Aggregator { asn: asn(rng), addr: Ipv4Addr::from(rng.next_u64() as u32) }),
+            communities: (0..rng.next_u64() % 80).map(|_| Community(rng.next_u64() as u32)).collect(),
+            large_communities: (0..rng.next_u64() % 30)
                 .map(|_| LargeCommunity {
-                    global_admin: rng.next() as u32,
-                    local_data_1: rng.next() as u32,
-                    local_data_2: rng.next() as u32,
+                    global_admin: rng.next_u64() as u32,
+                    local_data_1: rng.next_u64() as u32,
+                    local_data_2: rng.next_u64() as u32,
                 })
                 .collect(),
-            ext_communities: (0..rng.below(40))
-                .map(|_| ExtendedCommunity(rng.next().to_be_bytes()))
+            ext_communities: (0..rng.next_u64() % 40)
+                .map(|_| ExtendedCommunity(rng.next_u64().to_be_bytes()))
                 .collect(),
             originator_id: None,
             cluster_list: Vec::new(),
-            unknown: (0..rng.below(3))
+            unknown: (0..rng.next_u64() % 3)
                 .map(|i| UnknownAttribute {
                     flags: 0xe0,
                     type_code: 200 + i as u8,
-                    value: (0..rng.below(400)).map(|_| rng.next() as u8).collect(),
+                    value: (0..rng.next_u64() % 400).map(|_| rng.next_u64() as u8).collect(),
                 })
                 .collect(),
         }
@@ -1239,24 +1237,24 @@ mod tests {
 
     #[test]
     fn random_attributes_and_prefixes_round_trip_through_the_packer() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Csprng::seed_from_u64(4271);
         for round in 0..300 {
             let v6 = round % 2 == 1;
             let ctx = SessionContext { four_octet_as: round % 3 != 0, external: true };
             let max_len = if round % 5 == 0 { 65535 } else { MAX_LEN };
             let attrs = random_attrs(&mut rng, v6);
-            let mut prefixes: Vec<Prefix> = (0..rng.below(3000))
+            let mut prefixes: Vec<Prefix> = (0..rng.next_u64() % 3000)
                 .map(|_| {
                     if v6 {
-                        let len = rng.below(129) as u8;
+                        let len = (rng.next_u64() % 129) as u8;
                         Prefix::V6(
-                            Ipv6Prefix::new_truncating(Ipv6Addr::from(u128::from(rng.next()) << 64), len)
+                            Ipv6Prefix::new_truncating(Ipv6Addr::from(u128::from(rng.next_u64()) << 64), len)
                                 .unwrap(),
                         )
                     } else {
-                        let len = rng.below(33) as u8;
+                        let len = (rng.next_u64() % 33) as u8;
                         Prefix::V4(
-                            Ipv4Prefix::new_truncating(Ipv4Addr::from(rng.next() as u32), len).unwrap(),
+                            Ipv4Prefix::new_truncating(Ipv4Addr::from(rng.next_u64() as u32), len).unwrap(),
                         )
                     }
                 })

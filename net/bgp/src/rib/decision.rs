@@ -406,6 +406,8 @@ fn keep_min_by_key<K: Ord>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bulkhead_base::rand_core::{RngCore, SeedableRng};
+    use bulkhead_base::rng::Csprng;
     use core::net::Ipv6Addr;
 
     fn route(peer: u8) -> Candidate {
@@ -623,13 +625,8 @@ mod tests {
 
     #[test]
     fn seeded_random_routes_agree_with_the_reference() {
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = |bound: u32| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % u64::from(bound)) as u32
-        };
+        let mut rng = Csprng::seed_from_u64(1);
+        let mut next = move |bound: u32| (rng.next_u64() % u64::from(bound)) as u32;
         for _ in 0..20_000 {
             let n = 1 + next(6) as usize;
             let mut candidates = Vec::new();
@@ -655,13 +652,8 @@ mod tests {
 
     #[test]
     fn masked_and_listed_survivors_agree_on_winner_and_reason() {
-        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = |bound: u32| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % u64::from(bound)) as u32
-        };
+        let mut rng = Csprng::seed_from_u64(2);
+        let mut next = move |bound: u32| (rng.next_u64() % u64::from(bound)) as u32;
         for round in 0..20_000 {
             let n = 2 + next(11) as usize;
             let candidates: Vec<Candidate> = (0..n)

@@ -1009,6 +1009,8 @@ mod tests {
     use super::*;
     use crate::packet::attribute::AsPath;
     use crate::policy::{Action, LimitAction, Match, Term, Verdict};
+    use bulkhead_base::rand_core::{RngCore, SeedableRng};
+    use bulkhead_base::rng::Csprng;
 
     const LOCAL_AS: u32 = 65000;
 
@@ -1639,13 +1641,8 @@ mod tests {
     #[test]
     fn seeded_churn_keeps_every_view_consistent_and_frees_all_attributes() {
         use alloc::collections::BTreeMap;
-        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = |bound: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % bound
-        };
+        let mut rng = Csprng::seed_from_u64(1);
+        let mut next = move |bound: u64| rng.next_u64() % bound;
         let mut config = RibConfig::new(LOCAL_AS, Ipv4Addr::new(10, 255, 0, 1));
         config.cluster_id = Some(Ipv4Addr::new(10, 255, 0, 100));
         let mut rib: Rib<Ipv4Prefix> = Rib::new(config);

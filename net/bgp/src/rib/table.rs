@@ -223,17 +223,14 @@ impl<K: Ord + Copy, V> Table<K, V> {
 mod tests {
     use super::*;
     use alloc::collections::BTreeMap;
+    use bulkhead_base::rand_core::{RngCore, SeedableRng};
+    use bulkhead_base::rng::Csprng;
 
     /// Random inserts, replacements and removals, in order and out of it, against a BTreeMap.
     #[test]
     fn behaves_as_an_ordered_map() {
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = |bound: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % bound
-        };
+        let mut rng = Csprng::seed_from_u64(1);
+        let mut next = move |bound: u64| rng.next_u64() % bound;
         let mut table: Table<u32, u64> = Table::default();
         let mut model: BTreeMap<u32, u64> = BTreeMap::new();
         for round in 0..40_000u64 {
