@@ -188,6 +188,8 @@ impl SendQueue {
 mod tests {
     use super::*;
     use alloc::vec;
+    use bulkhead_base::rand_core::{RngCore, SeedableRng};
+    use bulkhead_base::rng::Csprng;
 
     /// A BMP-shaped message of `len` bytes (an Initiation padded with a string TLV).
     fn message(len: usize, fill: u8) -> Vec<u8> {
@@ -247,13 +249,8 @@ mod tests {
 
     #[test]
     fn random_pushes_and_writes_match_a_model() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = Csprng::seed_from_u64(1);
+        let mut next = move || rng.next_u64();
         for round in 0..20 {
             let bound = 2_000 + (next() % 40_000) as usize;
             let mut q = SendQueue::new(bound, 256 + (next() % 4096) as usize);

@@ -6,6 +6,8 @@ extern crate std;
 use alloc::collections::BTreeMap;
 use alloc::string::ToString;
 use alloc::vec::Vec;
+use bulkhead_base::rand_core::{RngCore, SeedableRng};
+use bulkhead_base::rng::Csprng;
 use core::net::{IpAddr, Ipv4Addr};
 
 use super::*;
@@ -817,13 +819,8 @@ impl FakeCollector {
 
 #[test]
 fn random_churn_ends_with_every_collector_in_sync() {
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut rnd = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut rng = Csprng::seed_from_u64(1);
+    let mut rnd = move |n: u64| rng.next_u64() % n;
     let mut totals = (0u64, 0u64, 0u64);
     for round in 0..12 {
         let mut t = FakeTables::default();
