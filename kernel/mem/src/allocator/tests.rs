@@ -1,6 +1,9 @@
 use core::alloc::{GlobalAlloc, Layout};
 use std::vec::Vec;
 
+use bulkhead_base::rand_core::{RngCore, SeedableRng};
+use bulkhead_base::rng::Csprng;
+
 use super::*;
 use crate::class::{route, Route};
 use crate::{block_footprint, CHUNK_SIZE, CLASS_SIZES, LARGE_TRAILER, SMALL_ALIGN_MAX, SMALL_MAX};
@@ -60,23 +63,20 @@ impl Drop for Fixture {
     }
 }
 
-/// xorshift64*: a seeded, reproducible sequence.
-struct Rng(u64);
+/// Draws from the seeded generator every test uses (`Csprng`, the platform's own).
+trait Draw {
+    /// A number in `0..n`.
+    fn below(&mut self, n: usize) -> usize;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
+    /// A number in `lo..=hi`.
     fn range(&mut self, lo: usize, hi: usize) -> usize {
         lo + self.below(hi - lo + 1)
+    }
+}
+
+impl Draw for Csprng {
+    fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
     }
 }
 
@@ -161,7 +161,7 @@ impl Shadow {
     }
 }
 
-fn random_layout(rng: &mut Rng) -> Layout {
+fn random_layout(rng: &mut Csprng) -> Layout {
     let size = match rng.below(100) {
         0 => 0,
         1..=60 => rng.range(1, 256),
@@ -213,7 +213,7 @@ fn random_sequences_keep_exact_books_per_generation_and_intact_contents() {
     // blocks per domain, far more than a shed leaves behind), and they return to the heap only
     // as their last blocks are freed.
     let fx = Fixture::with_offset(192 * MIB, 24);
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Csprng::seed_from_u64(1);
     let mut live: Vec<Live> = Vec::new();
     let mut shadow = [Shadow::default(); Domain::COUNT];
     for op in 0..150_000u32 {
@@ -233,7 +233,7 @@ fn random_sequences_keep_exact_books_per_generation_and_intact_contents() {
             let ptr = unsafe { fx.alloc.alloc(layout) };
             assert!(!ptr.is_null(), "op {op}: {layout:?} refused");
             assert_eq!(ptr as usize % layout.align(), 0, "op {op}: misaligned");
-            let seed = rng.next() as u8;
+            let seed = rng.next_u64() as u8;
             fill(ptr, layout.size(), seed);
             let m = &mut shadow[current.index()];
             m.charge(layout);
@@ -408,7 +408,7 @@ fn shed_and_reclaim_return_to_the_baseline() {
     let used_at_baseline = fx.alloc.stats(Domain::Bgp).used;
     let heap_at_baseline = fx.heap_used();
 
-    let mut rng = Rng(42);
+    let mut rng = Csprng::seed_from_u64(42);
     let mut blocks = Vec::new();
     for _ in 0..20_000 {
         let size = if rng.below(50) == 0 { rng.range(3000, 40_000) } else { rng.range(24, 200) };
@@ -617,7 +617,7 @@ fn the_unaccounted_front_end_serves_the_same_blocks() {
     let front = UnaccountedFrontEnd::new();
     // SAFETY: a fresh region used only here.
     unsafe { front.init(region, 64 * MIB) };
-    let mut rng = Rng(7);
+    let mut rng = Csprng::seed_from_u64(7);
     let mut live: Vec<(*mut u8, Layout, u8)> = Vec::new();
     for _ in 0..20_000 {
         if live.len() < 500 && rng.below(2) == 0 {
@@ -626,7 +626,7 @@ fn the_unaccounted_front_end_serves_the_same_blocks() {
             // SAFETY: a valid layout.
             let ptr = unsafe { front.alloc(l) };
             assert!(!ptr.is_null());
-            let seed = rng.next() as u8;
+            let seed = rng.next_u64() as u8;
             fill(ptr, l.size(), seed);
             live.push((ptr, l, seed));
         } else if let Some((ptr, l, seed)) = live.pop() {
@@ -740,7 +740,7 @@ fn a_new_life_never_allocates_in_a_chunk_of_an_earlier_one() {
 fn block_footprint_is_the_measured_change_in_the_books() {
     for offset in [0, 24] {
         let fx = Fixture::with_offset(96 * MIB, offset);
-        let mut rng = Rng(0xF007_F00D);
+        let mut rng = Csprng::seed_from_u64(0xF007_F00D);
         let mut layouts: Vec<Layout> = Vec::new();
         for size in (0..=3000).chain([4095, 4096, 4097, 10_001, 65_535, 65_536, 200_000]) {
             for align in [1, 2, 4, 8, 16, 32, 64, 128, 4096] {
