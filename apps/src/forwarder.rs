@@ -396,7 +396,9 @@ pub fn flows(forwarder: &Forwarder, now: Instant, top: usize) -> FlowTableStatus
 mod tests {
     use super::*;
     use crate::addr::parse_ipv4;
-    use crate::testing::{AdmitAll, NullIo, TestRng};
+    use crate::testing::{AdmitAll, NullIo};
+    use bulkhead_base::rand_core::SeedableRng;
+    use bulkhead_base::rng::Csprng;
 
     fn plan() -> ForwarderPlan {
         let mac = [2, 0, 0, 0, 0, 1];
@@ -426,7 +428,7 @@ mod tests {
     #[test]
     fn start_builds_the_tables_and_shed_drops_them() {
         let mut sub = ForwarderSubsystem::new(plan(), &["nic0", "nic1"]);
-        let (mut io, mut rng) = (NullIo::default(), TestRng(1));
+        let (mut io, mut rng) = (NullIo::default(), Csprng::seed_from_u64(1));
         let mut cx = Context::new(Instant::ZERO, Domain::Forwarder, &mut rng, &AdmitAll, &mut io);
         sub.start(&mut cx).unwrap();
         {

@@ -845,12 +845,18 @@ impl fmt::Display for AddError {
 mod tests {
     extern crate std;
     use super::*;
-    use crate::testing::{NullIo, TestRng};
+    use crate::testing::NullIo;
+    use bulkhead_base::rand_core::SeedableRng;
+    use bulkhead_base::rng::Csprng;
 
     /// A world with no stack, for one call.
     macro_rules! w {
         () => {
-            &mut World { io: &mut NullIo::default(), rng: &mut TestRng(7), clock: &|| Instant::ZERO }
+            &mut World {
+                io: &mut NullIo::default(),
+                rng: &mut Csprng::seed_from_u64(7),
+                clock: &|| Instant::ZERO,
+            }
         };
     }
     use core::cell::{Cell, RefCell};

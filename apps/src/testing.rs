@@ -1,9 +1,9 @@
 //! Fakes for the host tests: an [`Io`] that owns nothing and refuses everything that needs a
-//! stack, and a seeded random source.
+//! stack. Seeded randomness is the platform's own generator:
+//! `bulkhead_base::rng::Csprng::seed_from_u64(seed)`.
 
 use core::net::Ipv4Addr;
 
-use bulkhead_base::rand_core::RngCore;
 use smoltcp::socket::tcp;
 
 use crate::addr::Ipv4Cidr;
@@ -64,27 +64,6 @@ impl Io for NullIo {
     }
     fn subsystem_down(&mut self, _d: Domain, _now: Instant) {
         self.downs += 1;
-    }
-}
-
-/// xorshift64*: repeatable, not for anything but tests.
-pub struct TestRng(pub u64);
-
-impl RngCore for TestRng {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn fill_bytes(&mut self, dst: &mut [u8]) {
-        for chunk in dst.chunks_mut(8) {
-            let bytes = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(bytes.get(..chunk.len()).unwrap_or(&[]));
-        }
     }
 }
 

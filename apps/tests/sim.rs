@@ -15,7 +15,7 @@ use bulkhead_apps::forwarder::ForwarderSubsystem;
 use bulkhead_apps::platform::Platform;
 use bulkhead_apps::supervisor::{Budget, PollOutcome, RestartPolicy, StartError, Subsystem};
 use bulkhead_apps::time::{Duration, Instant};
-use bulkhead_base::rand_core::SeedableRng;
+use bulkhead_base::rand_core::{RngCore, SeedableRng};
 use bulkhead_base::rng::Csprng;
 use bulkhead_mem::HostHeap;
 use bulkhead_net::fib::Prefix;
@@ -351,13 +351,8 @@ fn no_bytes_from_the_wire_panic_or_move_memory() {
     let quiet = [Domain::Net, Domain::Sctp, Domain::Bmp, Domain::Mgmt, Domain::Bgp];
     let before: Vec<(usize, usize)> = quiet.iter().map(|d| sim.used(*d)).collect();
     let templates = templates();
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = Csprng::seed_from_u64(6);
+    let mut next = move || rng.next_u64();
     for _ in 0..20_000 {
         let r = next();
         let frame = match r % 4 {

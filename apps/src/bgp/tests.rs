@@ -217,7 +217,9 @@ mod over_a_host {
     use crate::host::{Host, Local, LocalDrop};
     use crate::link::TxError;
     use crate::supervisor::Subsystem;
-    use crate::testing::{AdmitAll, NullIo, TestRng};
+    use crate::testing::{AdmitAll, NullIo};
+    use bulkhead_base::rand_core::SeedableRng;
+    use bulkhead_base::rng::Csprng;
 
     const US: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
     const PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
@@ -334,7 +336,7 @@ mod over_a_host {
     }
 
     fn command(bgp: &mut BgpSubsystem, io: &mut dyn Io, now: Instant, line: &str) -> String {
-        let mut rng = TestRng(3);
+        let mut rng = Csprng::seed_from_u64(3);
         let mut cx = Context::new(now, Domain::Bgp, &mut rng, &AdmitAll, io);
         let words: Vec<&str> = line.split(' ').collect();
         let mut out = String::new();
@@ -348,7 +350,7 @@ mod over_a_host {
         let mut bgp = BgpSubsystem::new(config);
         let now = Instant::from_micros(1_000_000);
         let mut io = HostIo::new(now);
-        let mut rng = TestRng(1);
+        let mut rng = Csprng::seed_from_u64(1);
         {
             let mut cx = Context::new(now, Domain::Bgp, &mut rng, &AdmitAll, &mut io);
             bgp.start(&mut cx).unwrap();
@@ -392,7 +394,7 @@ mod over_a_host {
         let config = Config::parse(&gtsm_config("")).unwrap().bgp;
         let mut bgp = BgpSubsystem::new(config);
         let mut io = NullIo::default();
-        let mut rng = TestRng(1);
+        let mut rng = Csprng::seed_from_u64(1);
         let mut now = Instant::from_micros(0);
         for _ in 0..5 {
             let mut cx = Context::new(now, Domain::Bgp, &mut rng, &AdmitAll, &mut io);
@@ -508,7 +510,9 @@ mod ipv6 {
 
     use super::*;
     use crate::supervisor::Subsystem;
-    use crate::testing::{AdmitAll, TestRng};
+    use crate::testing::AdmitAll;
+    use bulkhead_base::rand_core::SeedableRng;
+    use bulkhead_base::rng::Csprng;
 
     const PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
     const OURS: [crate::addr::Ipv4Cidr; 1] =
@@ -581,7 +585,7 @@ mod ipv6 {
     }
 
     fn run(bgp: &mut BgpSubsystem, io: &mut FibIo, f: impl FnOnce(&mut Speaker, &mut Context<'_>)) {
-        let mut rng = TestRng(5);
+        let mut rng = Csprng::seed_from_u64(5);
         let mut cx = Context::new(Instant::from_micros(1), Domain::Bgp, &mut rng, &AdmitAll, io);
         f(bgp.speaker.as_mut().expect("started"), &mut cx);
     }
@@ -603,7 +607,7 @@ mod ipv6 {
         let mut bgp = BgpSubsystem::new(Config::parse(BASIC).unwrap().bgp);
         let mut io = FibIo::default();
         {
-            let mut rng = TestRng(5);
+            let mut rng = Csprng::seed_from_u64(5);
             let mut cx = Context::new(Instant::from_micros(0), Domain::Bgp, &mut rng, &AdmitAll, &mut io);
             bgp.start(&mut cx).unwrap();
         }

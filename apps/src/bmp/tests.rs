@@ -415,7 +415,9 @@ fn show_bmp_forms() {
 
 #[test]
 fn pressure_drops_the_session_with_the_largest_queue() {
-    use crate::testing::{AdmitAll, NullIo, TestRng};
+    use crate::testing::{AdmitAll, NullIo};
+    use bulkhead_base::rand_core::SeedableRng;
+    use bulkhead_base::rng::Csprng;
     use bulkhead_bmp::DropReason;
     let config = BmpConfig {
         collectors: vec![
@@ -425,7 +427,7 @@ fn pressure_drops_the_session_with_the_largest_queue() {
         ..BmpConfig::default()
     };
     let mut bmp = BmpSubsystem::new(config);
-    let (mut io, mut rng) = (NullIo::default(), TestRng(1));
+    let (mut io, mut rng) = (NullIo::default(), Csprng::seed_from_u64(1));
     let mut cx = Context::new(Instant::ZERO, Domain::Bmp, &mut rng, &AdmitAll, &mut io);
     bmp.start(&mut cx).unwrap();
     let r = bmp.running.as_mut().unwrap();
@@ -543,8 +545,10 @@ impl crate::context::Io for ClockIo {
 /// and gives the post-policy peer's events the same.
 #[test]
 fn what_bgp_tells_carries_the_wall_clock() {
-    use crate::testing::{AdmitAll, NullIo, TestRng};
-    let (mut rng, mut rec) = (TestRng(1), Recorder::default());
+    use crate::testing::{AdmitAll, NullIo};
+    use bulkhead_base::rand_core::SeedableRng;
+    use bulkhead_base::rng::Csprng;
+    let (mut rng, mut rec) = (Csprng::seed_from_u64(1), Recorder::default());
     let mut io = ClockIo(NullIo::default(), 1_700_000_000_000_000);
     let now = Instant::from_micros(2_500_001);
     let mut cx = Context::new(now, Domain::Bgp, &mut rng, &AdmitAll, &mut io).with_peers(&mut rec);
@@ -569,9 +573,11 @@ fn what_bgp_tells_carries_the_wall_clock() {
 
 #[test]
 fn what_bgp_tells_encodes_back_to_the_same_update() {
-    use crate::testing::{AdmitAll, NullIo, TestRng};
+    use crate::testing::{AdmitAll, NullIo};
+    use bulkhead_base::rand_core::SeedableRng;
+    use bulkhead_base::rng::Csprng;
     use bulkhead_bgp::packet::update::{MpReach, MpUnreach};
-    let (mut io, mut rng, mut rec) = (NullIo::default(), TestRng(1), Recorder::default());
+    let (mut io, mut rng, mut rec) = (NullIo::default(), Csprng::seed_from_u64(1), Recorder::default());
     let mut cx = Context::new(Instant::ZERO, Domain::Bgp, &mut rng, &AdmitAll, &mut io).with_peers(&mut rec);
     let v6 =
         |i: u16| BgpPrefix::V6(Ipv6Prefix::new(Ipv6Addr::new(0x2001, 0xdb8, i, 0, 0, 0, 0, 0), 48).unwrap());

@@ -16,9 +16,10 @@ use crate::context::{
 };
 use crate::domain::OverQuota;
 use crate::link::TxError;
-use crate::testing::TestRng;
 use crate::time::Duration;
 use bulkhead_base::rand_core::RngCore;
+use bulkhead_base::rand_core::SeedableRng;
+use bulkhead_base::rng::Csprng;
 
 const A0: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const A1: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
@@ -115,7 +116,7 @@ struct Rig {
     sub: SctpSubsystem,
     io: FakeIo,
     memory: Memory,
-    rng: TestRng,
+    rng: Csprng,
     peer: Endpoint,
     transport: Transport,
     now: Instant,
@@ -131,7 +132,7 @@ fn peer_footprint(n: usize) -> usize {
 
 impl Rig {
     fn new(config: SctpConfig, transport: Transport) -> Rig {
-        let mut rng = TestRng(7);
+        let mut rng = Csprng::seed_from_u64(7);
         let mut pc = EndpointConfig::new(PEER_PORT, peer_footprint);
         pc.listen = false;
         let peer = Endpoint::new(pc, &[PEER], Instant::ZERO, &mut rng);
@@ -550,7 +551,7 @@ fn random_and_mutated_packets_panic_nothing() {
         templates.push(buf[..t.len].to_vec());
     }
     templates.extend(r.wire.iter().map(|d| d.payload.clone()));
-    let mut rng = TestRng(99);
+    let mut rng = Csprng::seed_from_u64(99);
     for i in 0..20_000u32 {
         let mut bytes = match templates.get(i as usize % (templates.len() + 1)) {
             Some(t) => t.clone(),
