@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bulkhead_base::rand_core::{RngCore, SeedableRng};
+use bulkhead_base::rng::Csprng;
 use bulkhead_testbed::daemon::{Daemon, TempDir};
 use bulkhead_testbed::net::default_interfaces_toml;
 use bulkhead_testbed::serde_json::Value;
@@ -563,14 +565,9 @@ fn three_feeds_best_path_equals_birds() {
         .map(|child| Daemon::adopt(child, "reference bird"))
         .expect("bird");
 
-    // The feed: 48 prefixes, each from two or three feeders, attributes from a fixed sequence.
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move |n: u64| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % n
-    };
+    // The feed: 48 prefixes, each from two or three feeders, attributes from a seeded sequence.
+    let mut rng = Csprng::seed_from_u64(48);
+    let mut next = move |n: u64| rng.next_u64() % n;
     let prefixes: Vec<String> = (0..48).map(|i| format!("10.{}.{}.0/24", 100 + i / 16, i % 16)).collect();
     let mut announced = 0;
     for k in 0..3 {
