@@ -19,10 +19,12 @@ all: image
 setup:
 	@qemu/setup.sh
 
+# The image is the build's ELF without its symbol table (the unstripped one stays in the
+# target directory, for addr2line and gdb).
 image: setup
 	$(CARGO) build --release -p bulkhead-image --target $(TARGET)
 	@mkdir -p images/out
-	@cp $${CARGO_TARGET_DIR:-target}/$(TARGET)/release/bulkhead $(IMAGE)
+	@objcopy --strip-all $${CARGO_TARGET_DIR:-target}/$(TARGET)/release/bulkhead $(IMAGE)
 	@echo "image: $(IMAGE) ($$(stat -c %s $(IMAGE)) bytes)"
 
 run: image
