@@ -11,15 +11,6 @@ use bulkhead_base::time::Duration;
 use bulkhead_sctp::endpoint::{DownReason, Event, SendError, Transport};
 use common::*;
 
-/// Seeds whose graceful shutdown ends in an ABORT at the SHUTDOWN receiver, from a known bug
-/// in the endpoint (not in this test): a DATA chunk that arrives late, after B's SHUTDOWN ACK,
-/// is discarded but still answered with a SACK; A, which has sent SHUTDOWN COMPLETE and
-/// forgotten the association, answers that SACK with an ABORT (8.4), which reaches B before
-/// the SHUTDOWN COMPLETE. `handshake.rs::late_data_after_our_shutdown_ack_draws_no_sack` is the
-/// bug on its own (ignored until it is fixed). Empty this list with the fix; every other seed,
-/// and every other outcome on these, still fails the test.
-const KNOWN_LATE_DATA_SACK: &[u64] = &[30];
-
 /// Run one seed: `messages` messages on 4 streams (stream 3 unordered) from A to B.
 fn run_seed(seed: u64, messages: u32, link: Link) -> (u64, u64, u64) {
     let mut net = Net::new(seed, link, (&[A], config(5000)), (&[B], config(5000)));
@@ -85,6 +76,17 @@ fn run_seed(seed: u64, messages: u32, link: Link) -> (u64, u64, u64) {
         }
         net.step(Duration::from_millis(100));
     }
+    // The packets still in the network land before the shutdown starts. A stale duplicate that
+    // reached A after it closed would rightly draw an ABORT (8.4, rule 8), and B, its SHUTDOWN
+    // COMPLETE lost, would end aborted (seed 816 of an earlier, undrained version); that is the
+    // protocol working, not what this check is about. With nothing stale in flight, a graceful
+    // shutdown ends gracefully on both sides whatever the link loses, duplicates or reorders.
+    for _ in 0..100 {
+        if net.queue.is_empty() {
+            break;
+        }
+        net.step(Duration::from_millis(100));
+    }
     let q = net.ep(0).queue_bytes();
     assert_eq!((q.send, q.in_flight), (0, 0), "seed {seed}");
     let q = net.ep(1).queue_bytes();
@@ -105,10 +107,8 @@ fn run_seed(seed: u64, messages: u32, link: Link) -> (u64, u64, u64) {
         }
         while let Some(e) = net.ep(1).poll_event() {
             if let Event::AssociationDown(_, r) = e {
-                let known_bug =
-                    KNOWN_LATE_DATA_SACK.contains(&seed) && r == DownReason::PeerAborted { cause: None };
                 assert!(
-                    matches!(r, DownReason::Shutdown | DownReason::RetransmitLimit) || known_bug,
+                    matches!(r, DownReason::Shutdown | DownReason::RetransmitLimit),
                     "seed {seed}: {r:?}"
                 );
                 down.1 = true;
