@@ -32,24 +32,20 @@
 //!
 //! ```
 //! use core::net::Ipv4Addr;
-//! use bulkhead_base::rand_core::{impls, RngCore};
+//! use bulkhead_base::rand_core::SeedableRng;
+//! use bulkhead_base::rng::Csprng;
 //! use bulkhead_base::time::{Duration, Instant};
 //! use bulkhead_sctp::endpoint::{Config, Endpoint, Event, Received, Transport};
 //!
-//! struct Rng(u64);
-//! impl RngCore for Rng {
-//!     fn next_u32(&mut self) -> u32 { self.next_u64() as u32 }
-//!     fn next_u64(&mut self) -> u64 { self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1); self.0 >> 16 }
-//!     fn fill_bytes(&mut self, d: &mut [u8]) { impls::fill_bytes_via_next(self, d) }
-//! }
 //! let (a_addr, b_addr) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
 //! let fp = |n: usize| n.next_multiple_of(16) + 16;
-//! let (mut rng, mut now) = (Rng(1), Instant::ZERO);
+//! // The platform's generator, seeded: a test replays the same run.
+//! let (mut rng, mut now) = (Csprng::seed_from_u64(1), Instant::ZERO);
 //! let mut a = Endpoint::new(Config::new(5000, fp), &[a_addr], now, &mut rng);
 //! let mut b = Endpoint::new(Config::new(5000, fp), &[b_addr], now, &mut rng);
 //! let assoc = a.connect(now, &mut rng, &[b_addr], 5000, Transport::Ip).unwrap();
 //! // Hand every packet `from` has to send to `to`.
-//! fn exchange(from: &mut Endpoint, to: &mut Endpoint, now: Instant, rng: &mut Rng) {
+//! fn exchange(from: &mut Endpoint, to: &mut Endpoint, now: Instant, rng: &mut Csprng) {
 //!     let mut buf = [0u8; 1500];
 //!     while let Some(t) = from.poll_transmit(now, &mut buf) {
 //!         let rx = Received { src: t.src, dst: t.dst, transport: t.transport, bytes: &buf[..t.len] };

@@ -407,7 +407,6 @@ fn unknown_chunks_and_streams_are_reported() {
 /// land ahead of its shutdown). The fix: a DATA chunk dropped for the association's state does
 /// not count as data received when deciding to SACK (`Association::handle_chunks`).
 #[test]
-#[ignore = "known bug, see the prng report: a late DATA in SHUTDOWN-ACK-SENT is answered with a SACK"]
 fn late_data_after_our_shutdown_ack_draws_no_sack() {
     let (mut ep, mut rng) = endpoint(true);
     let (tag, tsn) = establish(&mut ep, &mut rng, Instant::ZERO);

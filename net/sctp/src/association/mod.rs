@@ -731,7 +731,13 @@ impl Association {
             }
             match chunk {
                 ChunkRepr::Data(d) => {
-                    had_data = true;
+                    // DATA counts towards a SACK only in the states that take it (`on_data`): a
+                    // late one in SHUTDOWN-ACK-SENT drew a SACK that the peer, closed already,
+                    // answered with an ABORT (8.4 rule 8), ending a clean shutdown as aborted.
+                    had_data |= matches!(
+                        self.state,
+                        State::Established | State::ShutdownPending | State::ShutdownSent
+                    );
                     if !self.on_data(now, path, d, drops) {
                         break;
                     }
