@@ -6,13 +6,16 @@
 //! BMP session numbers: a counter bumped at each `Established`, never reused, also across
 //! sheds (the subsystem keeps it); 0 is the Loc-RIB's.
 //!
-//! Statistics Reports (RFC 7854 section 4.8, RFC 8671): what BGP's RIB counts, read when a
-//! report is due ([`peer_stats`]): type 7 and 9 (the session's pre-policy Adj-RIB-In, whole and
-//! per AFI/SAFI), 8 and 10 (the Loc-RIB's size, whole and per AFI/SAFI: the RFC's "routes in
-//! Loc-RIB"; this peer's share of it would need a walk of the Loc-RIB or a count the RIB does
-//! not keep), and 15 (the session's post-policy Adj-RIB-Out). Not sent: the counters of types
-//! 0 to 6 and 11 to 13 (prefixes rejected by policy, duplicates, loops, treat-as-withdraw),
-//! because BGP's core does not count them; a report of zeros would be a lie.
+//! Statistics Reports (RFC 7854 section 4.8, RFC 8671): what BGP counts, read when a report is
+//! due ([`peer_stats`]), since the session came up. Gauges: type 7 and 9 (the session's
+//! pre-policy Adj-RIB-In, whole and per AFI/SAFI), 8 and 10 (the Loc-RIB's size, whole and per
+//! AFI/SAFI: the RFC's "routes in Loc-RIB"; this peer's share of it would need a walk of the
+//! Loc-RIB or a count the RIB does not keep), and 15 (the session's post-policy Adj-RIB-Out).
+//! Counters (32 bits, wrapping): 0 to 5 from the RIB (prefixes rejected by import policy,
+//! duplicate advertisements and withdraws, UPDATEs looped by CLUSTER_LIST, AS_PATH or
+//! ORIGINATOR_ID), 11 and 12 from the speaker (UPDATEs treated as withdraw, and the prefixes
+//! they announced). Not sent: 6 (no confederations) and 13 (duplicate UPDATEs are not
+//! compared whole).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -23,7 +26,7 @@ use bulkhead_bgp::packet::attribute::{PathAttributes, SessionContext};
 use bulkhead_bgp::packet::message::{Message, MAX_LEN};
 use bulkhead_bgp::packet::nlri::{Family, Prefix};
 use bulkhead_bgp::packet::notification::Notification;
-use bulkhead_bgp::rib::{PeerCounts, RibView};
+use bulkhead_bgp::rib::{PeerCounts, PeerStats, RibView};
 use bulkhead_bmp::packet::{PeerFlags, PeerHeader, PeerType, Stat, StatType, StatValue};
 use bulkhead_bmp::PeerUpInfo;
 
@@ -212,7 +215,7 @@ impl BgpView for BgpSubsystem {
         let Some(p) = s.by_session(session) else { return };
         let in4 = s.rib4.peer_counts(p.id4).unwrap_or_default();
         let in6 = s.rib6.peer_counts(p.id6).unwrap_or_default();
-        peer_stats(in4, in6, (s.rib4.loc_rib().len(), s.rib6.loc_rib().len()), out);
+        peer_stats(in4, in6, (s.rib4.loc_rib().len(), s.rib6.loc_rib().len()), p.treated_as_withdraw, out);
     }
 
     fn up_since(&self, session: u64) -> Option<crate::time::Instant> {
@@ -226,6 +229,7 @@ pub(crate) fn peer_stats(
     in4: PeerCounts,
     in6: PeerCounts,
     loc: (usize, usize),
+    treated_as_withdraw: (u64, u64),
     out: &mut Vec<Stat<'static>>,
 ) {
     let gauge = |n: usize| n as u64;
@@ -238,6 +242,20 @@ pub(crate) fn peer_stats(
     out.push(Stat::gauge(StatType::LOC_RIB_ROUTES, gauge(loc.0 + loc.1)));
     out.extend(per_family(StatType::LOC_RIB_ROUTES_PER_AFI_SAFI, loc.0, loc.1));
     out.push(Stat::gauge(StatType::ADJ_RIB_OUT_POST_POLICY_ROUTES, gauge(in4.advertised + in6.advertised)));
+    // BMP counters are 32 bits and wrap.
+    let counter = |kind, count: fn(&PeerStats) -> u64| {
+        Stat::counter(kind, count(&in4.stats).wrapping_add(count(&in6.stats)) as u32)
+    };
+    out.extend([
+        counter(StatType::REJECTED_PREFIXES, |s| s.rejected),
+        counter(StatType::DUPLICATE_PREFIX_ADVERTISEMENTS, |s| s.duplicate_advertisements),
+        counter(StatType::DUPLICATE_WITHDRAWS, |s| s.duplicate_withdraws),
+        counter(StatType::CLUSTER_LIST_LOOP, |s| s.cluster_list_loops),
+        counter(StatType::AS_PATH_LOOP, |s| s.as_path_loops),
+        counter(StatType::ORIGINATOR_ID_LOOP, |s| s.originator_id_loops),
+        Stat::counter(StatType::UPDATES_TREAT_AS_WITHDRAW, treated_as_withdraw.0 as u32),
+        Stat::counter(StatType::PREFIXES_TREAT_AS_WITHDRAW, treated_as_withdraw.1 as u32),
+    ]);
 }
 
 #[cfg(test)]
@@ -249,14 +267,23 @@ mod tests {
     use super::*;
 
     /// A Statistics Report of a session holding 25,000 IPv4 and 3 IPv6 routes, with 25,010
-    /// IPv4 routes in the Loc-RIB and 7 advertised, byte for byte (RFC 7854 4.1, 4.2, 4.8;
-    /// RFC 8671's type 15).
+    /// IPv4 routes in the Loc-RIB and 7 advertised, and counters of both families summed,
+    /// byte for byte (RFC 7854 4.1, 4.2, 4.8; RFC 8671's type 15).
     #[test]
     fn statistics_report_golden_vector() {
-        let in4 = PeerCounts { received: 25_000, accepted: 24_000, advertised: 7, ..PeerCounts::default() };
-        let in6 = PeerCounts { received: 3, ..PeerCounts::default() };
+        let stats4 =
+            PeerStats { rejected: 3, duplicate_withdraws: 2, as_path_loops: 1, ..PeerStats::default() };
+        let stats6 = PeerStats { rejected: 1, duplicate_advertisements: 4, ..PeerStats::default() };
+        let in4 = PeerCounts {
+            received: 25_000,
+            accepted: 24_000,
+            advertised: 7,
+            stats: stats4,
+            ..PeerCounts::default()
+        };
+        let in6 = PeerCounts { received: 3, stats: stats6, ..PeerCounts::default() };
         let mut stats = Vec::new();
-        peer_stats(in4, in6, (25_010, 0), &mut stats);
+        peer_stats(in4, in6, (25_010, 0), (2, 9), &mut stats);
         let peer = PeerHeader {
             peer_type: PeerType::Global,
             flags: PeerFlags(0),
@@ -270,12 +297,12 @@ mod tests {
         let message = Message::StatisticsReport { peer, stats };
         let mut bytes = vec![0u8; message.buffer_len()];
         message.emit(&mut bytes).unwrap();
-        let mut golden = vec![3, 0, 0, 0, 148, 1]; // version 3, length 148, Statistics Report
+        let mut golden = vec![3, 0, 0, 0, 212, 1]; // version 3, length 212, Statistics Report
         golden.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // global peer, no flags, RD 0
         golden.extend_from_slice(&[0; 12]);
         golden.extend_from_slice(&[192, 0, 2, 2, 0, 0, 0xfd, 0xe9, 192, 0, 2, 2]); // address, AS, id
         golden.extend_from_slice(&[0x65, 0x53, 0xf1, 0x00, 0, 0, 0, 5]); // timestamp
-        golden.extend_from_slice(&[0, 0, 0, 7]); // 7 stats
+        golden.extend_from_slice(&[0, 0, 0, 15]); // 15 stats
         golden.extend_from_slice(&[0, 7, 0, 8, 0, 0, 0, 0, 0, 0, 0x61, 0xab]); // Adj-RIB-In 25,003
         golden.extend_from_slice(&[0, 9, 0, 11, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0x61, 0xa8]); // IPv4 25,000
         golden.extend_from_slice(&[0, 9, 0, 11, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 3]); // IPv6 3
@@ -283,9 +310,17 @@ mod tests {
         golden.extend_from_slice(&[0, 10, 0, 11, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0x61, 0xb2]);
         golden.extend_from_slice(&[0, 10, 0, 11, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
         golden.extend_from_slice(&[0, 15, 0, 8, 0, 0, 0, 0, 0, 0, 0, 7]); // Adj-RIB-Out post-policy 7
+        golden.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 4]); // rejected by policy 3 + 1
+        golden.extend_from_slice(&[0, 1, 0, 4, 0, 0, 0, 4]); // duplicate advertisements
+        golden.extend_from_slice(&[0, 2, 0, 4, 0, 0, 0, 2]); // duplicate withdraws
+        golden.extend_from_slice(&[0, 3, 0, 4, 0, 0, 0, 0]); // CLUSTER_LIST loops
+        golden.extend_from_slice(&[0, 4, 0, 4, 0, 0, 0, 1]); // AS_PATH loops
+        golden.extend_from_slice(&[0, 5, 0, 4, 0, 0, 0, 0]); // ORIGINATOR_ID loops
+        golden.extend_from_slice(&[0, 11, 0, 4, 0, 0, 0, 2]); // UPDATEs treated as withdraw
+        golden.extend_from_slice(&[0, 12, 0, 4, 0, 0, 0, 9]); // their prefixes
         assert_eq!(bytes, golden);
         // And this crate's decoder reads it back.
         let (back, len) = Message::parse_bytes(&bytes).unwrap();
-        assert_eq!((back, len), (message, 148));
+        assert_eq!((back, len), (message, 212));
     }
 }

@@ -49,7 +49,7 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use bulkhead_bgp::neighbor::{Action, ConnId, Direction, DownReason, Neighbor, NeighborConfig, State};
 use bulkhead_bgp::packet::attribute::{NextHop, PathAttributes, SessionContext};
-use bulkhead_bgp::packet::error::{CeaseSubcode, ErrorCode};
+use bulkhead_bgp::packet::error::{CeaseSubcode, ErrorCode, Rfc7606Action};
 use bulkhead_bgp::packet::message::Message;
 use bulkhead_bgp::packet::nlri::{Family, Ipv4Prefix, Ipv6Prefix, Prefix};
 use bulkhead_bgp::packet::update::{self, Update};
@@ -163,6 +163,9 @@ pub struct Peer {
     sweep4: Option<RibCursor<Ipv4Prefix>>,
     sweep6: Option<RibCursor<Ipv6Prefix>>,
     updates: u64,
+    /// UPDATEs treated as withdraw (RFC 7606) this session, and the prefixes they announced:
+    /// BMP statistics 11 and 12.
+    treated_as_withdraw: (u64, u64),
     sessions: u64,
 }
 
@@ -279,6 +282,7 @@ impl Speaker {
                 sweep4: None,
                 sweep6: None,
                 updates: 0,
+                treated_as_withdraw: (0, 0),
                 sessions: 0,
             });
         }
@@ -448,6 +452,7 @@ impl Speaker {
                     }
                     p.up_since = Some(now);
                     p.sessions += 1;
+                    p.treated_as_withdraw = (0, 0);
                     p.ctx = n.ctx;
                     p.max_len = n.max_len();
                     p.families = n.families.clone();
@@ -461,6 +466,10 @@ impl Speaker {
                 }
                 Action::Update(parsed) => {
                     p.updates += 1;
+                    if parsed.action == Some(Rfc7606Action::TreatAsWithdraw) {
+                        p.treated_as_withdraw.0 += 1;
+                        p.treated_as_withdraw.1 += parsed.treated_as_withdrawn as u64;
+                    }
                     self.apply_update(i, cx, &parsed.update);
                     self.bmp_update(i, cx, &parsed.update);
                 }

@@ -5,7 +5,10 @@
 //!   "address","asn","state","uptime_s" (null when down),"received","accepted","advertised",
 //!   "stale","updates","sessions","disabled","last_error" (null or text),"ttl_security" (bool),
 //!   "ttl_min" (null, or the least TTL accepted),"ttl_dropped" (segments the host dropped below
-//!   it)}]}`; `received` and
+//!   it),"stats":{"rejected","duplicate_advertisements","duplicate_withdraws",
+//!   "cluster_list_loops","as_path_loops","originator_id_loops","treat_as_withdraw_updates",
+//!   "treat_as_withdraw_prefixes"} (this session's, both families: BMP's counters)}]}`;
+//!   `received` and
 //!   `accepted` count both families (pre- and post-import-policy), `advertised` IPv4 and IPv6
 //!   prefixes in the Adj-RIB-Out; `state` is RFC 4271's (`Idle` .. `Established`).
 //! - `show route count json`: `{"ipv4","ipv6" (Loc-RIB best routes),"ipv4_paths","ipv6_paths"
@@ -24,7 +27,7 @@ use core::net::{IpAddr, Ipv4Addr};
 use bulkhead_bgp::neighbor::State;
 use bulkhead_bgp::packet::attribute::{NextHop, Origin, PathAttributes};
 use bulkhead_bgp::packet::nlri::Prefix;
-use bulkhead_bgp::rib::{PeerId, Rib, RibPrefix};
+use bulkhead_bgp::rib::{PeerId, PeerStats, Rib, RibPrefix};
 
 use super::{Gtsm, LastError, Speaker, BGP_PORT};
 use crate::context::{Context, TtlGuardError};
@@ -109,6 +112,18 @@ pub(super) fn protocols(s: &Speaker, cx: &Context<'_>, json: bool, out: &mut dyn
                 _ => j.null()?,
             }
             j.field_u64("ttl_dropped", dropped(p))?;
+            let sum = |count: fn(&PeerStats) -> u64| count(&c4.stats) + count(&c6.stats);
+            j.key("stats")?;
+            j.begin_object()?;
+            j.field_u64("rejected", sum(|s| s.rejected))?;
+            j.field_u64("duplicate_advertisements", sum(|s| s.duplicate_advertisements))?;
+            j.field_u64("duplicate_withdraws", sum(|s| s.duplicate_withdraws))?;
+            j.field_u64("cluster_list_loops", sum(|s| s.cluster_list_loops))?;
+            j.field_u64("as_path_loops", sum(|s| s.as_path_loops))?;
+            j.field_u64("originator_id_loops", sum(|s| s.originator_id_loops))?;
+            j.field_u64("treat_as_withdraw_updates", p.treated_as_withdraw.0)?;
+            j.field_u64("treat_as_withdraw_prefixes", p.treated_as_withdraw.1)?;
+            j.end_object()?;
             j.end_object()?;
         }
         j.end_array()?;

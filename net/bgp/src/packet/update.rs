@@ -57,6 +57,8 @@ pub struct ParsedUpdate {
     /// The worst action taken, `None` when the UPDATE was clean.
     pub action: Option<Rfc7606Action>,
     pub errors: Vec<UpdateError>,
+    /// Prefixes the UPDATE announced that treat-as-withdraw withdrew (BMP statistic 12).
+    pub treated_as_withdrawn: usize,
 }
 
 /// The action RFC 7606 (section 7) assigns to a malformed attribute of this type.
@@ -180,10 +182,9 @@ impl Update {
         let action = errors.iter().map(|e| e.action).max();
         let mut update =
             Update { withdrawn, attributes: has_attributes.then_some(attrs), nlri, mp_reach, mp_unreach };
-        if action == Some(Rfc7606Action::TreatAsWithdraw) {
-            update.treat_as_withdraw();
-        }
-        Ok(ParsedUpdate { update, action, errors })
+        let treated_as_withdrawn =
+            if action == Some(Rfc7606Action::TreatAsWithdraw) { update.treat_as_withdraw() } else { 0 };
+        Ok(ParsedUpdate { update, action, errors, treated_as_withdrawn })
     }
 
     /// The first-AS check of RFC 4271 section 6.3, for an UPDATE from an external peer whose
@@ -219,12 +220,14 @@ impl Update {
         let kind = UpdateErrorKind::FirstAsMismatch { first, peer_as };
         parsed.errors.push(UpdateError::new(kind, Rfc7606Action::TreatAsWithdraw));
         parsed.action = parsed.action.max(Some(Rfc7606Action::TreatAsWithdraw));
-        update.treat_as_withdraw();
+        parsed.treated_as_withdrawn += update.treat_as_withdraw();
         true
     }
 
-    /// Moves every announced prefix to the withdrawn lists and drops the attributes.
-    fn treat_as_withdraw(&mut self) {
+    /// Moves every announced prefix to the withdrawn lists and drops the attributes; returns
+    /// how many it moved.
+    fn treat_as_withdraw(&mut self) -> usize {
+        let moved = self.announced().count();
         let mut gone: Vec<Prefix> = self.withdrawn_all().chain(self.announced()).collect();
         gone.sort_unstable();
         gone.dedup();
@@ -241,6 +244,7 @@ impl Update {
         self.nlri.clear();
         self.mp_reach = None;
         self.attributes = None;
+        moved
     }
 
     /// The body (after the header) as `Update::parse` reads it.
@@ -859,6 +863,11 @@ mod tests {
         // ORIGIN with an undefined value (7.1).
         let attrs = [&[0x40, 1, 1, 3][..], &AS_PATH_65001, &NEXT_HOP].concat();
         assert_eq!(action_of(&attrs, &NLRI, EBGP), (tw, vec![UpdateErrorKind::InvalidOrigin { value: 3 }]));
+        // Its one announced prefix is counted as withdrawn by the treatment; a clean one is not.
+        let withdrawn =
+            |attrs: &[u8]| Update::parse(&body(&[], attrs, &NLRI), EBGP).unwrap().treated_as_withdrawn;
+        assert_eq!(withdrawn(&attrs), 1);
+        assert_eq!(withdrawn(&[&ORIGIN_IGP[..], &AS_PATH_65001, &NEXT_HOP].concat()), 0);
         // ORIGIN of length 2.
         let attrs = [&[0x40, 1, 2, 0, 0][..], &AS_PATH_65001, &NEXT_HOP].concat();
         assert_eq!(action_of(&attrs, &NLRI, EBGP).0, tw);

@@ -209,6 +209,34 @@ pub struct PeerCounts {
     pub advertised: usize,
     /// Prefixes marked for export and not yet drained.
     pub export_pending: usize,
+    /// What the peer's UPDATEs met since its session came up.
+    pub stats: PeerStats,
+}
+
+/// What a peer's UPDATEs met since its session came up: the counters of a BMP Statistics
+/// Report (RFC 7854 section 4.8, its type in brackets).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    /// Prefixes the import policy rejected [0] (not those of a looped UPDATE).
+    pub rejected: u64,
+    /// Prefixes announced again with the attributes they already had [1].
+    pub duplicate_advertisements: u64,
+    /// Prefixes withdrawn that the peer had not announced [2].
+    pub duplicate_withdraws: u64,
+    /// UPDATEs whose CLUSTER_LIST holds our cluster ID [3].
+    pub cluster_list_loops: u64,
+    /// UPDATEs from an external peer whose AS_PATH holds our AS [4].
+    pub as_path_loops: u64,
+    /// UPDATEs whose ORIGINATOR_ID is our router ID [5].
+    pub originator_id_loops: u64,
+}
+
+/// Why an UPDATE's routes loop back to us (RFC 4271 9.1.2, RFC 4456 8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Loop {
+    AsPath,
+    OriginatorId,
+    ClusterList,
 }
 
 #[derive(Debug)]
@@ -225,6 +253,7 @@ struct Peer<P> {
     /// The export policy refuses every route ([`policy::exports_nothing`]): prefixes are not
     /// marked for export to this peer.
     exports_nothing: bool,
+    stats: PeerStats,
     adj_in: AdjRibIn<P>,
     adj_out: AdjRibOut<P>,
 }
@@ -271,6 +300,7 @@ impl<P: RibPrefix> Rib<P> {
             router_id: Ipv4Addr::UNSPECIFIED,
             up: false,
             limit_warned: false,
+            stats: PeerStats::default(),
             adj_in: AdjRibIn::default(),
             adj_out: AdjRibOut::default(),
         };
@@ -319,6 +349,7 @@ impl<P: RibPrefix> Rib<P> {
         let p = self.peer_mut(peer)?;
         p.router_id = router_id;
         p.up = true;
+        p.stats = PeerStats::default();
         p.adj_out.feed.start_sync();
         p.adj_out.initial = true;
         Ok(())
@@ -381,6 +412,8 @@ impl<P: RibPrefix> Rib<P> {
             if self.remove_route(peer, prefix) {
                 outcome.withdrawn += 1;
                 self.decide(prefix, cost);
+            } else {
+                self.peer_mut(peer)?.stats.duplicate_withdraws += 1;
             }
         }
         let mut dropped = 0u32;
@@ -391,8 +424,17 @@ impl<P: RibPrefix> Rib<P> {
             let Rib { peers, attrs: store, config, .. } = self;
             let source =
                 peers.get(usize::from(peer.0)).and_then(Option::as_ref).ok_or(RibError::UnknownPeer(peer))?;
+            let looped = loop_of(config, source, attrs);
             let shared = (!policy::matches_prefixes(source.config.import.as_ref()))
                 .then(|| import(store, config, source, first, received, attrs));
+            if let Some(kind) = looped {
+                let stats = &mut self.peer_mut(peer)?.stats;
+                match kind {
+                    Loop::AsPath => stats.as_path_loops += 1,
+                    Loop::OriginatorId => stats.originator_id_loops += 1,
+                    Loop::ClusterList => stats.cluster_list_loops += 1,
+                }
+            }
             for &prefix in announced {
                 let Some(p) = self.peers.get(usize::from(peer.0)).and_then(Option::as_ref) else { break };
                 if let Some(limit) = p.config.prefix_limit {
@@ -413,7 +455,14 @@ impl<P: RibPrefix> Rib<P> {
                 };
                 self.attrs.retain(received);
                 let route = InRoute { received, accepted, stale: false };
-                let old = self.peer_mut(peer)?.adj_in.insert(prefix, route);
+                let p = self.peer_mut(peer)?;
+                let old = p.adj_in.insert(prefix, route);
+                if accepted.is_none() && looped.is_none() {
+                    p.stats.rejected += 1;
+                }
+                if old.is_some_and(|o| o.received == received) {
+                    p.stats.duplicate_advertisements += 1;
+                }
                 if let Some(old) = old {
                     self.release_in_route(&old);
                 }
@@ -782,6 +831,7 @@ impl<P: RibPrefix> Rib<P> {
             stale: p.adj_in.stale_len(),
             advertised: p.adj_out.len(),
             export_pending: p.adj_out.pending(),
+            stats: p.stats,
         })
     }
 
@@ -955,13 +1005,7 @@ fn import<P: RibPrefix>(
     received: AttrId,
     attrs: &PathAttributes,
 ) -> Option<AttrId> {
-    if peer.external && attrs.as_path.contains(config.local_as) {
-        return None; // our own AS: a loop (RFC 4271 9.1.2)
-    }
-    if attrs.originator_id == Some(config.router_id) {
-        return None; // reflected back to us (RFC 4456 8)
-    }
-    if config.cluster_id.is_some_and(|id| attrs.cluster_list.contains(&id)) {
+    if loop_of(config, peer, attrs).is_some() {
         return None;
     }
     let actions =
@@ -981,6 +1025,19 @@ fn import<P: RibPrefix>(
     }
     policy::apply(actions, &mut accepted);
     Some(store.intern(accepted))
+}
+
+/// Whether the routes of an UPDATE from `peer` with `attrs` loop back to us.
+fn loop_of<P>(config: &RibConfig, peer: &Peer<P>, attrs: &PathAttributes) -> Option<Loop> {
+    if peer.external && attrs.as_path.contains(config.local_as) {
+        Some(Loop::AsPath) // our own AS (RFC 4271 9.1.2)
+    } else if attrs.originator_id == Some(config.router_id) {
+        Some(Loop::OriginatorId) // reflected back to us (RFC 4456 8)
+    } else if config.cluster_id.is_some_and(|id| attrs.cluster_list.contains(&id)) {
+        Some(Loop::ClusterList)
+    } else {
+        None
+    }
 }
 
 /// What the decision process compares about an accepted route from `peer`.
@@ -1160,6 +1217,35 @@ mod tests {
         assert_eq!(rib.remove_loc_consumer(bmp), Err(RibError::UnknownConsumer(bmp)));
         assert_eq!(rib.drain_loc_changes(fib, 10).unwrap().len(), 1);
         assert_eq!(rib.add_loc_consumer().unwrap(), bmp);
+    }
+
+    /// The counters of a BMP Statistics Report: loops per UPDATE, policy rejections and
+    /// duplicates per prefix, all from zero again when the session comes back.
+    #[test]
+    fn peer_stats_count_loops_rejections_and_duplicates() {
+        let mut rib = rib();
+        let a = ebgp(&mut rib, 1, 65001);
+        let (p, q) = (pfx(10, 0, 0, 8), pfx(11, 0, 0, 8));
+        announce(&mut rib, a, &[p, q], &route(&[65001, LOCAL_AS], 1));
+        announce(&mut rib, a, &[p], &route(&[65001], 1));
+        announce(&mut rib, a, &[p], &route(&[65001], 1));
+        rib.update(a, &[q, pfx(12, 0, 0, 8)], &[], &PathAttributes::default(), &reachable).unwrap();
+        let stats = rib.peer_counts(a).unwrap().stats;
+        let want = PeerStats {
+            as_path_loops: 1,
+            duplicate_advertisements: 1,
+            duplicate_withdraws: 1,
+            ..PeerStats::default()
+        };
+        assert_eq!(stats, want, "a looped UPDATE counts once, its prefixes are not policy rejections");
+        // RFC 8212: an eBGP peer without an import policy gets nothing accepted.
+        let strict = rib.add_peer(peer_config(2, 65002, None, None)).unwrap();
+        rib.peer_up(strict, Ipv4Addr::new(10, 0, 0, 2)).unwrap();
+        announce(&mut rib, strict, &[p, q], &route(&[65002], 2));
+        assert_eq!(rib.peer_counts(strict).unwrap().stats.rejected, 2);
+        rib.session_down(a).unwrap();
+        rib.peer_up(a, Ipv4Addr::new(10, 0, 0, 1)).unwrap();
+        assert_eq!(rib.peer_counts(a).unwrap().stats, PeerStats::default());
     }
 
     /// A new consumer's walk reads each prefix once, as it is when the walk gets there: a
