@@ -11,6 +11,7 @@
 //!
 //! Inbound traffic arrives through [`crate::supervisor::Subsystem::receive`] as an [`Inbound`].
 
+use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 
 use bulkhead_base::rand_core::RngCore;
@@ -325,6 +326,27 @@ impl<'a> Context<'a> {
 
     pub fn tcp_release(&mut self, id: SocketId) -> Result<(), TcpError> {
         self.io.tcp_release(self.domain, id)
+    }
+
+    /// Releases the sockets of `closing` (each with the time it may linger until) that have
+    /// closed, or whose time is up; when none is left, the list's block goes too, so a
+    /// subsystem at rest holds what it held before.
+    pub fn reap_closing(&mut self, closing: &mut Vec<(SocketId, Instant)>) {
+        let now = self.now;
+        closing.retain(|&(socket, until)| {
+            let done = now >= until
+                || self
+                    .tcp(socket)
+                    .map(|s| matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait))
+                    .unwrap_or(true);
+            if done {
+                let _ = self.tcp_release(socket);
+            }
+            !done
+        });
+        if closing.is_empty() {
+            *closing = Vec::new();
+        }
     }
 
     /// Asks for GTSM (RFC 5082) on the TCP segments of `guard.peer` (see [`Io::ttl_guard`]).

@@ -785,21 +785,7 @@ impl Speaker {
     }
 
     fn reap_closing(&mut self, cx: &mut Context<'_>) {
-        let now = cx.now;
-        self.closing.retain(|&(socket, until)| {
-            let done = now >= until
-                || cx
-                    .tcp(socket)
-                    .map(|s| matches!(s.state(), TcpState::Closed | TcpState::TimeWait))
-                    .unwrap_or(true);
-            if done {
-                let _ = cx.tcp_release(socket);
-            }
-            !done
-        });
-        if self.closing.is_empty() {
-            self.closing = Vec::new();
-        }
+        cx.reap_closing(&mut self.closing);
     }
 
     fn poll_at(&self) -> Option<Instant> {

@@ -508,22 +508,7 @@ impl Running {
     }
 
     fn reap(&mut self, cx: &mut Context<'_>) {
-        let now = cx.now;
-        self.closing.retain(|&(socket, until)| {
-            let done = now >= until
-                || cx
-                    .tcp(socket)
-                    .map(|s| matches!(s.state(), TcpState::Closed | TcpState::TimeWait))
-                    .unwrap_or(true);
-            if done {
-                let _ = cx.tcp_release(socket);
-            }
-            !done
-        });
-        if self.closing.is_empty() {
-            // Nothing lingers: the list's block goes, so BMP at rest holds what it held before.
-            self.closing = Vec::new();
-        }
+        cx.reap_closing(&mut self.closing);
     }
 
     /// Queues what BGP told, and the post-policy peer's Peer Up / Down that follow from it.
