@@ -544,6 +544,12 @@ impl Association {
         self.cfg.receive_limit.saturating_sub(self.rx_held()).min(self.memory_room)
     }
 
+    /// What the first message held must hold, in one run of fragments, before it is handed
+    /// out in pieces: half the receive limit (as usrsctp's default).
+    fn partial_delivery_point(&self) -> usize {
+        self.cfg.receive_limit / 2
+    }
+
     /// The receive window: the true-byte budget left, bounded by the domain's room.
     pub fn advertised_rwnd(&self) -> u32 {
         // Less the segment the next message in order would need: a window that says there is
@@ -878,9 +884,9 @@ impl Association {
                 && self.rx_held() + cost <= self.cfg.receive_limit.saturating_mul(2));
         if !fits {
             // 6.2: no room; drop, the peer retransmits once the window opens. The next chunk
-            // in order without room: a message larger than the room is delivered in pieces.
+            // in order without room: a message past the partial delivery point goes in pieces.
             if next_in_order {
-                self.rx.want_partial_delivery();
+                self.rx.want_partial_delivery(self.partial_delivery_point());
             }
             drops.rwnd_full += 1;
             self.sack_now = true;
@@ -898,10 +904,10 @@ impl Association {
         match self.rx.insert(t, frag) {
             Ok(()) => {
                 // The window is closing with nothing to read: the first message held, when
-                // it is next in order, is handed out in pieces before the peer must probe a
-                // closed window (partial delivery, 6.9).
+                // it is next in order and past the partial delivery point, is handed out in
+                // pieces before the peer must probe a closed window (6.9).
                 if !self.rx.has_ready() && self.rx_room() < self.rx.gap_reserve(self.max_payload()) {
-                    self.rx.want_partial_delivery();
+                    self.rx.want_partial_delivery(self.partial_delivery_point());
                 }
             }
             Err(RxRefusal::StaleSsn | RxRefusal::ReusedSsn) => drops.stale_ssn += 1,

@@ -104,8 +104,8 @@ pub struct Reassembly {
     /// number of inbound streams, reserved at the start, so it never grows.
     deliverable: VecDeque<u16>,
     partial: Option<Partial>,
-    /// A chunk in order found no room: partial delivery may start.
-    partial_wanted: bool,
+    /// The TSN of the first fragment of the message to hand out in pieces, once wanted.
+    partial_wanted: Option<u64>,
     /// Payload blocks of `fragments`, of every stream's `pending`, of `ready`.
     reassembly_bytes: usize,
     pending_bytes: usize,
@@ -124,7 +124,7 @@ impl Reassembly {
             ready: SegQueue::new(),
             deliverable: VecDeque::with_capacity(usize::from(inbound_streams)),
             partial: None,
-            partial_wanted: false,
+            partial_wanted: None,
             reassembly_bytes: 0,
             pending_bytes: 0,
             ready_bytes: 0,
@@ -209,10 +209,42 @@ impl Reassembly {
         !self.ready.is_empty() || !self.deliverable.is_empty() || self.next_piece().is_some()
     }
 
-    /// A chunk that would have been next in order found no room: if the fragments held
-    /// begin the next message in order, it is handed out in pieces.
-    pub fn want_partial_delivery(&mut self) {
-        self.partial_wanted = true;
+    /// The window is closing with nothing to read: if the first fragment held begins the next
+    /// message in order, and that message already holds `point` true bytes in one run of
+    /// fragments (the partial delivery point), it is handed out in pieces. A smaller one waits
+    /// to be whole (the window has room for the fragment that fills a gap; an echo can send
+    /// back only a whole message). Looks at no more fragments than make up `point`.
+    pub fn want_partial_delivery(&mut self, point: usize) {
+        if self.partial.is_some() || self.partial_wanted.is_some() {
+            return;
+        }
+        let Some((first, head)) = self.first_in_order() else { return };
+        let mut held = 0usize;
+        let mut tsn = first;
+        let mut next = Some(head);
+        while let Some(f) = next {
+            held += (self.footprint)(f.data.len());
+            if held >= point {
+                self.partial_wanted = Some(first);
+                return;
+            }
+            if f.end {
+                return;
+            }
+            tsn += 1;
+            next = self.fragments.get(&tsn).filter(|f| !f.begin && Self::same_message(head, f));
+        }
+    }
+
+    /// The first fragment held, when it begins the next message in order on its stream.
+    fn first_in_order(&self) -> Option<(u64, &RxFragment)> {
+        let (&tsn, f) = self.fragments.first_key_value()?;
+        let in_order = f.unordered
+            || self
+                .streams
+                .get(usize::from(f.stream))
+                .is_some_and(|s| unwrap_serial16(s.next_ssn, f.ssn) == s.next_ssn);
+        (f.begin && in_order).then_some((tsn, f))
     }
 
     pub fn inbound_streams(&self) -> u16 {
@@ -291,14 +323,10 @@ impl Reassembly {
                 let f = self.fragments.get(&p.next_tsn)?;
                 Self::continues(&p, f).then_some(p)
             }
-            None if self.partial_wanted => {
-                let (&tsn, f) = self.fragments.first_key_value()?;
-                let in_order = f.unordered
-                    || self
-                        .streams
-                        .get(usize::from(f.stream))
-                        .is_some_and(|s| unwrap_serial16(s.next_ssn, f.ssn) == s.next_ssn);
-                (f.begin && in_order).then_some(Partial {
+            None => {
+                let wanted = self.partial_wanted?;
+                let (tsn, f) = self.first_in_order().filter(|&(tsn, _)| tsn == wanted)?;
+                Some(Partial {
                     stream: f.stream,
                     ssn: f.ssn,
                     ppid: f.ppid,
@@ -306,7 +334,6 @@ impl Reassembly {
                     next_tsn: tsn,
                 })
             }
-            None => None,
         }
     }
 
@@ -335,7 +362,7 @@ impl Reassembly {
                 break;
             }
         }
-        self.partial_wanted = false;
+        self.partial_wanted = None;
         self.partial = if end { None } else { Some(p) };
         if end && !p.unordered {
             if let Some(stream) = self.streams.get_mut(usize::from(p.stream)) {
@@ -533,11 +560,13 @@ mod tests {
         r.insert(1, frag(0, 1, false, true, false, b"a")).unwrap();
         r.insert(9, frag(0, 2, false, true, true, b"next")).unwrap();
         assert!(!r.has_ready(), "no piece before partial delivery is wanted");
-        r.want_partial_delivery();
+        r.want_partial_delivery(1);
         assert!(!r.has_ready(), "SSN 0 is not here: SSN 1 is not next in order");
         r.insert(0, frag(0, 0, false, true, true, b"zero")).unwrap();
         assert_eq!(r.pop().unwrap().data, b"zero");
-        r.want_partial_delivery();
+        r.want_partial_delivery(3 * fp(1));
+        assert!(!r.has_ready(), "two fragments held, below the partial delivery point");
+        r.want_partial_delivery(2 * fp(1));
         let piece = r.pop().unwrap();
         assert_eq!((piece.data.as_slice(), piece.end), (&b"ab"[..], false));
         assert!(!r.has_ready(), "the next fragment is not here");
