@@ -157,7 +157,7 @@ fn assoc_text(out: &mut dyn Write, id: u32, a: &AssociationStatus) -> fmt::Resul
     let c = &a.counters;
     writeln!(
         out,
-        "    queued send {}, in flight {}, reassembly {}, delivery {}; retransmissions {} (fast {}, t3 {}), errors {}, failovers {}",
+        "    queued send {}, in flight {}, reassembly {}, delivery {}; retransmissions {} (fast {}, t3 {}), errors {}, failovers {}, in pieces {}",
         a.bytes.send,
         a.bytes.in_flight,
         a.bytes.reassembly,
@@ -166,7 +166,8 @@ fn assoc_text(out: &mut dyn Write, id: u32, a: &AssociationStatus) -> fmt::Resul
         c.fast_retransmits,
         c.t3_expiries,
         a.error_count,
-        c.failovers
+        c.failovers,
+        c.partial_deliveries
     )?;
     for p in &a.paths {
         write!(out, "    path {} ", p.addr)?;
@@ -280,6 +281,7 @@ fn assoc_json<W: Write + ?Sized>(j: &mut JsonWriter<'_, W>, id: u32, a: &Associa
     j.field_u64("fast_retransmits", c.fast_retransmits)?;
     j.field_u64("t3_expiries", c.t3_expiries)?;
     j.field_u64("failovers", c.failovers)?;
+    j.field_u64("partial_deliveries", c.partial_deliveries)?;
     j.field_u64("error_count", u64::from(a.error_count))?;
     j.key("paths")?;
     j.begin_array()?;

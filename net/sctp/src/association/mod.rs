@@ -105,6 +105,8 @@ pub struct AssocCounters {
     pub duplicate_tsns_received: u64,
     pub heartbeats_sent: u64,
     pub failovers: u64,
+    /// Messages received in pieces (partial delivery, 6.9), counted at their first piece.
+    pub partial_deliveries: u64,
 }
 
 /// A path's figures for `show sctp`.
@@ -504,6 +506,9 @@ impl Association {
         let m = self.rx.pop()?;
         if m.end {
             self.counters.messages_received += 1;
+        }
+        if m.first_piece {
+            self.counters.partial_deliveries += 1;
         }
         // Window update (6.2): tell the peer when the window opened by a packet's worth from
         // a small value, so a sender stalled on a closed window resumes.

@@ -61,6 +61,8 @@ pub struct RxMessage {
     pub unordered: bool,
     /// The message ends here: always, but for the pieces of a partial delivery before its last.
     pub end: bool,
+    /// The first piece of a message delivered in pieces.
+    pub first_piece: bool,
     pub data: Vec<u8>,
 }
 
@@ -273,6 +275,7 @@ impl Reassembly {
                 ppid: frag.ppid,
                 unordered: frag.unordered,
                 end: true,
+                first_piece: false,
                 data: Vec::from(frag.data),
             };
             self.complete_with_ssn(message, ssn);
@@ -346,6 +349,7 @@ impl Reassembly {
     /// at most [`MAX_PIECE_FRAGMENTS`]. After its last piece the stream goes on in order.
     fn pop_piece(&mut self) -> Option<RxMessage> {
         let mut p = self.next_piece()?;
+        let first_piece = self.partial.is_none();
         let mut data = Vec::new();
         let mut end = false;
         for _ in 0..MAX_PIECE_FRAGMENTS {
@@ -372,7 +376,7 @@ impl Reassembly {
                 }
             }
         }
-        Some(RxMessage { stream: p.stream, ppid: p.ppid, unordered: p.unordered, end, data })
+        Some(RxMessage { stream: p.stream, ppid: p.ppid, unordered: p.unordered, end, first_piece, data })
     }
 
     /// Whether `a` and `b` (at the next TSN) belong to the same message.
@@ -417,7 +421,10 @@ impl Reassembly {
         }
         data.shrink_to_fit();
         if let Some((stream, ppid, unordered, ssn)) = head {
-            self.complete_with_ssn(RxMessage { stream, ppid, unordered, end: true, data }, ssn);
+            self.complete_with_ssn(
+                RxMessage { stream, ppid, unordered, end: true, first_piece: false, data },
+                ssn,
+            );
         }
     }
 
@@ -483,7 +490,17 @@ mod tests {
         assert!(r.pop().is_none());
         r.insert(11, frag(1, 0, false, false, false, b"b")).unwrap();
         let m = r.pop().unwrap();
-        assert_eq!(m, RxMessage { stream: 1, ppid: 7, unordered: false, end: true, data: b"abcd".to_vec() });
+        assert_eq!(
+            m,
+            RxMessage {
+                stream: 1,
+                ppid: 7,
+                unordered: false,
+                end: true,
+                first_piece: false,
+                data: b"abcd".to_vec()
+            }
+        );
         assert_eq!(r.held(), 0, "every byte credited back");
     }
 
@@ -568,13 +585,13 @@ mod tests {
         assert!(!r.has_ready(), "two fragments held, below the partial delivery point");
         r.want_partial_delivery(2 * fp(1));
         let piece = r.pop().unwrap();
-        assert_eq!((piece.data.as_slice(), piece.end), (&b"ab"[..], false));
+        assert_eq!((piece.data.as_slice(), piece.end, piece.first_piece), (&b"ab"[..], false, true));
         assert!(!r.has_ready(), "the next fragment is not here");
         assert_eq!(r.insert(5, frag(0, 1, false, true, true, b"x")), Err(RxRefusal::ReusedSsn));
         r.insert(3, frag(0, 1, false, false, false, b"c")).unwrap();
         r.insert(4, frag(0, 1, false, false, true, b"d")).unwrap();
         let piece = r.pop().unwrap();
-        assert_eq!((piece.data.as_slice(), piece.end), (&b"cd"[..], true));
+        assert_eq!((piece.data.as_slice(), piece.end, piece.first_piece), (&b"cd"[..], true, false));
         assert_eq!(r.pop().unwrap().data, b"next");
         assert!(r.pop().is_none());
         assert_eq!(r.held(), 0, "every byte credited back");
