@@ -35,7 +35,6 @@ use std::time::{Duration, Instant};
 
 use bulkhead_testbed::console::Console;
 use bulkhead_testbed::net::interfaces_from_config;
-use bulkhead_testbed::qemu::QemuSpec;
 use bulkhead_testbed::serde_json::{json, Value};
 use bulkhead_testbed::{Accel, Firmware, TempFile, Topology, Vm, VmOptions};
 
@@ -658,18 +657,8 @@ const BIRD_END: &str = "bird| end";
 
 impl LinuxVm {
     fn boot(dir: &Path, topology: Topology) -> Result<LinuxVm, String> {
-        let mut spec = QemuSpec::new(dir.join("vmlinuz"), VM_ACCEL, VM_FIRMWARE);
-        spec.mem_mib = VM_MEM_MIB;
-        spec.initrd = Some(dir.join("initramfs-bird.cpio.gz"));
-        spec.append = Some("console=ttyS0 quiet panic=-1".into());
-        spec.taps = topology.tap_fds();
-        let mut child = spec
-            .command()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("qemu: {e}"))?;
+        let machine = (VM_ACCEL, VM_FIRMWARE, Some(VM_MEM_MIB));
+        let mut child = crate::forward::spawn_linux(dir, "initramfs-bird.cpio.gz", machine, &topology)?;
         let stdin = child.stdin.take().ok_or("no stdin")?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut vm = LinuxVm {

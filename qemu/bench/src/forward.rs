@@ -163,20 +163,34 @@ fn transmit_ceiling(frame_bytes: usize) -> Result<f64, String> {
     Ok((after - before) as f64 / elapsed)
 }
 
-fn linux_rate(dir: &Path, payload: usize) -> Result<f64, String> {
-    let topology = Topology::create(&default_interfaces(2)).map_err(|e| e.to_string())?;
-    routes_via_router(&topology)?;
-    let mut spec = QemuSpec::new(dir.join("vmlinuz"), Accel::Tcg, Firmware::Seabios);
-    spec.initrd = Some(dir.join("initramfs.cpio.gz"));
+/// The Linux VM of `dir` (built by `qemu/linux-router/build.sh`) with `initrd`, on the TAPs of
+/// `topology`, with its accelerator, firmware and memory (QEMU's default where `None`); its
+/// console on stdin and stdout.
+pub(crate) fn spawn_linux(
+    dir: &Path,
+    initrd: &str,
+    (accel, firmware, mem_mib): (Accel, Firmware, Option<u32>),
+    topology: &Topology,
+) -> Result<Child, String> {
+    let mut spec = QemuSpec::new(dir.join("vmlinuz"), accel, firmware);
+    if let Some(mib) = mem_mib {
+        spec.mem_mib = mib;
+    }
+    spec.initrd = Some(dir.join(initrd));
     spec.append = Some("console=ttyS0 quiet panic=-1".into());
     spec.taps = topology.tap_fds();
-    let mut child = spec
-        .command()
+    spec.command()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("qemu: {e}"))?;
+        .map_err(|e| format!("qemu: {e}"))
+}
+
+fn linux_rate(dir: &Path, payload: usize) -> Result<f64, String> {
+    let topology = Topology::create(&default_interfaces(2)).map_err(|e| e.to_string())?;
+    routes_via_router(&topology)?;
+    let mut child = spawn_linux(dir, "initramfs.cpio.gz", (Accel::Tcg, Firmware::Seabios, None), &topology)?;
     let result = wait_for_linux(&mut child).and_then(|()| blast(&topology, payload, "198.51.100.2:9"));
     let _ = child.kill();
     let _ = child.wait();
