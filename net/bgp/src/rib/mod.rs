@@ -425,8 +425,12 @@ impl<P: RibPrefix> Rib<P> {
             let source =
                 peers.get(usize::from(peer.0)).and_then(Option::as_ref).ok_or(RibError::UnknownPeer(peer))?;
             let looped = loop_of(config, source, attrs);
-            let shared = (!policy::matches_prefixes(source.config.import.as_ref()))
-                .then(|| import(store, config, source, first, received, attrs));
+            let shared = if looped.is_some() {
+                Some(None)
+            } else {
+                (!policy::matches_prefixes(source.config.import.as_ref()))
+                    .then(|| import_policy(store, source, first, received, attrs))
+            };
             if let Some(kind) = looped {
                 let stats = &mut self.peer_mut(peer)?.stats;
                 match kind {
@@ -451,7 +455,7 @@ impl<P: RibPrefix> Rib<P> {
                         }
                         accepted
                     }
-                    None => import(&mut self.attrs, &self.config, p, prefix, received, attrs),
+                    None => import_policy(&mut self.attrs, p, prefix, received, attrs),
                 };
                 self.attrs.retain(received);
                 let route = InRoute { received, accepted, stale: false };
@@ -1008,6 +1012,17 @@ fn import<P: RibPrefix>(
     if loop_of(config, peer, attrs).is_some() {
         return None;
     }
+    import_policy(store, peer, prefix, received, attrs)
+}
+
+/// [`import`] for a route whose attributes passed the loop checks: import policy alone.
+fn import_policy<P: RibPrefix>(
+    store: &mut AttrStore<PathAttributes>,
+    peer: &Peer<P>,
+    prefix: P,
+    received: AttrId,
+    attrs: &PathAttributes,
+) -> Option<AttrId> {
     let actions =
         match policy::import_default(peer.config.import.as_ref(), peer.external, prefix.into(), attrs) {
             Decision::Reject => return None,

@@ -745,10 +745,7 @@ impl Association {
                     // DATA counts towards a SACK only in the states that take it (`on_data`): a
                     // late one in SHUTDOWN-ACK-SENT drew a SACK that the peer, closed already,
                     // answered with an ABORT (8.4 rule 8), ending a clean shutdown as aborted.
-                    had_data |= matches!(
-                        self.state,
-                        State::Established | State::ShutdownPending | State::ShutdownSent
-                    );
+                    had_data |= self.takes_data();
                     if !self.on_data(now, path, d, drops) {
                         break;
                     }
@@ -827,10 +824,15 @@ impl Association {
         }
     }
 
+    /// Whether DATA from the peer is taken in this state (6.2, 9.2).
+    fn takes_data(&self) -> bool {
+        matches!(self.state, State::Established | State::ShutdownPending | State::ShutdownSent)
+    }
+
     /// One DATA chunk (6.2). Returns false when the rest of the packet is to be ignored.
     fn on_data(&mut self, now: Instant, path: usize, d: &DataChunk<'_>, drops: &mut Drops) -> bool {
         let _ = (now, path);
-        if !matches!(self.state, State::Established | State::ShutdownPending | State::ShutdownSent) {
+        if !self.takes_data() {
             drops.data_in_wrong_state += 1;
             return true;
         }
