@@ -38,10 +38,22 @@ pub fn find_prompt(text: &str, from: usize) -> Option<usize> {
 /// The answer to `command` in console text that starts where the command was sent: the
 /// lines after the echoed command line and before the next prompt (line ends stripped, empty
 /// lines dropped), and how much of the text the exchange used. `None` until the prompt is back.
+///
+/// A log line that arrives while the command is being typed is printed on a line of its own,
+/// and the console then draws the input line again (the prompt and what was typed): that
+/// prompt is not the answer's end, the answer starts after it.
 pub fn answer(text: &str, command: &str) -> Option<(Vec<String>, usize)> {
     let echo = text.find(command)?;
-    let after_echo = echo + text[echo..].find('\n')? + 1;
-    let prompt = find_prompt(text, after_echo)?;
+    let mut after_echo = echo + text[echo..].find('\n')? + 1;
+    let prompt = loop {
+        let prompt = find_prompt(text, after_echo)?;
+        let rest = &text[prompt + PROMPT.len()..];
+        let typed = rest.split('\n').next().unwrap_or_default().trim_end_matches('\r');
+        if typed.is_empty() || !command.starts_with(typed) {
+            break prompt;
+        }
+        after_echo = prompt + PROMPT.len() + rest.find('\n')? + 1;
+    };
     let lines = text[after_echo..prompt]
         .split('\n')
         .map(|l| l.trim_end_matches('\r').to_string())
@@ -179,6 +191,23 @@ mod tests {
         let (lines, _) = answer("help\r\nbulkhead> ", "help").unwrap();
         assert!(lines.is_empty());
         assert!(json_line(&lines).is_err());
+    }
+
+    /// A log line while the command was typed: the console drew the input line again, whole
+    /// or in part (the rest of the typing echoed after it); the answer is what follows it.
+    #[test]
+    fn answer_skips_the_input_line_drawn_again_after_a_log_line() {
+        let cmd = "show memory json";
+        let log = "[    0.388] WARN shed bmp: domain bmp over its hard quota";
+        let text = format!("{cmd}\r\n{log}\r\nbulkhead> show mem");
+        assert_eq!(answer(&text, cmd), None, "the input line is still being typed");
+        let text = format!("{text}ory json\r\n{{\"domains\":[]}}\r\nbulkhead> ");
+        let (lines, used) = answer(&text, cmd).unwrap();
+        assert_eq!(lines, ["{\"domains\":[]}"]);
+        assert_eq!(used, text.len());
+        // The log line landed after Enter: the answer's lines include it, the end is the prompt.
+        let text = format!("{cmd}\r\n{log}\r\n{{\"domains\":[]}}\r\nbulkhead> ");
+        assert_eq!(answer(&text, cmd).unwrap().0, [log, "{\"domains\":[]}"]);
     }
 
     #[test]
