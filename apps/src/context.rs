@@ -45,6 +45,11 @@ pub enum Binding {
     IpProtocol(u8),
     /// A UDP port on every local address (SCTP's UDP encapsulation, 9899; UDP echo, 7).
     Udp(u16),
+    /// A TCP port listened on, every local address; taken by the first `tcp_listen` on it
+    /// (never by `bind`) and held until the owner is shed. A SYN to it that finds no listening
+    /// socket free (the owner has not yet replaced the one a connection took) is dropped, not
+    /// reset, so that the peer sends it again instead of giving up.
+    TcpListen(u16),
 }
 
 /// Why a binding was refused.
@@ -54,7 +59,8 @@ pub enum BindError {
     Taken { by: Domain },
     /// The binding table is full.
     TableFull,
-    /// TCP, UDP and ICMP are the platform's; a protocol binding may not take them.
+    /// TCP, UDP and ICMP are the platform's; a protocol binding may not take them, and a TCP
+    /// port is taken by listening on it, not by a binding.
     Reserved,
 }
 

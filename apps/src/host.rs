@@ -21,6 +21,11 @@
 //!   `TtlGuardError::TableFull`. A TCP segment from a guarded peer, with the guarded port on
 //!   either side, whose TTL is below the guard's minimum is dropped here, where the IP header
 //!   is still at hand, and counted per guard and in `ttl_security_dropped`.
+//! - A listening port has one listening socket at a time, which a SYN turns into its connection;
+//!   its owner listens again on its next poll. A SYN that arrives in between (peers that connect
+//!   at once, after a restart say) is dropped and counted in `listen_drops`, as a full accept
+//!   queue drops it: the peer sends it again a second later, where an RST would have sent it
+//!   into its connect-retry wait (two minutes for BIRD and FRR).
 
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
@@ -74,6 +79,8 @@ pub enum LocalDrop {
     Fragment,
     /// A TCP segment of a guarded peer below the guard's TTL (GTSM, RFC 5082).
     TtlSecurity,
+    /// A SYN to a listened port whose listening socket is taken, not yet replaced.
+    ListenBusy,
 }
 
 /// The host's counters, for `show interfaces` and the tests.
@@ -86,6 +93,8 @@ pub struct HostCounters {
     pub fragments: u64,
     /// TCP segments of TTL-guarded peers that arrived with too low a TTL (RFC 5082).
     pub ttl_security_dropped: u64,
+    /// SYNs to a listened port that found its listening socket taken (the peer sends again).
+    pub listen_drops: u64,
     /// A bound packet its owner did not take (down, restarting, held down, or refused).
     pub owner_down: u64,
     pub tcp_resets_sent: u64,
@@ -225,6 +234,10 @@ impl Host {
             self.counters.ttl_security_dropped += 1;
             return Local::Drop(LocalDrop::TtlSecurity);
         }
+        if ip.next_header() == IpProtocol::Tcp && self.listener_busy(&ip) {
+            self.counters.listen_drops += 1;
+            return Local::Drop(LocalDrop::ListenBusy);
+        }
         let protocol = u8::from(ip.next_header());
         let bound_protocol = self.owner(Binding::IpProtocol(protocol));
         let udp = ip.next_header() == IpProtocol::Udp;
@@ -283,6 +296,26 @@ impl Host {
             }
         }
         false
+    }
+
+    /// True when `ip` is a SYN (no ACK) to a listened port (`Binding::TcpListen`) that no
+    /// socket would take: none listens on the port just now, and none is the segment's own
+    /// connection (a SYN sent again while its SYN-ACK is on the way).
+    fn listener_busy(&self, ip: &Ipv4Packet<&[u8]>) -> bool {
+        if ip.frag_offset() != 0 {
+            return false;
+        }
+        let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else { return false };
+        let port = tcp.dst_port();
+        if !tcp.syn() || tcp.ack() || self.owner(Binding::TcpListen(port)).is_none() {
+            return false;
+        }
+        let remote = smoltcp::wire::IpEndpoint::new(IpAddress::Ipv4(ip.src_addr()), tcp.src_port());
+        let takes = |s: &tcp::Socket| match s.state() {
+            tcp::State::Listen => s.listen_endpoint().port == port,
+            _ => s.remote_endpoint() == Some(remote) && s.local_endpoint().is_some_and(|l| l.port == port),
+        };
+        !self.owners.iter().any(|(h, _)| takes(self.sockets.get::<tcp::Socket>(*h)))
     }
 
     /// Hands a local packet to smoltcp (it answers ARP-less: TCP, ICMP echo, RST, unreachable).
@@ -344,11 +377,16 @@ impl Host {
 
     // ---- ownership --------------------------------------------------------------------------
 
+    /// Binds a raw IP protocol or a UDP port (a TCP port is taken by `tcp_listen`).
     pub fn bind(&mut self, owner: Domain, binding: Binding) -> Result<(), BindError> {
-        if let Binding::IpProtocol(p) = binding {
-            if matches!(IpProtocol::from(p), IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Icmp) {
-                return Err(BindError::Reserved);
+        match binding {
+            Binding::IpProtocol(p)
+                if matches!(IpProtocol::from(p), IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Icmp) =>
+            {
+                return Err(BindError::Reserved)
             }
+            Binding::TcpListen(_) => return Err(BindError::Reserved),
+            _ => {}
         }
         match self.owner(binding) {
             Some(d) if d == owner => Ok(()),
@@ -450,8 +488,18 @@ impl Host {
         if port == 0 {
             return Err(TcpError::Unaddressable);
         }
+        match self.owner(Binding::TcpListen(port)) {
+            Some(d) if d != owner => return Err(TcpError::Unaddressable),
+            Some(_) => {}
+            None if self.bindings.is_full() => return Err(TcpError::TooManySockets),
+            None => {}
+        }
         let mut socket = self.new_socket(buffers)?;
         socket.listen(port).map_err(|_| TcpError::Unaddressable)?;
+        if self.owner(Binding::TcpListen(port)).is_none() {
+            // Room was checked above.
+            let _ = self.bindings.push((Binding::TcpListen(port), owner));
+        }
         Ok(self.add(owner, socket))
     }
 
@@ -777,6 +825,62 @@ mod tests {
         assert_eq!(h.ttl_guards().count(), 0);
         h.ttl_guard(Domain::Bgp, one_more).unwrap();
         assert!(matches!(h.classify(&syn(Ipv4Addr::from_bits(0x0a00_0000), 40000, 179, 1)), Local::Stack));
+    }
+
+    /// The states of the sockets listening on `port` or connected to it, in a fixed order.
+    fn states(h: &mut Host, port: u16) -> Vec<tcp::State> {
+        let handles: Vec<SocketHandle> = h.owners.iter().map(|(s, _)| *s).collect();
+        let mut states: Vec<tcp::State> = handles
+            .into_iter()
+            .map(|s| h.sockets.get::<tcp::Socket>(s))
+            .filter(|s| {
+                s.listen_endpoint().port == port || s.local_endpoint().is_some_and(|l| l.port == port)
+            })
+            .map(|s| s.state())
+            .collect();
+        states.sort_by_key(|s| alloc::format!("{s}"));
+        states
+    }
+
+    #[test]
+    fn a_syn_that_finds_the_listener_taken_is_dropped_not_reset() {
+        let mut h = host();
+        let now = Instant::from_micros(0);
+        let buffers = TcpBuffers { rx: 4096, tx: 4096 };
+        h.tcp_listen(Domain::Bgp, 179, buffers).unwrap();
+        assert_eq!(h.bindings().collect::<Vec<_>>(), [(Binding::TcpListen(179), Domain::Bgp)]);
+        // The first SYN takes the listener.
+        let first = syn(PEER, 40000, 179, 64);
+        assert!(matches!(h.classify(&first), Local::Stack));
+        h.ingress(now, &first);
+        assert_eq!(states(&mut h, 179), [tcp::State::SynReceived]);
+        // A second peer at the same moment: dropped, counted, no RST.
+        let second = syn(OTHER, 40001, 179, 64);
+        assert!(matches!(h.classify(&second), Local::Drop(LocalDrop::ListenBusy)));
+        assert_eq!(h.counters.listen_drops, 1);
+        // The first peer's SYN again is its own connection's.
+        assert!(matches!(h.classify(&first), Local::Stack));
+        // The owner listens again: the second peer's SYN, sent again, is taken.
+        h.tcp_listen(Domain::Bgp, 179, buffers).unwrap();
+        assert_eq!(h.bindings().count(), 1);
+        assert!(matches!(h.classify(&second), Local::Stack));
+        h.ingress(now, &second);
+        assert_eq!(states(&mut h, 179), [tcp::State::SynReceived, tcp::State::SynReceived]);
+        h.egress(now);
+        assert_eq!(h.counters.tcp_resets_sent, 0);
+        // A port nobody listens on is the stack's: it answers with an RST.
+        let stranger = syn(OTHER, 40002, 22, 64);
+        assert!(matches!(h.classify(&stranger), Local::Stack));
+        h.ingress(now, &stranger);
+        h.egress(now);
+        assert_eq!(h.counters.tcp_resets_sent, 1);
+        // The port is the owner's alone, and taken only by listening.
+        assert_eq!(h.tcp_listen(Domain::Bmp, 179, buffers), Err(TcpError::Unaddressable));
+        assert_eq!(h.bind(Domain::Bmp, Binding::TcpListen(180)), Err(BindError::Reserved));
+        // Shed, the owner's port goes with it: a SYN is reset again.
+        h.release_all(Domain::Bgp, now);
+        assert_eq!(h.bindings().count(), 0);
+        assert!(matches!(h.classify(&syn(OTHER, 40003, 179, 64)), Local::Stack));
     }
 
     #[test]

@@ -552,7 +552,7 @@ impl<B: MemoryBooks> Platform<B> {
     /// `show local`: what the host stack delivered and answered, who owns what.
     fn show_local(&self, out: &mut dyn Write, json: bool) -> fmt::Result {
         let c = &self.host.counters;
-        let figures: [(&str, u64); 14] = [
+        let figures: [(&str, u64); 15] = [
             ("delivered_to_stack", c.delivered_stack),
             ("delivered_to_bindings", c.delivered_bound),
             ("owner_not_up", self.owner_down),
@@ -560,6 +560,7 @@ impl<B: MemoryBooks> Platform<B> {
             ("bad_checksum", c.bad_checksum),
             ("fragments", c.fragments),
             ("ttl_security_dropped", c.ttl_security_dropped),
+            ("listen_drops", c.listen_drops),
             ("tcp_resets_sent", c.tcp_resets_sent),
             ("icmp_unreachable_sent", c.icmp_unreachable_sent),
             ("icmp_rate_limited", c.icmp_rate_limited),
@@ -581,6 +582,7 @@ impl<B: MemoryBooks> Platform<B> {
                 match binding {
                     crate::context::Binding::IpProtocol(p) => j.field_u64("ip_protocol", u64::from(p))?,
                     crate::context::Binding::Udp(p) => j.field_u64("udp_port", u64::from(p))?,
+                    crate::context::Binding::TcpListen(p) => j.field_u64("tcp_port", u64::from(p))?,
                 }
                 j.field_str("owner", owner.name())?;
                 j.end_object()?;
@@ -607,6 +609,9 @@ impl<B: MemoryBooks> Platform<B> {
                     writeln!(out, "ip protocol {:<11} {}", p, owner.name())?
                 }
                 crate::context::Binding::Udp(p) => writeln!(out, "udp port {:<15} {}", p, owner.name())?,
+                crate::context::Binding::TcpListen(p) => {
+                    writeln!(out, "tcp port {:<15} {}", p, owner.name())?
+                }
             }
         }
         for d in Domain::ALL {

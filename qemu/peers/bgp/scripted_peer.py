@@ -13,7 +13,14 @@ route refresh), answers the appliance's OPEN with a KEEPALIVE, and once the sess
 
 It then waits (at most 15 s) for a NOTIFICATION and prints one line: `notification CODE
 SUBCODE`, or `no notification` (after 15 s of an established session), or `failed WHY`.
+
+    scripted_peer.py ADDR,ADDR,... LOCAL_AS REMOTE_ADDR together
+
+connects from every ADDR at the same moment (their SYNs leave back to back) and prints
+`connected N` once all N connections are up (each may take 5 s), or `failed ADDR WHY`.
 """
+import errno
+import select
 import socket
 import struct
 import sys
@@ -68,9 +75,34 @@ def flood(local, asn, n):
     return out
 
 
+def together(addresses, remote):
+    socks = []
+    for local in addresses:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.bind((local, 0))
+        sock.connect_ex((remote, 179))
+        socks.append((local, sock))
+    for local, sock in socks:
+        _, writable, _ = select.select([], [sock], [], 5)
+        if not writable:
+            print(f"failed {local} timeout")
+            return
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            print(f"failed {local} {errno.errorcode.get(err, err)}")
+            return
+    print(f"connected {len(socks)}")
+    for _, sock in socks:
+        sock.close()
+
+
 def main():
     local, asn, remote, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     count = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    if mode == "together":
+        together(local.split(","), remote)
+        return
     try:
         sock = socket.create_connection((remote, 179), timeout=10, source_address=(local, 0))
     except OSError as e:
