@@ -85,8 +85,8 @@ use crate::association::{
 };
 use crate::cookie::{CookieError, CookieKeys, StateCookie, MAX_PEER_ADDRS};
 use crate::wire::{
-    CauseRepr, ChunkRepr, InitChunk, List, Packet, PacketBuilder, PacketRepr, ParamRepr, RawParam, Tsn,
-    UnrecognizedAction,
+    CauseRepr, ChunkRepr, ChunkType, InitChunk, List, Packet, PacketBuilder, PacketRepr, ParamRepr, RawParam,
+    Tsn, UnrecognizedAction, COMMON_HEADER_LEN,
 };
 
 /// The allocator's true cost of a block of `n` bytes (its size class, header and alignment).
@@ -238,6 +238,9 @@ pub enum DownReason {
     ProtocolViolation,
     /// `abort_all()` (the subsystem is being shed or stopped).
     EndpointClosed,
+    /// An ICMP "protocol unreachable" for our packet: the peer's host has no SCTP (appendix C,
+    /// ICMP8), taken as an ABORT.
+    ProtocolUnreachable,
 }
 
 /// Why `send` refused a message.
@@ -302,6 +305,33 @@ pub struct Transmit {
     pub dst: Ipv4Addr,
     pub transport: Transport,
     pub len: usize,
+    /// `None`: the packet fits the path MTU, send it with DF set. `Some(mtu)`: it holds a chunk
+    /// cut before the path MTU fell to `mtu`; send it with DF clear, in IP fragments of at
+    /// most `mtu` bytes (RFC 9260 7.3).
+    pub fragment_to: Option<u16>,
+}
+
+/// An ICMP error that quotes a packet we sent (RFC 9260 appendix C), as the caller read it.
+#[derive(Clone, Copy, Debug)]
+pub struct IcmpError<'a> {
+    /// The quoted packet's source (ours) and destination (the peer's).
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    /// The quoted IP header's Total Length: the size of the packet that did not pass.
+    pub ip_len: u16,
+    pub kind: IcmpKind,
+    /// The quoted SCTP packet from its common header on, as much as the ICMP carried.
+    pub sctp: &'a [u8],
+}
+
+/// The ICMP errors SCTP acts on (appendix C); every other kind is ignored by the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IcmpKind {
+    /// Destination unreachable, fragmentation needed and DF set, with the next hop's MTU (0
+    /// when the router did not say).
+    FragmentationNeeded { mtu: u16 },
+    /// Destination unreachable, protocol unreachable.
+    ProtocolUnreachable,
 }
 
 /// Packets and chunks dropped, by reason.
@@ -338,6 +368,8 @@ pub struct Drops {
     pub protocol_violation: u64,
     pub bad_heartbeat_ack: u64,
     pub error_chunks_received: u64,
+    /// ICMP errors that name no association, or quote a wrong tag (appendix C, ICMP5 and 6).
+    pub icmp_ignored: u64,
 }
 
 /// Endpoint-wide figures for `show sctp`.
@@ -348,6 +380,10 @@ pub struct EndpointCounters {
     pub associations_created: u64,
     pub init_acks_sent: u64,
     pub ootb_aborts_sent: u64,
+    /// ICMP "fragmentation needed" taken (whether or not a path MTU fell).
+    pub icmp_too_big: u64,
+    /// ICMP "protocol unreachable" taken: its association ended.
+    pub icmp_protocol_unreachable: u64,
 }
 
 struct StatelessReply {
@@ -578,7 +614,8 @@ impl Endpoint {
             let out = buf.get_mut(..r.bytes.len())?;
             out.copy_from_slice(&r.bytes);
             self.counters.packets_sent += 1;
-            return Some(Transmit { src: r.src, dst: r.dst, transport: r.transport, len: r.bytes.len() });
+            let (src, dst, transport, len) = (r.src, r.dst, r.transport, r.bytes.len());
+            return Some(Transmit { src, dst, transport, len, fragment_to: None });
         }
         let start = self.tx_cursor;
         let ids: Vec<AssocId> = self
@@ -711,6 +748,49 @@ impl Endpoint {
             Some(id) => self.handle_for(now, rng, id, &packet, &header, &chunks, &raws),
             None => self.handle_ootb(now, rng, &packet, &header, &chunks, &raws, self.cfg.listen),
         }
+    }
+
+    /// An ICMP error about a packet we sent (appendix C): the quoted packet must name one of
+    /// our associations (ICMP5) and carry its peer's tag, or be our INIT with our own tag
+    /// (ICMP6); else it is dropped and counted. "Fragmentation needed" lowers the path MTU
+    /// (7.3); "protocol unreachable" ends the association as an ABORT would (ICMP8).
+    pub fn handle_icmp(&mut self, now: Instant, icmp: IcmpError<'_>) {
+        let Some(id) = self.icmp_association(&icmp) else {
+            self.drops.icmp_ignored += 1;
+            return;
+        };
+        let Some(a) = self.associations.get_mut(&id) else { return };
+        match icmp.kind {
+            IcmpKind::FragmentationNeeded { mtu } => {
+                self.counters.icmp_too_big += 1;
+                a.on_packet_too_big(now, icmp.dst, mtu, icmp.ip_len);
+            }
+            IcmpKind::ProtocolUnreachable => {
+                self.counters.icmp_protocol_unreachable += 1;
+                a.on_protocol_unreachable();
+            }
+        }
+        self.collect_events(id);
+    }
+
+    fn icmp_association(&self, icmp: &IcmpError<'_>) -> Option<AssocId> {
+        let field = |at: usize| icmp.sctp.get(at..at + 4).and_then(|b| <[u8; 4]>::try_from(b).ok());
+        let ports = u32::from_be_bytes(field(0)?);
+        let (src_port, dst_port) = ((ports >> 16) as u16, ports as u16);
+        let tag = u32::from_be_bytes(field(4)?);
+        if src_port != self.cfg.local_port || !self.local_addrs.contains(&icmp.src) {
+            return None;
+        }
+        let id = self.find(icmp.dst, dst_port)?;
+        let a = self.associations.get(&id)?;
+        let matches = if tag != 0 {
+            tag == a.peer_tag()
+        } else {
+            // Our INIT: its chunk type and Initiate Tag (ours) must be quoted.
+            let chunk = field(COMMON_HEADER_LEN)?;
+            chunk[0] == ChunkType::Init as u8 && field(COMMON_HEADER_LEN + 4)? == a.my_tag().to_be_bytes()
+        };
+        matches.then_some(id)
     }
 
     fn find(&self, addr: Ipv4Addr, port: u16) -> Option<AssocId> {

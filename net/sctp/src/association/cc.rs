@@ -64,6 +64,11 @@ impl Congestion {
     pub fn mtu(&self) -> u32 {
         self.mtu
     }
+
+    /// The path MTU changed (7.3): cwnd keeps its bytes, later steps use the new size.
+    pub fn set_mtu(&mut self, mtu: u32) {
+        self.mtu = mtu;
+    }
 }
 
 #[cfg(test)]

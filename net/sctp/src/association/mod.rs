@@ -55,6 +55,25 @@ const IPV4_HEADER_LEN: usize = 20;
 const UDP_HEADER_LEN: usize = 8;
 /// Bytes of an unrecognized chunk copied back in an ERROR at most.
 const MAX_REPORTED_CHUNK: usize = 256;
+/// The smallest path MTU an ICMP can set (a smaller figure is taken as this).
+pub const MIN_PATH_MTU: u16 = 576;
+/// How long a lowered path MTU holds before the configured one is tried again.
+pub const PMTU_RAISE_AFTER: Duration = Duration::from_secs(600);
+/// RFC 1191 section 7's plateaus, for an ICMP without the next hop's MTU.
+const MTU_PLATEAUS: [u16; 6] = [8166, 4352, 2002, 1492, 1006, 576];
+
+/// The user data one DATA chunk carries in a packet of `mtu` bytes (UDP encapsulation
+/// counted, whichever transport: the size must not depend on the path).
+fn chunk_payload(mtu: u16) -> usize {
+    let limit = usize::from(mtu).saturating_sub(IPV4_HEADER_LEN + UDP_HEADER_LEN + COMMON_HEADER_LEN);
+    DataChunk::max_user_data(limit).unwrap_or(1).max(1)
+}
+
+/// The largest plateau below a packet of `len` bytes (RFC 1191 section 5), at least
+/// [`MIN_PATH_MTU`].
+fn plateau_below(len: u16) -> u16 {
+    MTU_PLATEAUS.into_iter().find(|p| *p < len).unwrap_or(MIN_PATH_MTU)
+}
 
 /// The association states of RFC 9260 section 4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +126,8 @@ pub struct AssocCounters {
     pub failovers: u64,
     /// Messages received in pieces (partial delivery, 6.9), counted at their first piece.
     pub partial_deliveries: u64,
+    /// Path MTUs lowered by an ICMP "fragmentation needed" (7.3).
+    pub pmtu_decreases: u64,
 }
 
 /// A path's figures for `show sctp`.
@@ -125,6 +146,8 @@ pub struct PathStatus {
     pub cwnd: u32,
     pub ssthresh: u32,
     pub flight: u32,
+    /// The path MTU (7.3).
+    pub mtu: u16,
 }
 
 /// True bytes held per queue.
@@ -377,7 +400,7 @@ impl Association {
             local,
             transport,
             self.cfg.rto,
-            u32::from(self.cfg.mtu),
+            self.cfg.mtu,
             u32::try_from(self.cfg.receive_limit).unwrap_or(u32::MAX),
             now,
             self.cfg.heartbeat_interval,
@@ -400,7 +423,7 @@ impl Association {
         self.rx = Reassembly::new(self.cfg.footprint, inbound);
         self.sendq.set_outbound_streams(self.cfg.outbound_streams.min(peer_in).max(1));
         for p in &mut self.paths {
-            p.cc = cc::Congestion::new(u32::from(self.cfg.mtu), peer_rwnd);
+            p.cc = cc::Congestion::new(u32::from(p.mtu), peer_rwnd);
         }
         self.last_advertised = self.advertised_rwnd();
     }
@@ -444,11 +467,55 @@ impl Association {
             && (!self.rx.has_ready() || !self.closed_gracefully)
     }
 
-    /// The largest user data one DATA chunk carries on our paths (fragmentation size).
+    /// The largest user data one DATA chunk we send carries (the fragmentation size): what fits
+    /// the smallest path MTU of the association (7.3), whichever path a chunk ends up on.
     pub fn max_payload(&self) -> usize {
-        let limit =
-            usize::from(self.cfg.mtu).saturating_sub(IPV4_HEADER_LEN + UDP_HEADER_LEN + COMMON_HEADER_LEN);
-        DataChunk::max_user_data(limit).unwrap_or(1).max(1)
+        let mtu = self.paths.iter().map(|p| p.mtu).min().unwrap_or(self.cfg.mtu);
+        chunk_payload(mtu)
+    }
+
+    /// The largest user data we expect in one of the peer's DATA chunks: what fits our
+    /// configured MTU (the peer's own path MTU towards us is not known).
+    fn peer_max_payload(&self) -> usize {
+        chunk_payload(self.cfg.mtu)
+    }
+
+    /// An ICMP "protocol unreachable" quoted one of our packets: the peer has no SCTP.
+    pub fn on_protocol_unreachable(&mut self) {
+        self.close(DownReason::ProtocolUnreachable);
+    }
+
+    /// An ICMP "fragmentation needed" (type 3 code 4) came back for a packet of `sent_len`
+    /// bytes we sent to `addr`, with the next hop's `mtu` (0 from a router older than RFC
+    /// 1191). The caller has checked that the quoted packet carries the peer's verification
+    /// tag (appendix C). The path MTU drops to it (at least [`MIN_PATH_MTU`]; a figure of 0, or
+    /// one no smaller than the packet, takes RFC 1191's plateau below the packet's size); new
+    /// messages are cut to fit, and what is in
+    /// flight on the path is sent again at once, since the packets that carried it did not
+    /// pass: chunks cut before the change that are still too large leave alone in a packet
+    /// marked for IP fragmentation ([`Transmit::fragment_to`]). Returns whether the MTU fell.
+    pub fn on_packet_too_big(&mut self, now: Instant, addr: Ipv4Addr, mtu: u16, sent_len: u16) -> bool {
+        let Some(i) = self.paths.iter().position(|p| p.addr == addr) else { return false };
+        let Some(p) = self.paths.get_mut(i) else { return false };
+        let reported = if mtu == 0 || mtu >= sent_len { plateau_below(sent_len) } else { mtu };
+        let mtu = reported.max(MIN_PATH_MTU).min(self.cfg.mtu);
+        if !p.lower_mtu(mtu, now + PMTU_RAISE_AFTER) {
+            return false;
+        }
+        self.counters.pmtu_decreases += 1;
+        for c in self.sendq.inflight.iter_mut() {
+            if c.path == i && c.in_flight && !c.acked {
+                if !core::mem::replace(&mut c.retransmit, true) {
+                    self.sendq.marked_for_retransmission += 1;
+                }
+                c.in_flight = false;
+            }
+        }
+        if let Some(p) = self.paths.get_mut(i) {
+            p.flight = 0;
+            p.rtt_probe = None;
+        }
+        true
     }
 
     /// Queue one user message.
@@ -586,6 +653,7 @@ impl Association {
                     cwnd: p.cc.cwnd,
                     ssthresh: p.cc.ssthresh,
                     flight: p.flight,
+                    mtu: p.mtu,
                 })
                 .collect(),
             outbound_streams: self.sendq.outbound_streams(),
@@ -884,7 +952,7 @@ impl Association {
         // chunk dropped here for want of room: a chunk's cost depends on where it lands (a new
         // segment or B-tree node, or none), and a later, cheaper one taken in its place would
         // hold the room it needs.
-        let reserve = if next_in_order { 0 } else { self.rx.gap_reserve(self.max_payload()) };
+        let reserve = if next_in_order { 0 } else { self.rx.gap_reserve(self.peer_max_payload()) };
         let fits = cost + reserve <= window
             || (next_in_order
                 && !self.rx.has_ready()
@@ -913,7 +981,7 @@ impl Association {
                 // The window is closing with nothing to read: the first message held, when
                 // it is next in order and past the partial delivery point, is handed out in
                 // pieces before the peer must probe a closed window (6.9).
-                if !self.rx.has_ready() && self.rx_room() < self.rx.gap_reserve(self.max_payload()) {
+                if !self.rx.has_ready() && self.rx_room() < self.rx.gap_reserve(self.peer_max_payload()) {
                     self.rx.want_partial_delivery(self.partial_delivery_point());
                 }
             }
@@ -1292,7 +1360,7 @@ impl Association {
         }
         let mut at = [self.t1_at, self.t2_at, self.sack_at].into_iter().flatten().min();
         for p in &self.paths {
-            for t in [p.t3_at, self.heartbeat_deadline(p)].into_iter().flatten() {
+            for t in [p.t3_at, self.heartbeat_deadline(p), p.mtu_raise_at].into_iter().flatten() {
                 at = Some(at.map_or(t, |a: Instant| a.min(t)));
             }
         }
@@ -1352,6 +1420,11 @@ impl Association {
         if self.sack_at.is_some_and(|t| t <= now) {
             self.sack_at = None;
             self.sack_now = true;
+        }
+        for p in self.paths.iter_mut() {
+            if p.mtu_raise_at.is_some_and(|t| t <= now) {
+                p.raise_mtu(self.cfg.mtu);
+            }
         }
         for i in 0..self.paths.len() {
             if self.paths.get(i).and_then(|p| p.t3_at).is_some_and(|t| t <= now) {
@@ -1548,17 +1621,28 @@ impl Association {
         PacketRepr { src_port: self.local_port, dst_port: self.peer_port, verification_tag: tag }
     }
 
+    /// The SCTP packet's size limit on `path`: its MTU less the IP (and UDP) header.
     fn packet_limit(&self, path: usize) -> usize {
-        let udp = match self.paths.get(path).map(|p| p.transport) {
-            Some(Transport::Udp { .. }) => UDP_HEADER_LEN,
-            _ => 0,
-        };
-        usize::from(self.cfg.mtu).saturating_sub(IPV4_HEADER_LEN + udp)
+        let mtu = self.paths.get(path).map_or(self.cfg.mtu, |p| p.mtu);
+        usize::from(mtu).saturating_sub(self.headers(path))
+    }
+
+    /// The limit for a chunk cut before the path MTU fell: the configured MTU's.
+    fn oversize_limit(&self, path: usize) -> usize {
+        usize::from(self.cfg.mtu).saturating_sub(self.headers(path))
+    }
+
+    fn headers(&self, path: usize) -> usize {
+        match self.paths.get(path).map(|p| p.transport) {
+            Some(Transport::Udp { .. }) => IPV4_HEADER_LEN + UDP_HEADER_LEN,
+            _ => IPV4_HEADER_LEN,
+        }
     }
 
     fn transmit_for(&self, path: usize, len: usize) -> Option<Transmit> {
         let p = self.paths.get(path)?;
-        Some(Transmit { src: p.local, dst: p.addr, transport: p.transport, len })
+        let fragment_to = (len + self.headers(path) > usize::from(p.mtu)).then_some(p.mtu);
+        Some(Transmit { src: p.local, dst: p.addr, transport: p.transport, len, fragment_to })
     }
 
     /// A packet holding one chunk, to `path`.
@@ -1695,7 +1779,7 @@ impl Association {
                 return;
             }
             let chunk = data_repr(c, false);
-            if b.push(&chunk).is_err() {
+            if !push_data_chunk(b, &chunk, self.oversize_limit(path)) {
                 return;
             }
             let tsn = c.tsn;
@@ -1749,7 +1833,7 @@ impl Association {
                 ppid: head.ppid,
                 user_data: &head.data,
             };
-            if b.push(&ChunkRepr::Data(probe)).is_err() {
+            if !push_data_chunk(b, &ChunkRepr::Data(probe), self.oversize_limit(path)) {
                 return;
             }
             let Some(sent) = self.sendq.send_next(now, path) else { return };
@@ -1771,6 +1855,19 @@ impl Association {
             }
         }
     }
+}
+
+/// Bundles a DATA chunk; one cut before the path MTU fell, too large for it even alone,
+/// goes alone in a packet that may grow to `oversize_limit` (sent for IP fragmentation).
+fn push_data_chunk(b: &mut PacketBuilder<'_>, chunk: &ChunkRepr<'_>, oversize_limit: usize) -> bool {
+    if b.push(chunk).is_ok() {
+        return true;
+    }
+    if !b.is_empty() {
+        return false;
+    }
+    b.widen(oversize_limit);
+    b.push(chunk).is_ok()
 }
 
 fn data_repr<'c>(c: &'c tx::SentChunk, immediate: bool) -> ChunkRepr<'c> {

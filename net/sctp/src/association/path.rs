@@ -46,6 +46,12 @@ pub struct Path {
     pub last_data_sent: Instant,
     /// One RTT measurement per round trip: the TSN being timed and when it was sent.
     pub rtt_probe: Option<(u64, Instant)>,
+    /// The path MTU (7.3): the largest IP packet towards the peer address, the configured MTU
+    /// until an ICMP "fragmentation needed" says less.
+    pub mtu: u16,
+    /// When a lowered MTU goes back to the configured one, to find out whether the path grew
+    /// again (RFC 1191 section 6.3's ten minutes).
+    pub mtu_raise_at: Option<Instant>,
 }
 
 impl Path {
@@ -55,7 +61,7 @@ impl Path {
         local: Ipv4Addr,
         transport: Transport,
         rto: RtoConfig,
-        mtu: u32,
+        mtu: u16,
         peer_rwnd: u32,
         now: Instant,
         heartbeat_interval: Duration,
@@ -66,7 +72,7 @@ impl Path {
             transport,
             state: PathState::Active,
             rto: RtoEstimator::new(rto),
-            cc: Congestion::new(mtu, peer_rwnd),
+            cc: Congestion::new(u32::from(mtu), peer_rwnd),
             error_count: 0,
             flight: 0,
             t3_at: None,
@@ -76,7 +82,28 @@ impl Path {
             confirmed: false,
             last_data_sent: now,
             rtt_probe: None,
+            mtu,
+            mtu_raise_at: None,
         }
+    }
+
+    /// An ICMP said packets of more than `mtu` bytes do not pass: true when that lowers the
+    /// path MTU (a larger figure is no news; raising is left to the timer).
+    pub fn lower_mtu(&mut self, mtu: u16, raise_at: Instant) -> bool {
+        if mtu >= self.mtu {
+            return false;
+        }
+        self.mtu = mtu;
+        self.cc.set_mtu(u32::from(mtu));
+        self.mtu_raise_at = Some(raise_at);
+        true
+    }
+
+    /// The lowered MTU's time is up: back to `configured`, found again if still too large.
+    pub fn raise_mtu(&mut self, configured: u16) {
+        self.mtu = configured;
+        self.cc.set_mtu(u32::from(configured));
+        self.mtu_raise_at = None;
     }
 
     pub fn is_active(&self) -> bool {

@@ -214,6 +214,8 @@ impl PacketRepr {
 #[derive(Debug)]
 pub struct PacketBuilder<'b> {
     buf: &'b mut [u8],
+    /// The packet's size limit, at most the buffer's length.
+    limit: usize,
     len: usize,
     chunks: usize,
     alone: bool,
@@ -224,14 +226,19 @@ impl<'b> PacketBuilder<'b> {
     /// of packet in all.
     pub fn new(buf: &'b mut [u8], header: &PacketRepr, limit: usize) -> Result<Self, WireError> {
         let limit = limit.min(buf.len());
-        let buf = &mut buf[..limit];
-        header.emit(buf)?;
-        Ok(PacketBuilder { buf, len: COMMON_HEADER_LEN, chunks: 0, alone: false })
+        header.emit(&mut buf[..limit])?;
+        Ok(PacketBuilder { buf, limit, len: COMMON_HEADER_LEN, chunks: 0, alone: false })
+    }
+
+    /// Moves the size limit to `limit` (at most the buffer's length, never below what is
+    /// built): for a chunk that must go although it is larger than the path allows.
+    pub fn widen(&mut self, limit: usize) {
+        self.limit = limit.min(self.buf.len()).max(self.len);
     }
 
     /// Bytes still free for chunks (padding included).
     pub fn room(&self) -> usize {
-        self.buf.len() - self.len
+        self.limit - self.len
     }
 
     /// How many chunks the packet holds.
@@ -254,7 +261,7 @@ impl<'b> PacketBuilder<'b> {
     pub fn push(&mut self, chunk: &ChunkRepr<'_>) -> Result<usize, WireError> {
         self.check_bundling(chunk)?;
         let room = self.room();
-        let written = chunk.emit(&mut self.buf[self.len..]).map_err(|error| match error {
+        let written = chunk.emit(&mut self.buf[self.len..self.limit]).map_err(|error| match error {
             WireError::NoRoom { need, .. } => WireError::NoRoom { need, room },
             other => other,
         })?;

@@ -1,6 +1,7 @@
 //! The simulated network shared by the integration tests: two (or more) endpoints, packets
 //! delayed, lost, reordered and duplicated by a seeded `Csprng`, time advanced to the next
-//! packet or timer.
+//! packet or timer; optionally a router on the way with a smaller MTU, which drops a larger
+//! packet sent with DF and answers with an ICMP "fragmentation needed".
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
@@ -10,7 +11,7 @@ use bulkhead_base::rand_core::{RngCore, SeedableRng};
 use bulkhead_base::rng::Csprng;
 use bulkhead_base::time::{Duration, Instant};
 use bulkhead_sctp::association::rto::RtoConfig;
-use bulkhead_sctp::endpoint::{AssocId, Config, Endpoint, Event, Received, Transport};
+use bulkhead_sctp::endpoint::{AssocId, Config, Endpoint, Event, IcmpError, IcmpKind, Received, Transport};
 
 /// True `p` times in a hundred: the link's loss, duplication and reordering draws.
 pub fn percent(rng: &mut impl RngCore, p: u32) -> bool {
@@ -45,6 +46,28 @@ pub struct InFlight {
     dst: Ipv4Addr,
     transport: Transport,
     bytes: Vec<u8>,
+    /// An ICMP "fragmentation needed" with this MTU, for the sender of the quoted `bytes`, and
+    /// the size of the IP packet it quotes.
+    icmp: Option<(u16, u16)>,
+}
+
+/// A router on the way whose next hop takes IP packets of at most `mtu` bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Router {
+    pub mtu: u16,
+    /// The MTU its ICMPs report (0, as a router older than RFC 1191 says it).
+    pub reports: u16,
+    /// SCTP bytes quoted in its ICMPs (after the IP or UDP header).
+    pub quotes: usize,
+}
+
+/// What the router did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouterCounts {
+    /// Packets too big with DF set: dropped, an ICMP sent back.
+    pub too_big: u64,
+    /// Packets too big sent for fragmentation: passed in fragments.
+    pub fragmented: u64,
 }
 
 /// Link behaviour, in percent.
@@ -73,6 +96,8 @@ pub struct Net {
     pub delivered: u64,
     /// When each endpoint's outgoing link is free again.
     pub link_free: Vec<Instant>,
+    pub router: Option<Router>,
+    pub router_counts: RouterCounts,
 }
 
 impl Net {
@@ -92,6 +117,8 @@ impl Net {
             down: BTreeSet::new(),
             delivered: 0,
             link_free: vec![now; 2],
+            router: None,
+            router_counts: RouterCounts::default(),
         }
     }
 
@@ -119,6 +146,25 @@ impl Net {
                 {
                     continue;
                 }
+                if let Some(r) = self.router {
+                    let udp = if matches!(t.transport, Transport::Udp { .. }) { 8 } else { 0 };
+                    if t.len + 20 + udp > usize::from(r.mtu) {
+                        if t.fragment_to.is_some_and(|m| m <= r.mtu) {
+                            self.router_counts.fragmented += 1;
+                        } else {
+                            self.router_counts.too_big += 1;
+                            self.queue.push(InFlight {
+                                at: self.now + Duration::from_millis(5),
+                                src: t.src,
+                                dst: t.dst,
+                                transport: t.transport,
+                                bytes: bytes[..r.quotes.min(bytes.len())].to_vec(),
+                                icmp: Some((r.reports, (t.len + 20 + udp) as u16)),
+                            });
+                            continue;
+                        }
+                    }
+                }
                 let copies = if percent(&mut self.rng, self.link.dup) { 2 } else { 1 };
                 let free = self.link_free[i].max(self.now) + Duration::from_micros(100);
                 self.link_free[i] = free;
@@ -141,6 +187,7 @@ impl Net {
                             Transport::Udp { .. } => Transport::Udp { peer_port: 40000 + i as u16 },
                         },
                         bytes: bytes.clone(),
+                        icmp: None,
                     });
                 }
             }
@@ -165,6 +212,15 @@ impl Net {
             std::mem::take(&mut self.queue).into_iter().partition(|p| p.at <= now);
         self.queue = rest;
         for p in due {
+            if let Some((mtu, ip_len)) = p.icmp {
+                let Some(i) = self.endpoints.iter().position(|(addrs, _)| addrs.contains(&p.src)) else {
+                    continue;
+                };
+                let kind = IcmpKind::FragmentationNeeded { mtu };
+                let icmp = IcmpError { src: p.src, dst: p.dst, ip_len, kind, sctp: &p.bytes };
+                self.endpoints[i].1.handle_icmp(now, icmp);
+                continue;
+            }
             let Some(i) = self.endpoints.iter().position(|(addrs, _)| addrs.contains(&p.dst)) else {
                 continue;
             };

@@ -1,0 +1,221 @@
+//! Path MTU discovery from ICMP (RFC 9260 section 7.3 and appendix C): a router on the way
+//! with a smaller MTU drops what is larger and says so; the path MTU falls, new messages are
+//! cut to fit, chunks cut before go out for IP fragmentation, and nothing is lost. ICMPs that
+//! name no association or carry a wrong tag change nothing.
+
+mod common;
+
+use bulkhead_base::rand_core::SeedableRng;
+use bulkhead_base::rng::Csprng;
+use bulkhead_base::time::Duration;
+use bulkhead_sctp::endpoint::{AssocId, DownReason, Event, IcmpError, IcmpKind, Transport};
+use common::*;
+
+fn clean() -> Link {
+    Link { loss: 0, dup: 0, reorder: 0 }
+}
+
+/// Room for a burst of large messages.
+fn roomy() -> bulkhead_sctp::endpoint::Config {
+    let mut c = config(5000);
+    c.send_limit = 512 * 1024;
+    c.receive_limit = 512 * 1024;
+    c
+}
+
+fn router(mtu: u16, reports: u16) -> Option<Router> {
+    Some(Router { mtu, reports, quotes: 64 })
+}
+
+/// Runs until `b` has received `want` messages (at most `secs` simulated seconds); returns
+/// them in arrival order.
+fn receive(net: &mut Net, want: usize, secs: u64) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    let end = net.now + Duration::from_secs(secs);
+    while got.len() < want && net.now < end {
+        net.step(Duration::from_millis(10));
+        while let Some(e) = net.ep(1).poll_event() {
+            if let Event::Message { data, end: true, .. } = e {
+                got.push(data);
+            }
+        }
+        while net.ep(0).poll_event().is_some() {}
+    }
+    got
+}
+
+/// Sends `sizes` in turn on streams 0..4, ordered; returns what was sent.
+fn send_all(net: &mut Net, a: AssocId, sizes: &[usize], first_seq: u32) -> Vec<Vec<u8>> {
+    let mut sent = Vec::new();
+    for (k, size) in sizes.iter().enumerate() {
+        let seq = first_seq + k as u32;
+        let data = payload(0, seq, *size);
+        net.ep(0).send(a, 0, seq, false, &data).unwrap();
+        sent.push(data);
+    }
+    sent
+}
+
+/// Connects A to B; returns A's association and the peer's tag (what A's packets carry).
+fn connect_tagged(net: &mut Net) -> (AssocId, u32) {
+    net.log = Some(Vec::new());
+    let (a, _) = connect(net, Transport::Ip, &[B]);
+    let log = net.log.take().unwrap_or_default();
+    let tag = log
+        .iter()
+        .filter(|(src, _, _)| *src == A)
+        .map(|(_, _, bytes)| u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]))
+        .find(|tag| *tag != 0)
+        .expect("a packet from A with the peer's tag");
+    (a, tag)
+}
+
+fn path_mtu(net: &mut Net, a: AssocId) -> u16 {
+    net.ep(0).status(a).unwrap().paths[0].mtu
+}
+
+fn run_through_a_smaller_mtu(transport: Transport) {
+    let mut net = Net::new(3, clean(), (&[A], roomy()), (&[B], roomy()));
+    let (a, _) = connect(&mut net, transport, &[B]);
+    assert_eq!(path_mtu(&mut net, a), 1500);
+    net.router = router(1280, 1280);
+    // Cut at 1500 before anything is known: 9000-byte messages and small ones that bundle.
+    let sizes: Vec<usize> = (0..40).map(|k| if k % 4 == 0 { 9000 } else { 300 }).collect();
+    let sent = send_all(&mut net, a, &sizes, 0);
+    let got = receive(&mut net, sent.len(), 60);
+    assert_eq!(got, sent, "every message, whole and in order");
+    assert_eq!(path_mtu(&mut net, a), 1280);
+    let status = net.ep(0).status(a).unwrap();
+    assert_eq!(status.counters.pmtu_decreases, 1);
+    assert!(net.ep(0).counters().icmp_too_big >= 1);
+    let counts = net.router_counts;
+    assert!(counts.fragmented > 0, "chunks cut at 1500 went out for fragmentation: {counts:?}");
+    // Messages sent now are cut to fit: nothing more is too big or fragmented.
+    let more = send_all(&mut net, a, &[9000; 10], 40);
+    let got = receive(&mut net, more.len(), 60);
+    assert_eq!(got, more);
+    assert_eq!(net.router_counts, counts, "new messages fit the path");
+}
+
+#[test]
+fn an_icmp_lowers_the_path_mtu_and_every_message_still_arrives() {
+    run_through_a_smaller_mtu(Transport::Ip);
+}
+
+#[test]
+fn the_same_over_udp_encapsulation() {
+    run_through_a_smaller_mtu(Transport::Udp { peer_port: 9899 });
+}
+
+#[test]
+fn an_icmp_without_the_next_hop_mtu_steps_down_the_plateaus() {
+    let mut net = Net::new(4, clean(), (&[A], roomy()), (&[B], roomy()));
+    let (a, _) = connect(&mut net, Transport::Ip, &[B]);
+    net.router = router(1280, 0);
+    let sent = send_all(&mut net, a, &[9000; 8], 0);
+    let got = receive(&mut net, sent.len(), 60);
+    assert_eq!(got, sent);
+    // The packets that did not pass were 1492 bytes (chunks are cut with room for a UDP
+    // header): RFC 1191's plateau below that is 1006, and ICMPs for later packets of the
+    // same burst lower nothing more.
+    assert_eq!(path_mtu(&mut net, a), 1006);
+    assert_eq!(net.ep(0).status(a).unwrap().counters.pmtu_decreases, 1);
+}
+
+#[test]
+fn a_lowered_mtu_is_tried_again_after_ten_minutes() {
+    let mut net = Net::new(5, clean(), (&[A], roomy()), (&[B], roomy()));
+    let (a, _) = connect(&mut net, Transport::Ip, &[B]);
+    net.router = router(1280, 1280);
+    let sent = send_all(&mut net, a, &[4000; 4], 0);
+    assert_eq!(receive(&mut net, sent.len(), 30), sent);
+    assert_eq!(path_mtu(&mut net, a), 1280);
+    // The path grew meanwhile: after ten minutes the configured MTU is used again.
+    net.router = None;
+    let later = net.now + Duration::from_secs(610);
+    while net.now < later {
+        net.step(Duration::from_secs(1));
+    }
+    assert_eq!(path_mtu(&mut net, a), 1500);
+    let sent = send_all(&mut net, a, &[4000; 4], 4);
+    assert_eq!(receive(&mut net, sent.len(), 30), sent);
+    assert_eq!(net.ep(0).status(a).unwrap().counters.pmtu_decreases, 1);
+}
+
+/// The first 8 bytes of an SCTP packet from us (port 5000) to the peer's port 5000.
+fn quote(tag: u32) -> Vec<u8> {
+    let mut q = vec![0x13, 0x88, 0x13, 0x88];
+    q.extend_from_slice(&tag.to_be_bytes());
+    q
+}
+
+#[test]
+fn icmps_that_name_no_association_or_carry_a_wrong_tag_are_ignored() {
+    let mut net = Net::new(6, clean(), (&[A], roomy()), (&[B], roomy()));
+    let (a, tag) = connect_tagged(&mut net);
+    let now = net.now;
+    let too_big = IcmpKind::FragmentationNeeded { mtu: 600 };
+    let cases: [(std::net::Ipv4Addr, std::net::Ipv4Addr, Vec<u8>); 5] = [
+        (A, B, quote(tag ^ 1)),                                // a wrong tag
+        (A, B, quote(tag)[..7].to_vec()),                      // too short to check
+        (A, B, quote(0)),                                      // tag 0 without our INIT
+        (A, std::net::Ipv4Addr::new(10, 9, 9, 9), quote(tag)), // no such peer
+        (std::net::Ipv4Addr::new(10, 9, 9, 8), B, quote(tag)), // not our address
+    ];
+    for (src, dst, sctp) in &cases {
+        net.ep(0).handle_icmp(now, IcmpError { src: *src, dst: *dst, ip_len: 1500, kind: too_big, sctp });
+        net.ep(0).handle_icmp(
+            now,
+            IcmpError { src: *src, dst: *dst, ip_len: 1500, kind: IcmpKind::ProtocolUnreachable, sctp },
+        );
+    }
+    assert_eq!(net.ep(0).drops().icmp_ignored, 10);
+    assert_eq!(path_mtu(&mut net, a), 1500);
+    // The right tag: taken.
+    net.ep(0).handle_icmp(now, IcmpError { src: A, dst: B, ip_len: 1500, kind: too_big, sctp: &quote(tag) });
+    assert_eq!(path_mtu(&mut net, a), 600);
+    // Below the floor: 576.
+    let tiny = IcmpKind::FragmentationNeeded { mtu: 68 };
+    net.ep(0).handle_icmp(now, IcmpError { src: A, dst: B, ip_len: 1500, kind: tiny, sctp: &quote(tag) });
+    assert_eq!(path_mtu(&mut net, a), 576);
+}
+
+#[test]
+fn protocol_unreachable_ends_the_association_as_an_abort() {
+    let mut net = Net::new(7, clean(), (&[A], roomy()), (&[B], roomy()));
+    let (a, tag) = connect_tagged(&mut net);
+    let now = net.now;
+    let kind = IcmpKind::ProtocolUnreachable;
+    net.ep(0).handle_icmp(now, IcmpError { src: A, dst: B, ip_len: 1500, kind, sctp: &quote(tag) });
+    let mut events = Vec::new();
+    while let Some(e) = net.ep(0).poll_event() {
+        events.push(e);
+    }
+    assert!(events.contains(&Event::AssociationDown(a, DownReason::ProtocolUnreachable)), "{events:?}");
+    assert_eq!(net.ep(0).counters().icmp_protocol_unreachable, 1);
+}
+
+#[test]
+fn an_icmp_for_our_init_is_matched_by_its_initiate_tag() {
+    let mut net = Net::new(8, clean(), (&[A], roomy()), (&[B], roomy()));
+    // B never answers: the INIT is outstanding.
+    net.down.insert(B);
+    let now = net.now;
+    let a = net.ep(0).connect(now, &mut Csprng::seed_from_u64(9), &[B], 5000, Transport::Ip).unwrap();
+    net.log = Some(Vec::new());
+    net.step(Duration::from_millis(10));
+    let log = net.log.take().unwrap_or_default();
+    let (_, _, init) = log.first().expect("the INIT went out").clone();
+    // Quoted with its verification tag 0 and the chunk: the Initiate Tag is ours.
+    let kind = IcmpKind::ProtocolUnreachable;
+    let mut wrong = init.clone();
+    wrong[16] ^= 1;
+    net.ep(0).handle_icmp(now, IcmpError { src: A, dst: B, ip_len: 1500, kind, sctp: &wrong[..20] });
+    assert_eq!(net.ep(0).drops().icmp_ignored, 1);
+    net.ep(0).handle_icmp(now, IcmpError { src: A, dst: B, ip_len: 1500, kind, sctp: &init[..20] });
+    let mut down = false;
+    while let Some(e) = net.ep(0).poll_event() {
+        down |= e == Event::AssociationDown(a, DownReason::ProtocolUnreachable);
+    }
+    assert!(down);
+}
