@@ -4,9 +4,16 @@
  * One usrsctp instance per process; run one process per network namespace (as root, usrsctp
  * opens raw SCTP sockets, which see every SCTP packet of the namespace).
  *
- *   sctp-peer [-u LOCAL:REMOTE] [-b ADDR] [-t MIN:MAX:PATHRTX:HB] MODE ARGS...
+ *   sctp-peer [-u LOCAL:REMOTE] [-b ADDR] [-t MIN:MAX:PATHRTX:HB] [-m MTU] [-w] MODE ARGS...
  *     -u LOCAL:REMOTE  UDP encapsulation (RFC 6951): our encapsulation port and the peer's
  *     -b ADDR          bind to ADDR (default: any)
+ *     -m MTU           pin the path MTU of every association to MTU bytes (the IP packet,
+ *                      headers included, UDP's too with -u; 576..65535) with path MTU discovery
+ *                      off: SCTP_PEER_ADDR_PARAMS with SPP_PMTUD_DISABLE on each socket before
+ *                      it binds or connects, so it is the endpoint's default for every path; no
+ *                      packet of ours is larger (usrsctp fragments messages to fit)
+ *     -w               echo and seq: after the "ok" line, keep the association open until a
+ *                      line (or the end) on stdin, so its state can be read from the other end
  *     -t MIN:MAX:PATHRTX:HB  RTO.Min and RTO.Max in ms (RTO.Initial = RTO.Min),
  *                      Path.Max.Retrans, HB.interval in ms (default: usrsctp's, RFC 9260's)
  *
@@ -46,6 +53,8 @@
 
 static uint16_t remote_udp;
 static const char *bind_addr;
+static unsigned pinned_mtu;
+static int hold_open;
 
 static void die(const char *fmt, ...)
 {
@@ -77,6 +86,31 @@ static struct sockaddr_in addr_of(const char *host, int port)
 	return a;
 }
 
+/*
+ * -m: the endpoint's default path MTU (no address: the future associations) with PMTUD off.
+ * usrsctp keeps this default without the headers and adds them to each path it creates (IPv4
+ * and the SCTP common header, 32 bytes, and the UDP header with encapsulation): measured with
+ * tshark, spp_pathmtu 1200 gave raw IPv4 packets of 1232 bytes. So MTU less those headers.
+ */
+static void pin_mtu(struct socket *s)
+{
+	const unsigned headers = 20 + 12 + (remote_udp ? 8 : 0);
+	struct sctp_paddrparams p;
+	memset(&p, 0, sizeof p);
+	p.spp_assoc_id = SCTP_FUTURE_ASSOC;
+	p.spp_pathmtu = pinned_mtu - headers;
+	p.spp_flags = SPP_PMTUD_DISABLE;
+	if (usrsctp_setsockopt(s, IPPROTO_SCTP, SCTP_PEER_ADDR_PARAMS, &p, sizeof p) < 0)
+		die("SCTP_PEER_ADDR_PARAMS pathmtu %u: %s", pinned_mtu, strerror(errno));
+	memset(&p, 0, sizeof p);
+	socklen_t len = sizeof p;
+	p.spp_assoc_id = SCTP_FUTURE_ASSOC;
+	if (usrsctp_getsockopt(s, IPPROTO_SCTP, SCTP_PEER_ADDR_PARAMS, &p, &len) < 0)
+		die("SCTP_PEER_ADDR_PARAMS (read back): %s", strerror(errno));
+	if (!(p.spp_flags & SPP_PMTUD_DISABLE) || p.spp_pathmtu != pinned_mtu - headers)
+		die("path MTU %u not pinned: flags %#x, pathmtu %u", pinned_mtu, p.spp_flags, p.spp_pathmtu);
+}
+
 static struct socket *new_socket(int streams)
 {
 	struct socket *s = usrsctp_socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP, NULL, NULL, 0, NULL);
@@ -90,6 +124,8 @@ static struct socket *new_socket(int streams)
 	const int on = 1;
 	usrsctp_setsockopt(s, IPPROTO_SCTP, SCTP_NODELAY, &on, sizeof on);
 	usrsctp_setsockopt(s, IPPROTO_SCTP, SCTP_RECVRCVINFO, &on, sizeof on);
+	if (pinned_mtu)
+		pin_mtu(s);
 	if (bind_addr) {
 		struct sockaddr_in b = addr_of(bind_addr, 0);
 		if (usrsctp_bind(s, (struct sockaddr *)&b, sizeof b) < 0)
@@ -156,6 +192,17 @@ static ssize_t recv_msg(struct socket *s, uint8_t *buf, size_t cap, uint16_t *si
 	}
 }
 
+/* -w: the association stays up until a line (or the end) on stdin. */
+static void hold(void)
+{
+	if (!hold_open)
+		return;
+	fflush(stdout);
+	char line[64];
+	if (!fgets(line, sizeof line, stdin))
+		line[0] = 0;
+}
+
 static void pattern(uint8_t *p, size_t n, uint32_t seed)
 {
 	for (size_t i = 0; i < n; i++)
@@ -195,6 +242,7 @@ static int mode_echo(int argc, char **argv)
 		total += size;
 	}
 	printf("ok %d messages %zu bytes\n", argc - 3, total);
+	hold();
 	usrsctp_close(s);
 	return 0;
 }
@@ -262,6 +310,7 @@ static int mode_seq(int argc, char **argv)
 		got++;
 	}
 	printf("ok %ld messages in %.3f s\n", got, now_s() - t0);
+	hold();
 	usrsctp_close(s);
 	return 0;
 }
@@ -425,6 +474,11 @@ int main(int argc, char **argv)
 			    rto_min == 0 || rto_max < rto_min || hb == 0)
 				die("-t MIN:MAX:PATHRTX:HB");
 			timers = 1;
+		} else if (strcmp(argv[i], "-m") == 0 && i + 1 < argc) {
+			if (sscanf(argv[++i], "%u", &pinned_mtu) != 1 || pinned_mtu < 576 || pinned_mtu > 65535)
+				die("-m MTU: 576..65535");
+		} else if (strcmp(argv[i], "-w") == 0) {
+			hold_open = 1;
 		} else if (strcmp(argv[i], "-b") == 0 && i + 1 < argc) {
 			bind_addr = argv[++i];
 		} else {

@@ -535,3 +535,261 @@ fn shedding_sctp_aborts_its_associations_and_leaves_nothing() {
     let out = peer(&vm.nic(0).ns, &["echo", "192.0.2.1", "7", "2", "1", "1000"], 60);
     assert!(out.starts_with("ok 2 messages"), "after the restart: {out}");
 }
+
+/// A network namespace of the test's own (not one of the VM's), deleted on drop. The same
+/// small struct as `OwnNetns` in `bgp.rs`: it belongs in the test bed's lib.
+struct OwnNetns(String);
+
+impl OwnNetns {
+    fn new(name: &str) -> OwnNetns {
+        let _ = Command::new("ip").args(["netns", "delete", name]).stderr(Stdio::null()).status();
+        let status = Command::new("ip").args(["netns", "add", name]).status().expect("ip netns add");
+        assert!(status.success(), "ip netns add {name}");
+        let ns = OwnNetns(name.to_string());
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn exec(&self, argv: &[&str]) -> String {
+        let out =
+            Command::new("ip").args(["netns", "exec", &self.0]).args(argv).output().expect("ip netns exec");
+        assert!(out.status.success(), "{argv:?} in {}: {}", self.0, String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for OwnNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "delete", &self.0]).stderr(Stdio::null()).status();
+    }
+}
+
+/// A `sctp-peer -w` in a namespace: it prints its result line, then keeps its association up
+/// (so `show sctp json` still lists it) until [`HeldPeer::finish`]. Killed on drop.
+struct HeldPeer {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl HeldPeer {
+    fn spawn(ns: &str, args: &[&str]) -> HeldPeer {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(peer_binary())
+            .arg("-w")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sctp-peer");
+        let (tx, rx) = mpsc::channel();
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        HeldPeer { child, lines: rx }
+    }
+
+    /// The next line it prints, if one comes within `limit`.
+    fn line(&self, limit: Duration) -> Option<String> {
+        self.lines.recv_timeout(limit).ok()
+    }
+
+    /// Lets it close its association and waits (at most `limit`) for it to end.
+    fn finish(mut self, limit: Duration) {
+        if let Some(mut stdin) = self.child.stdin.take() {
+            let _ = writeln!(stdin, "go");
+        }
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for HeldPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The far network of the path MTU test: nic0's namespace forwards (a Linux router) to a
+/// namespace of the test's own over a veth pair whose MTU is [`FAR_MTU`] on both ends.
+const FAR_ROUTER: &str = "10.99.0.1";
+const FAR_HOST: &str = "10.99.0.2";
+const FAR_MTU: u64 = 1280;
+/// The router namespace's nftables table that counts the ICMP "fragmentation needed" (type 3
+/// code 4) with next-hop MTU [`FAR_MTU`] it sends to the appliance.
+const PMTU_TABLE: &str = "bulkhead_pmtu";
+
+/// Builds the far network behind nic0's namespace (see [`FAR_ROUTER`]); returns the far
+/// namespace. Linux rate-limits its ICMP errors (1 a second per destination): the router's
+/// limit is lifted, so every packet too big for the link is answered.
+fn far_network(vm: &Vm) -> OwnNetns {
+    let router = &vm.nic(0).ns;
+    let pid = std::process::id();
+    let far = OwnNetns::new(&format!("bhpmtu{pid}"));
+    let (outer, inner) = (format!("bhpr{pid}"), format!("bhpf{pid}"));
+    let status = Command::new("ip")
+        .args(["link", "add", &outer, "netns", router.name(), "type", "veth", "peer", "name", &inner])
+        .args(["netns", &far.0])
+        .status()
+        .expect("ip link add veth");
+    assert!(status.success(), "veth {outer}/{inner}");
+    let mtu = FAR_MTU.to_string();
+    run(router, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], 10);
+    run(router, &["sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0"], 10);
+    run(router, &["ip", "link", "set", &outer, "mtu", &mtu, "up"], 10);
+    run(router, &["ip", "addr", "add", &format!("{FAR_ROUTER}/24"), "dev", &outer], 10);
+    far.exec(&["ip", "link", "set", &inner, "mtu", &mtu, "up"]);
+    far.exec(&["ip", "addr", "add", &format!("{FAR_HOST}/24"), "dev", &inner]);
+    far.exec(&["ip", "route", "add", "default", "via", FAR_ROUTER]);
+    let guest = vm.nic(0).guest.expect("configured").addr;
+    let rules = format!(
+        "table ip {PMTU_TABLE} {{\n\tcounter frag_needed {{ }}\n\tchain output {{\n\t\ttype filter hook \
+         output priority 0; policy accept;\n\t\tip daddr {guest} icmp type destination-unreachable \
+         icmp code frag-needed icmp mtu {FAR_MTU} counter name frag_needed\n\t}}\n}}\n"
+    );
+    let file = TempFile::new("sctp-pmtu-nft", &rules).expect("write the nftables rules");
+    run(router, &["nft", "-f", file.0.to_str().expect("utf-8 path")], 10);
+    far
+}
+
+/// ICMP "fragmentation needed" with MTU [`FAR_MTU`] the router has sent so far.
+fn frag_needed_sent(vm: &Vm) -> u64 {
+    let out = run(&vm.nic(0).ns, &["nft", "list", "counter", "ip", PMTU_TABLE, "frag_needed"], 10);
+    out.stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no packet count in {:?}", out.stdout))
+}
+
+/// Every value of `key` anywhere in `json`, with the path of objects it was found under.
+fn values_of(json: &Value, key: &str, at: &str, found: &mut Vec<(String, Value)>) {
+    match json {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if k == key {
+                    found.push((at.to_string(), v.clone()));
+                }
+                values_of(v, key, &format!("{at}.{k}"), found);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                values_of(v, key, &format!("{at}[{i}]"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The association of the echo service whose path goes to [`FAR_HOST`], and that path.
+fn far_association(json: &Value) -> Option<(Value, Value)> {
+    let echo = service(json, 7);
+    echo["associations"].as_array()?.iter().find_map(|a| {
+        let path = a["paths"].as_array()?.iter().find(|p| p["addr"] == FAR_HOST)?;
+        Some((a.clone(), path.clone()))
+    })
+}
+
+/// One association from the far host that makes the appliance send packets too big for the
+/// far link (echoes of messages it cuts to its 1500-byte MTU, or bundles of small echoes):
+/// the echo must complete within 30 s, and while the association is up its path's `mtu` must
+/// be [`FAR_MTU`] with `pmtu_decreases` counted. Returns the time the peer took.
+fn pmtu_run(vm: &mut Vm, far: &OwnNetns, what: &str, args: &[&str]) -> Duration {
+    const LIMIT: Duration = Duration::from_secs(30);
+    let started = Instant::now();
+    let peer = HeldPeer::spawn(&far.0, args);
+    let line = peer.line(LIMIT);
+    let took = started.elapsed();
+    let frag_needed = frag_needed_sent(vm);
+    eprintln!(
+        "pmtu: {what}: {line:?} after {:.2} s; the router has sent {frag_needed} ICMP fragmentation \
+         needed (MTU {FAR_MTU})",
+        took.as_secs_f64()
+    );
+    // The topology: the appliance's packets (DF set, up to 1500 bytes) are too big for the far
+    // link, so the router must have told it so.
+    assert!(
+        frag_needed > 0,
+        "{what}: the router sent no ICMP fragmentation needed: nothing larger than {FAR_MTU} bytes \
+         with DF set reached it"
+    );
+    let json = sctp_json(vm);
+    let Some(line) = line.filter(|l| l.starts_with("ok ")) else {
+        panic!("{what}: no echo within {LIMIT:?} (no path MTU discovery?): {json}");
+    };
+    let (association, path) =
+        far_association(&json).unwrap_or_else(|| panic!("{what}: no association with {FAR_HOST}: {json}"));
+    eprintln!(
+        "pmtu: {what}: {line}; path mtu {}, pmtu_decreases {}",
+        path["mtu"], association["pmtu_decreases"]
+    );
+    assert_eq!(path["mtu"].as_u64(), Some(FAR_MTU), "{what}: the path's mtu: {association}");
+    assert!(num(&association, "pmtu_decreases") >= 1, "{what}: {association}");
+    peer.finish(Duration::from_secs(10));
+    took
+}
+
+/// Path MTU discovery (RFC 9260 7.3, RFC 6951 5.5): the appliance's SCTP packets leave with
+/// DF set, up to its 1500-byte MTU; the peer sits behind a Linux router (nic0's namespace)
+/// whose link to it has an MTU of 1280, so the router answers each larger packet with ICMP
+/// fragmentation needed (MTU 1280). The appliance must lower that path's MTU and send again
+/// what was cut too large: without it the echo never completes. The peer's own packets are
+/// pinned to 1200 bytes (`sctp-peer -m`), so only the appliance's way is too narrow.
+/// Over raw IP, then over UDP encapsulation; large messages (the appliance fragments them
+/// into full packets) and many small ones (it bundles them).
+#[test]
+fn an_association_learns_a_smaller_path_mtu_from_icmp() {
+    if !can_run("an_association_learns_a_smaller_path_mtu_from_icmp") {
+        return;
+    }
+    let router = bulkhead_testbed::net::default_interfaces(1)[0]
+        .address
+        .and_then(|a| a.peer())
+        .expect("nic0's subnet has a host side");
+    let extra = format!("[[route]]\nprefix = \"10.99.0.0/24\"\nvia = \"{}\"\n", router.addr);
+    let (mut vm, _config) = boot("pmtu", &extra, 1);
+    let far = far_network(&vm);
+    let guest = vm.nic(0).guest.expect("configured").addr.to_string();
+    // Both ways through the router, small packets only.
+    let ping = far.exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", &guest]);
+    assert!(ping.contains(" 0% packet loss"), "{ping}");
+    let mut times = Vec::new();
+    for udp in [false, true] {
+        let transport = if udp { "udp" } else { "raw IP" };
+        let base: Vec<&str> = if udp { vec!["-m", "1200", "-u", PEER_UDP] } else { vec!["-m", "1200"] };
+        let mut large = base.clone();
+        large.extend_from_slice(&["echo", &guest, "7", "4", "4000", "9000", "1453", "16384", "65536"]);
+        times.push(pmtu_run(&mut vm, &far, &format!("{transport}, large messages"), &large));
+        let mut small = base.clone();
+        small.extend_from_slice(&["seq", &guest, "7", "4", "2000", "300"]);
+        times.push(pmtu_run(&mut vm, &far, &format!("{transport}, 2000 x 300 bytes"), &small));
+    }
+    let json =
+        wait_sctp(&mut vm, Duration::from_secs(10), "associations left", |j| num(j, "associations") == 0);
+    let mut found = Vec::new();
+    values_of(&json, "icmp_too_big", "", &mut found);
+    let mut ignored = Vec::new();
+    values_of(&json, "icmp_ignored", "", &mut ignored);
+    eprintln!(
+        "pmtu: completed in {:?} s; icmp_too_big {found:?}, icmp_ignored {ignored:?}",
+        times.iter().map(|t| format!("{:.2}", t.as_secs_f64())).collect::<Vec<_>>()
+    );
+    assert!(
+        found.iter().any(|(_, v)| v.as_u64().is_some_and(|n| n >= 1)),
+        "icmp_too_big not counted: {json}"
+    );
+    assert!(!vm.console_text().contains("LEAK"), "{}", vm.console_text());
+}
