@@ -137,6 +137,28 @@ pub struct OutDatagram<'a> {
     /// UDP source and destination ports; `None` for a raw IP protocol.
     pub ports: Option<(u16, u16)>,
     pub payload: &'a [u8],
+    /// `None`: one packet, DF set (path MTU discovery). `Some(mtu)`: DF clear, and sent in
+    /// IPv4 fragments of at most `mtu` bytes when larger (a path MTU fell under a packet the
+    /// subsystem can no longer cut smaller).
+    pub fragment_to: Option<u16>,
+}
+
+/// An ICMP destination unreachable (type 3) that quotes a packet a subsystem sent, for the
+/// owner of the quoted packet's protocol or UDP source port.
+#[derive(Clone, Copy, Debug)]
+pub struct IcmpError<'a> {
+    /// Who sent the ICMP (a router on the way, or the destination).
+    pub from: Ipv4Addr,
+    /// The code (RFC 792): 2 protocol unreachable, 3 port unreachable, 4 fragmentation
+    /// needed and DF set, ...
+    pub code: u8,
+    /// For code 4: the next hop's MTU (RFC 1191), 0 when the router did not say.
+    pub next_hop_mtu: u16,
+    /// The quoted IP header's Total Length: the size of the packet we sent.
+    pub ip_len: u16,
+    /// The quoted packet: our source, its destination, the protocol, the UDP ports, and as
+    /// much of the payload (after the IP or UDP header) as the ICMP carried.
+    pub quoted: Datagram<'a>,
 }
 
 /// A datagram for a binding: the payload of a raw IP protocol, or of a UDP datagram.
@@ -165,6 +187,8 @@ pub enum Inbound<'a> {
     WithdrawSource(RouteSource),
     /// A datagram for one of the subsystem's bindings.
     Datagram(Datagram<'a>),
+    /// An ICMP error about a datagram the subsystem sent through one of its bindings.
+    IcmpError(IcmpError<'a>),
 }
 
 /// What happened to an [`Inbound`].

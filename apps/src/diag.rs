@@ -192,6 +192,7 @@ impl Echo {
             protocol: d.protocol,
             ports: Some((dst_port, src_port)),
             payload: d.payload,
+            fragment_to: None,
         };
         match cx.send_datagram(reply) {
             Ok(()) => self.udp_echoed += 1,

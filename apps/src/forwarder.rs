@@ -259,7 +259,7 @@ impl Subsystem for ForwarderSubsystem {
             Inbound::WithdrawSource(source) => {
                 core.withdraw_source(source);
             }
-            Inbound::Datagram(_) => return Delivery::Refused,
+            Inbound::Datagram(_) | Inbound::IcmpError(_) => return Delivery::Refused,
         }
         Delivery::Taken
     }

@@ -26,6 +26,10 @@
 //!   at once, after a restart say) is dropped and counted in `listen_drops`, as a full accept
 //!   queue drops it: the peer sends it again a second later, where an RST would have sent it
 //!   into its connect-retry wait (two minutes for BIRD and FRR).
+//! - An ICMP destination unreachable that quotes a packet sent from one of our addresses
+//!   through a binding (its protocol, or its UDP source port) goes to the binding's owner
+//!   ([`Local::IcmpError`]); every other ICMP is smoltcp's. A datagram sent with
+//!   `fragment_to` leaves in IPv4 fragments, all of them or none (`QueueFull`).
 
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
@@ -41,8 +45,8 @@ use smoltcp::wire::{
 
 use crate::addr::Ipv4Cidr;
 use crate::context::{
-    BindError, Binding, Datagram, OutDatagram, SendError, SocketId, TcpBuffers, TcpError, TtlGuard,
-    TtlGuardError,
+    BindError, Binding, Datagram, IcmpError, OutDatagram, SendError, SocketId, TcpBuffers, TcpError,
+    TtlGuard, TtlGuardError,
 };
 use crate::domain::Domain;
 use crate::time::Instant;
@@ -64,6 +68,8 @@ const UDP_HEADER: usize = 8;
 pub enum Local<'a> {
     /// To the owner of a binding.
     Bound(Domain, Datagram<'a>),
+    /// An ICMP error about a packet the owner sent through its binding.
+    IcmpError(Domain, IcmpError<'a>),
     /// To smoltcp.
     Stack,
     /// Dropped and counted.
@@ -103,6 +109,11 @@ pub struct HostCounters {
     /// A reply smoltcp built found the local-out queue full.
     pub out_queue_full: u64,
     pub datagrams_sent: u64,
+    /// ICMP errors handed to the owner of the binding they quote.
+    pub icmp_errors_delivered: u64,
+    /// Datagrams sent in IPv4 fragments (`fragment_to`), and the fragments.
+    pub datagrams_fragmented: u64,
+    pub fragments_sent: u64,
 }
 
 /// Packets on their way to the forwarder, in fixed slots reserved at start.
@@ -171,6 +182,8 @@ pub struct Host {
     out: OutQueue,
     icmp: TokenBucket,
     next_port: u16,
+    /// The identification of the next datagram sent in fragments.
+    next_ident: u16,
     pub counters: HostCounters,
 }
 
@@ -208,6 +221,7 @@ impl Host {
             out,
             icmp,
             next_port: EPHEMERAL_FIRST.wrapping_add((seed % 8192) as u16),
+            next_ident: (seed >> 16) as u16,
             counters,
         }
     }
@@ -237,6 +251,11 @@ impl Host {
         if ip.next_header() == IpProtocol::Tcp && self.listener_busy(&ip) {
             self.counters.listen_drops += 1;
             return Local::Drop(LocalDrop::ListenBusy);
+        }
+        if ip.next_header() == IpProtocol::Icmp {
+            if let Some((owner, error)) = self.icmp_error(packet) {
+                return Local::IcmpError(owner, error);
+            }
         }
         let protocol = u8::from(ip.next_header());
         let bound_protocol = self.owner(Binding::IpProtocol(protocol));
@@ -296,6 +315,47 @@ impl Host {
             }
         }
         false
+    }
+
+    /// A destination unreachable that quotes a packet from one of our addresses sent through a
+    /// binding, with that binding's owner. The quoted packet is read field by field: it is
+    /// cut short (RFC 792 quotes its header and 8 bytes; RFC 1812 routers up to 576 in all).
+    fn icmp_error<'a>(&self, packet: &'a [u8]) -> Option<(Domain, IcmpError<'a>)> {
+        let ip = Ipv4Packet::new_checked(packet).ok()?;
+        if ip.more_frags() || ip.frag_offset() != 0 {
+            return None;
+        }
+        let icmp_bytes = packet.get(usize::from(ip.header_len())..usize::from(ip.total_len()))?;
+        let icmp = Icmpv4Packet::new_checked(icmp_bytes).ok()?;
+        if u8::from(icmp.msg_type()) != 3 || !icmp.verify_checksum() {
+            return None;
+        }
+        let code = icmp.msg_code();
+        // Bytes 4..8 of the ICMP header: unused, then the next hop's MTU for code 4.
+        let next_hop_mtu = icmp_bytes.get(6..8).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+        let quoted = icmp_bytes.get(8..)?;
+        let header = Ipv4Packet::new_unchecked(quoted.get(..IPV4_HEADER)?);
+        let header_len = usize::from(header.header_len());
+        if header.version() != 4 || header_len < IPV4_HEADER || header.frag_offset() != 0 {
+            return None;
+        }
+        let (src, dst, protocol) = (header.src_addr(), header.dst_addr(), u8::from(header.next_header()));
+        let ip_len = header.total_len();
+        if !self.is_local(src) {
+            return None;
+        }
+        let after = quoted.get(header_len..)?;
+        let (owner, ports, payload) = if header.next_header() == IpProtocol::Udp {
+            let ports = after.get(..4)?;
+            let (sport, dport) =
+                (u16::from_be_bytes([ports[0], ports[1]]), u16::from_be_bytes([ports[2], ports[3]]));
+            let owner = self.owner(Binding::Udp(sport))?;
+            (owner, Some((sport, dport)), after.get(UDP_HEADER..).unwrap_or(&[]))
+        } else {
+            (self.owner(Binding::IpProtocol(protocol))?, None, after)
+        };
+        let quoted = Datagram { src, dst, protocol, ports, payload };
+        Some((owner, IcmpError { from: ip.src_addr(), code, next_hop_mtu, ip_len, quoted }))
     }
 
     /// True when `ip` is a SYN (no ACK) to a listened port (`Binding::TcpListen`) that no
@@ -448,10 +508,18 @@ impl Host {
             payload_len: l4_len,
             hop_limit: 64,
         };
+        let fragment_to = d.fragment_to.map_or(usize::MAX, usize::from);
+        if total > fragment_to {
+            return self.send_fragments(&repr, d, fragment_to);
+        }
         let caps = ChecksumCapabilities::default();
         let pushed = self.out.push(total, |buf| {
             let mut ip = Ipv4Packet::new_unchecked(&mut buf[..]);
             repr.emit(&mut ip, &caps);
+            if d.fragment_to.is_some() {
+                ip.set_dont_frag(false);
+                ip.fill_checksum();
+            }
             let body = ip.payload_mut();
             match d.ports {
                 Some((src_port, dst_port)) => {
@@ -476,6 +544,58 @@ impl Host {
             }
             None => Err(SendError::QueueFull),
         }
+    }
+
+    /// `d`, whose IP packet would be larger than `mtu`, as IPv4 fragments of at most `mtu`
+    /// bytes (RFC 791: every fragment's data but the last a multiple of 8 bytes), DF clear,
+    /// one identification for them all. All go into the local-out queue, or none.
+    fn send_fragments(&mut self, repr: &Ipv4Repr, d: OutDatagram<'_>, mtu: usize) -> Result<(), SendError> {
+        let per_fragment = mtu.saturating_sub(IPV4_HEADER) / 8 * 8;
+        if per_fragment == 0 {
+            return Err(SendError::TooBig);
+        }
+        // The whole datagram first (UDP's checksum covers all of it), then cut.
+        let mut whole = [0u8; MAX_IP_PACKET];
+        let l4_len = repr.payload_len;
+        let l4 = whole.get_mut(..l4_len).ok_or(SendError::TooBig)?;
+        match d.ports {
+            Some((src_port, dst_port)) => {
+                let udp = UdpRepr { src_port, dst_port };
+                udp.emit(
+                    &mut UdpPacket::new_unchecked(&mut l4[..]),
+                    &IpAddress::Ipv4(d.src),
+                    &IpAddress::Ipv4(d.dst),
+                    d.payload.len(),
+                    |p| p.copy_from_slice(d.payload),
+                    &ChecksumCapabilities::default(),
+                );
+            }
+            None => l4.copy_from_slice(d.payload),
+        }
+        let count = l4_len.div_ceil(per_fragment);
+        if OUT_SLOTS - self.out.len < count {
+            return Err(SendError::QueueFull);
+        }
+        self.next_ident = self.next_ident.wrapping_add(1);
+        let ident = self.next_ident;
+        for (k, data) in l4.chunks(per_fragment).enumerate() {
+            let piece = Ipv4Repr { payload_len: data.len(), ..*repr };
+            let last = k + 1 == count;
+            self.out.push(IPV4_HEADER + data.len(), |buf| {
+                let mut ip = Ipv4Packet::new_unchecked(&mut buf[..]);
+                piece.emit(&mut ip, &ChecksumCapabilities::ignored());
+                ip.set_ident(ident);
+                ip.set_dont_frag(false);
+                ip.set_more_frags(!last);
+                ip.set_frag_offset((k * per_fragment) as u16);
+                ip.payload_mut().copy_from_slice(data);
+                ip.fill_checksum();
+            });
+            self.counters.fragments_sent += 1;
+        }
+        self.counters.datagrams_fragmented += 1;
+        self.counters.datagrams_sent += 1;
+        Ok(())
     }
 
     /// A listening socket with its buffers allocated in the current domain (the owner's).
@@ -721,6 +841,7 @@ impl Device for HostDevice<'_> {
 
 #[cfg(test)]
 mod tests {
+    use alloc::vec;
     use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber};
 
     use super::*;
@@ -881,6 +1002,161 @@ mod tests {
         h.release_all(Domain::Bgp, now);
         assert_eq!(h.bindings().count(), 0);
         assert!(matches!(h.classify(&syn(OTHER, 40003, 179, 64)), Local::Stack));
+    }
+
+    /// An ICMP destination unreachable (`code`, next hop `mtu`) from a router, quoting a
+    /// packet from `quoted_src` to PEER of `protocol`, `ip_len` bytes long, of which the IP
+    /// header and `l4` are quoted.
+    fn unreachable(
+        code: u8,
+        mtu: u16,
+        quoted_src: Ipv4Addr,
+        protocol: u8,
+        ip_len: u16,
+        l4: &[u8],
+    ) -> Vec<u8> {
+        let mut quoted = vec![0u8; IPV4_HEADER];
+        let mut q = Ipv4Packet::new_unchecked(&mut quoted[..]);
+        Ipv4Repr {
+            src_addr: quoted_src,
+            dst_addr: PEER,
+            next_header: IpProtocol::from(protocol),
+            payload_len: usize::from(ip_len) - IPV4_HEADER,
+            hop_limit: 63,
+        }
+        .emit(&mut q, &ChecksumCapabilities::default());
+        quoted.extend_from_slice(l4);
+        let mut icmp = vec![3, code, 0, 0, 0, 0];
+        icmp.extend_from_slice(&mtu.to_be_bytes());
+        icmp.extend_from_slice(&quoted);
+        let mut view = Icmpv4Packet::new_unchecked(&mut icmp[..]);
+        view.fill_checksum();
+        let router = Ipv4Addr::new(192, 0, 2, 254);
+        let ip = Ipv4Repr {
+            src_addr: router,
+            dst_addr: US,
+            next_header: IpProtocol::Icmp,
+            payload_len: icmp.len(),
+            hop_limit: 64,
+        };
+        let mut bytes = vec![0u8; IPV4_HEADER + icmp.len()];
+        let mut packet = Ipv4Packet::new_unchecked(&mut bytes[..]);
+        ip.emit(&mut packet, &ChecksumCapabilities::default());
+        packet.payload_mut().copy_from_slice(&icmp);
+        bytes
+    }
+
+    #[test]
+    fn an_icmp_error_about_a_bound_packet_goes_to_the_binding_owner() {
+        let mut h = host();
+        h.bind(Domain::Sctp, Binding::IpProtocol(132)).unwrap();
+        h.bind(Domain::Sctp, Binding::Udp(9899)).unwrap();
+        let sctp = [0x00, 0x07, 0x13, 0x88, 1, 2, 3, 4];
+        match h.classify(&unreachable(4, 1280, US, 132, 1500, &sctp)) {
+            Local::IcmpError(Domain::Sctp, e) => {
+                assert_eq!((e.code, e.next_hop_mtu, e.ip_len), (4, 1280, 1500));
+                assert_eq!((e.quoted.src, e.quoted.dst, e.quoted.protocol), (US, PEER, 132));
+                assert_eq!((e.quoted.ports, e.quoted.payload), (None, &sctp[..]));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Encapsulated: the UDP source port is the binding; the payload starts after UDP.
+        let mut udp = vec![0x26, 0xab, 0x26, 0xab, 0x05, 0xc8, 0, 0];
+        udp.extend_from_slice(&sctp);
+        match h.classify(&unreachable(2, 0, US, 17, 1500, &udp)) {
+            Local::IcmpError(Domain::Sctp, e) => {
+                assert_eq!(e.quoted.ports, Some((9899, 9899)));
+                assert_eq!(e.quoted.payload, &sctp[..]);
+                assert_eq!(e.code, 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Not ours to route: a packet from another address, an unbound UDP port, TCP (the
+        // stack's), a broken checksum. All go to smoltcp, as before.
+        let mut bad = unreachable(4, 1280, US, 132, 1500, &sctp);
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        let mut other_port = udp.clone();
+        other_port[1] = 0xac;
+        for packet in [
+            unreachable(4, 1280, OTHER, 132, 1500, &sctp),
+            unreachable(4, 1280, US, 17, 1500, &other_port),
+            unreachable(4, 1280, US, 6, 1500, &sctp),
+            bad,
+        ] {
+            assert!(matches!(h.classify(&packet), Local::Stack));
+        }
+        // Every cut of the quoted packet classifies without a panic.
+        let full = unreachable(4, 1280, US, 17, 1500, &udp);
+        for len in IPV4_HEADER..full.len() {
+            let mut cut = full[..len].to_vec();
+            let mut ip = Ipv4Packet::new_unchecked(&mut cut[..]);
+            ip.set_total_len(len as u16);
+            ip.fill_checksum();
+            let _ = h.classify(&cut);
+        }
+    }
+
+    /// The packets in the local-out queue, taken out.
+    fn sent(h: &mut Host) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(p) = h.next_out() {
+            out.push(p.to_vec());
+            h.pop_out();
+        }
+        out
+    }
+
+    #[test]
+    fn a_datagram_sent_for_fragmentation_leaves_in_fragments() {
+        let mut h = host();
+        let payload: Vec<u8> = (0..1400u32).map(|i| i as u8).collect();
+        let datagram = |fragment_to| OutDatagram {
+            src: US,
+            dst: PEER,
+            protocol: 17,
+            ports: Some((9899, 9899)),
+            payload: &payload,
+            fragment_to,
+        };
+        // Not asked: one packet with DF (path MTU discovery).
+        h.send_datagram(datagram(None)).unwrap();
+        let one = sent(&mut h);
+        assert_eq!(one.len(), 1);
+        assert!(Ipv4Packet::new_checked(&one[0][..]).unwrap().dont_frag());
+        // Asked to fit 576: 1408 bytes of UDP in 552-byte pieces (a multiple of 8).
+        h.send_datagram(datagram(Some(576))).unwrap();
+        let pieces = sent(&mut h);
+        assert_eq!(pieces.len(), 3);
+        let mut whole = Vec::new();
+        let ident = Ipv4Packet::new_checked(&pieces[0][..]).unwrap().ident();
+        for (k, p) in pieces.iter().enumerate() {
+            let ip = Ipv4Packet::new_checked(&p[..]).unwrap();
+            assert!(p.len() <= 576 && ip.verify_checksum() && !ip.dont_frag());
+            assert_eq!((ip.ident(), ip.frag_offset() as usize), (ident, k * 552));
+            assert_eq!(ip.more_frags(), k < 2);
+            whole.extend_from_slice(ip.payload());
+        }
+        assert_eq!(whole.len(), 1408);
+        let udp = UdpPacket::new_checked(&whole[..]).unwrap();
+        assert!(udp.verify_checksum(&IpAddress::Ipv4(US), &IpAddress::Ipv4(PEER)));
+        assert_eq!(&whole[8..], &payload[..]);
+        assert_eq!((h.counters.datagrams_fragmented, h.counters.fragments_sent), (1, 3));
+        // The next fragmented datagram has an identification of its own.
+        h.send_datagram(datagram(Some(576))).unwrap();
+        assert_ne!(Ipv4Packet::new_checked(&sent(&mut h)[0][..]).unwrap().ident(), ident);
+        // Fits: one packet, DF clear.
+        h.send_datagram(datagram(Some(1500))).unwrap();
+        let fits = sent(&mut h);
+        assert_eq!(fits.len(), 1);
+        assert!(!Ipv4Packet::new_checked(&fits[0][..]).unwrap().dont_frag());
+        // All or nothing: two free slots do not take three fragments.
+        let small = OutDatagram { payload: &payload[..10], ..datagram(None) };
+        for _ in 0..OUT_SLOTS - 2 {
+            h.send_datagram(small).unwrap();
+        }
+        assert_eq!(h.send_datagram(datagram(Some(576))), Err(SendError::QueueFull));
+        assert_eq!(h.out_len(), OUT_SLOTS - 2);
     }
 
     #[test]

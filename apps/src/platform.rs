@@ -356,6 +356,12 @@ impl<B: MemoryBooks> Platform<B> {
                             _ => self.owner_down += 1,
                         }
                     }
+                    Local::IcmpError(owner, error) => {
+                        match self.deliver(owner, Inbound::IcmpError(error), now, clock) {
+                            Ok(Delivery::Taken) => self.host.counters.icmp_errors_delivered += 1,
+                            _ => self.owner_down += 1,
+                        }
+                    }
                     Local::Stack => {
                         self.socket_activity = true;
                         let host = &mut self.host;
@@ -552,7 +558,7 @@ impl<B: MemoryBooks> Platform<B> {
     /// `show local`: what the host stack delivered and answered, who owns what.
     fn show_local(&self, out: &mut dyn Write, json: bool) -> fmt::Result {
         let c = &self.host.counters;
-        let figures: [(&str, u64); 15] = [
+        let figures: [(&str, u64); 18] = [
             ("delivered_to_stack", c.delivered_stack),
             ("delivered_to_bindings", c.delivered_bound),
             ("owner_not_up", self.owner_down),
@@ -565,6 +571,9 @@ impl<B: MemoryBooks> Platform<B> {
             ("icmp_unreachable_sent", c.icmp_unreachable_sent),
             ("icmp_rate_limited", c.icmp_rate_limited),
             ("datagrams_sent", c.datagrams_sent),
+            ("datagrams_fragmented", c.datagrams_fragmented),
+            ("fragments_sent", c.fragments_sent),
+            ("icmp_errors_delivered", c.icmp_errors_delivered),
             ("out_queue_full", c.out_queue_full),
             ("out_no_forwarder", self.no_forwarder),
             ("out_queued", self.host.out_len() as u64),

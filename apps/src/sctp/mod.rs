@@ -50,11 +50,12 @@ use core::fmt::{self, Write};
 use core::net::Ipv4Addr;
 
 use bulkhead_sctp::endpoint::{
-    AssocId, Endpoint, Event, Received, SendError as SctpSendError, Transmit, Transport,
+    AssocId, Endpoint, Event, IcmpError as SctpIcmpError, IcmpKind, Received, SendError as SctpSendError,
+    Transmit, Transport,
 };
 use bulkhead_sctp::wire::Packet;
 
-use crate::context::{Binding, Context, Datagram, Delivery, Inbound, OutDatagram, SendError};
+use crate::context::{Binding, Context, Datagram, Delivery, IcmpError, Inbound, OutDatagram, SendError};
 use crate::domain::Domain;
 use crate::supervisor::{Budget, PollOutcome, StartError, Subsystem};
 use crate::time::Instant;
@@ -63,6 +64,9 @@ pub use config::{footprint, SctpConfig, Service, ServiceKind, DEFAULT_UDP_PORT};
 
 /// IP protocol number of SCTP.
 pub const IPPROTO_SCTP: u8 = 132;
+/// ICMP destination unreachable codes (RFC 792) SCTP acts on.
+const ICMP_PROTOCOL_UNREACHABLE: u8 = 2;
+const ICMP_FRAGMENTATION_NEEDED: u8 = 4;
 /// Events (messages and state changes) handled per poll, over all services.
 pub const MESSAGES_PER_POLL: usize = 64;
 /// Packets handed to the local-out queue per poll, at most.
@@ -120,6 +124,9 @@ struct Counters {
     /// Packets queued for a later turn, and those dropped with the queue full.
     inbound_queued: u64,
     inbound_dropped: u64,
+    /// ICMP errors about our packets that SCTP does not act on (port unreachable, host
+    /// unreachable, ...: appendix C, ICMP3 and ICMP9), or that quote no service's port.
+    icmp_not_acted_on: u64,
 }
 
 /// One service: its endpoint and what it did.
@@ -273,7 +280,14 @@ impl Running {
                 Transport::Ip => None,
                 Transport::Udp { peer_port } => Some((self.udp_port, peer_port)),
             };
-            let out = OutDatagram { src: t.src, dst: t.dst, protocol: IPPROTO_SCTP, ports, payload };
+            let out = OutDatagram {
+                src: t.src,
+                dst: t.dst,
+                protocol: IPPROTO_SCTP,
+                ports,
+                payload,
+                fragment_to: t.fragment_to,
+            };
             match cx.send_datagram(out) {
                 Ok(()) => sent += 1,
                 Err(SendError::QueueFull) => {
@@ -337,6 +351,29 @@ impl Running {
         if let Some(s) = self.services.get_mut(index) {
             s.endpoint.handle(cx.now, cx.rng, Received { src, dst, transport, bytes });
         }
+    }
+
+    /// An ICMP error about one of our packets, to the endpoint of the quoted source port:
+    /// "fragmentation needed" and (over raw IP) "protocol unreachable" are acted on.
+    fn icmp_error(&mut self, now: Instant, e: &IcmpError<'_>) {
+        let raw = e.quoted.ports.is_none();
+        let kind = match e.code {
+            ICMP_FRAGMENTATION_NEEDED => IcmpKind::FragmentationNeeded { mtu: e.next_hop_mtu },
+            ICMP_PROTOCOL_UNREACHABLE if raw => IcmpKind::ProtocolUnreachable,
+            _ => {
+                self.counters.icmp_not_acted_on += 1;
+                return;
+            }
+        };
+        let sctp = e.quoted.payload;
+        let port = sctp.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+        let Some(s) = self.services.iter_mut().find(|s| Some(s.service.port) == port) else {
+            self.counters.icmp_not_acted_on += 1;
+            return;
+        };
+        let error = SctpIcmpError { src: e.quoted.src, dst: e.quoted.dst, ip_len: e.ip_len, kind, sctp };
+        s.endpoint.handle_icmp(now, error);
+        self.busy = true;
     }
 
     /// Queued packets within the turn's allowance. True when some are left.
@@ -438,7 +475,14 @@ impl Subsystem for SctpSubsystem {
 
     fn receive(&mut self, cx: &mut Context<'_>, inbound: Inbound<'_>) -> Delivery {
         let Some(r) = self.running.as_mut() else { return Delivery::Refused };
-        let Inbound::Datagram(d) = inbound else { return Delivery::Refused };
+        let d = match inbound {
+            Inbound::Datagram(d) => d,
+            Inbound::IcmpError(e) => {
+                r.icmp_error(cx.now, &e);
+                return Delivery::Taken;
+            }
+            _ => return Delivery::Refused,
+        };
         let Some(transport) = transport_of(&d, self.config.udp_port) else { return Delivery::Refused };
         if Packet::new_checked(d.payload).is_err() {
             r.counters.runt += 1;

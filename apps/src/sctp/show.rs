@@ -71,6 +71,23 @@ pub(super) fn status_line(out: &mut dyn Write, r: &Running, udp_port: u16) -> fm
     )
 }
 
+/// ICMP errors the endpoints took or ignored, over every service.
+struct IcmpTotals {
+    too_big: u64,
+    protocol_unreachable: u64,
+    ignored: u64,
+}
+
+fn icmp_totals(r: &Running) -> IcmpTotals {
+    let mut t = IcmpTotals { too_big: 0, protocol_unreachable: 0, ignored: 0 };
+    for s in &r.services {
+        t.too_big += s.endpoint.counters().icmp_too_big;
+        t.protocol_unreachable += s.endpoint.counters().icmp_protocol_unreachable;
+        t.ignored += s.endpoint.drops().icmp_ignored;
+    }
+    t
+}
+
 pub(super) fn text(out: &mut dyn Write, r: &Running, config: &SctpConfig) -> fmt::Result {
     let (n, q) = total_bytes(r);
     writeln!(
@@ -96,6 +113,12 @@ pub(super) fn text(out: &mut dyn Write, r: &Running, config: &SctpConfig) -> fmt
         c.inbound_queued,
         r.inbound.len(),
         c.inbound_dropped
+    )?;
+    let icmp = icmp_totals(r);
+    writeln!(
+        out,
+        "  icmp: {} fragmentation needed, {} protocol unreachable, {} for no association, {} not acted on",
+        icmp.too_big, icmp.protocol_unreachable, icmp.ignored, c.icmp_not_acted_on
     )?;
     for s in &r.services {
         let st = &s.stats;
@@ -185,7 +208,7 @@ fn assoc_text(out: &mut dyn Write, id: u32, a: &AssociationStatus) -> fmt::Resul
         if let Some(srtt) = p.srtt {
             write!(out, " srtt {}ms", srtt.total_micros() / 1000)?;
         }
-        writeln!(out, " cwnd {} flight {} errors {}", p.cwnd, p.flight, p.error_count)?;
+        writeln!(out, " cwnd {} flight {} errors {} mtu {}", p.cwnd, p.flight, p.error_count, p.mtu)?;
     }
     Ok(())
 }
@@ -217,6 +240,11 @@ pub(super) fn json(out: &mut dyn Write, r: &Running, config: &SctpConfig) -> fmt
     j.field_u64("send_failed", c.send_failed)?;
     j.field_u64("inbound_queued", c.inbound_queued)?;
     j.field_u64("inbound_dropped", c.inbound_dropped)?;
+    let icmp = icmp_totals(r);
+    j.field_u64("icmp_too_big", icmp.too_big)?;
+    j.field_u64("icmp_protocol_unreachable", icmp.protocol_unreachable)?;
+    j.field_u64("icmp_ignored", icmp.ignored)?;
+    j.field_u64("icmp_not_acted_on", c.icmp_not_acted_on)?;
     j.key("services")?;
     j.begin_array()?;
     for s in &r.services {
@@ -243,6 +271,7 @@ pub(super) fn json(out: &mut dyn Write, r: &Running, config: &SctpConfig) -> fmt
             ("rwnd_full", d.rwnd_full),
             ("duplicate_data", d.duplicate_data),
             ("association_limit", d.association_limit),
+            ("icmp_ignored", d.icmp_ignored),
         ] {
             j.field_u64(k, v)?;
         }
@@ -282,6 +311,7 @@ fn assoc_json<W: Write + ?Sized>(j: &mut JsonWriter<'_, W>, id: u32, a: &Associa
     j.field_u64("t3_expiries", c.t3_expiries)?;
     j.field_u64("failovers", c.failovers)?;
     j.field_u64("partial_deliveries", c.partial_deliveries)?;
+    j.field_u64("pmtu_decreases", c.pmtu_decreases)?;
     j.field_u64("error_count", u64::from(a.error_count))?;
     j.key("paths")?;
     j.begin_array()?;
@@ -312,6 +342,7 @@ fn assoc_json<W: Write + ?Sized>(j: &mut JsonWriter<'_, W>, id: u32, a: &Associa
         j.field_u64("ssthresh", u64::from(p.ssthresh))?;
         j.field_u64("flight", u64::from(p.flight))?;
         j.field_u64("errors", u64::from(p.error_count))?;
+        j.field_u64("mtu", u64::from(p.mtu))?;
         j.end_object()?;
     }
     j.end_array()?;

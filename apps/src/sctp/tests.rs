@@ -608,3 +608,65 @@ fn a_message_larger_than_the_receive_limit_is_read_in_pieces() {
     let back: Vec<_> = r.messages().into_iter().map(|m| (m.1, m.3)).collect();
     assert_eq!(back, [(2, b"after".to_vec())], "only the message that fits is echoed");
 }
+
+/// An ICMP error quoting `sent` (an appliance packet seen on the wire), from a router.
+fn icmp_about(sent: &Sent, code: u8, next_hop_mtu: u16) -> (Sent, u8, u16) {
+    (sent.clone(), code, next_hop_mtu)
+}
+
+fn deliver_icmp(r: &mut Rig, (sent, code, next_hop_mtu): &(Sent, u8, u16)) -> Delivery {
+    let header = if sent.ports.is_some() { 28 } else { 20 };
+    let quoted = Datagram {
+        src: sent.src,
+        dst: sent.dst,
+        protocol: sent.protocol,
+        ports: sent.ports,
+        payload: &sent.payload[..8.min(sent.payload.len())],
+    };
+    let ip_len = (sent.payload.len() + header) as u16;
+    let from = Ipv4Addr::new(192, 0, 2, 254);
+    let error = IcmpError { from, code: *code, next_hop_mtu: *next_hop_mtu, ip_len, quoted };
+    r.cx_run(|s, cx| s.receive(cx, Inbound::IcmpError(error)))
+}
+
+fn a_smaller_path_mtu_is_learned_from_icmp(transport: Transport) {
+    let mut r = Rig::new(SctpConfig::default(), transport);
+    let id = r.up(7);
+    // A full-sized packet of the appliance's: a 4000-byte echo.
+    let data: Vec<u8> = (0..4000u32).map(|b| (b * 7) as u8).collect();
+    r.peer.send(id, 0, 1, false, &data).unwrap();
+    assert!(r.run_until(5_000, |r| r.messages().len() == 1), "no echo");
+    let sent = r.wire.iter().max_by_key(|d| d.payload.len()).unwrap().clone();
+    assert!(sent.payload.len() > 1400);
+    // Port unreachable is not acted on (appendix C, ICMP3).
+    assert_eq!(deliver_icmp(&mut r, &icmp_about(&sent, 3, 0)), Delivery::Taken);
+    assert_eq!(r.running().counters.icmp_not_acted_on, 1);
+    // Fragmentation needed, 1280: the association's path towards the peer takes it.
+    assert_eq!(deliver_icmp(&mut r, &icmp_about(&sent, 4, 1280)), Delivery::Taken);
+    let ours = r.service(7).endpoint.associations().next().unwrap();
+    let status = r.service(7).endpoint.status(ours).unwrap();
+    let path = status.paths.iter().find(|p| p.addr == sent.dst).unwrap();
+    assert_eq!((path.mtu, status.counters.pmtu_decreases), (1280, 1));
+    let json = r.command("show sctp json");
+    assert!(json.contains("\"mtu\":1280") && json.contains("\"icmp_too_big\":1"), "{json}");
+    // Echoes are now cut to fit: no packet from the appliance is over 1280 bytes.
+    r.wire.clear();
+    let data: Vec<u8> = (0..9000u32).map(|b| b as u8).collect();
+    r.peer.send(id, 1, 9, false, &data).unwrap();
+    let ok = r.run_until(10_000, |r| r.messages().len() == 2);
+    assert!(ok, "no echo");
+    assert_eq!(r.messages()[1].3, data);
+    let header = if sent.ports.is_some() { 28 } else { 20 };
+    let largest = r.wire.iter().map(|d| d.payload.len() + header).max().unwrap_or(0);
+    assert!(largest <= 1280 && largest > 1000, "largest packet {largest}");
+}
+
+#[test]
+fn a_smaller_path_mtu_is_learned_from_icmp_over_raw_ip() {
+    a_smaller_path_mtu_is_learned_from_icmp(Transport::Ip);
+}
+
+#[test]
+fn a_smaller_path_mtu_is_learned_from_icmp_over_udp() {
+    a_smaller_path_mtu_is_learned_from_icmp(Transport::Udp { peer_port: 9899 });
+}
