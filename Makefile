@@ -58,7 +58,7 @@ bench: image
 
 # Every parser's fuzz target, as DIR:TARGET; each runs FUZZ_SECONDS from its committed corpus.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := net/forward/fuzz:frame apps/fuzz:config apps/fuzz:console \
+FUZZ_TARGETS := net/forward/fuzz:frame apps/fuzz:config apps/fuzz:console apps/fuzz:local \
 	net/sctp/fuzz:packet net/sctp/fuzz:endpoint net/bgp/fuzz:message net/bgp/fuzz:session \
 	net/bmp/fuzz:message kernel/mem/fuzz:ops
 

@@ -5,14 +5,16 @@
 //! Input: records of `[op: u8][len: u8][bytes: len]`. `op` bit 0: put the association's
 //! verification tag in the packet; bit 1: fill a correct CRC32c; bits 2-4: advance the clock
 //! by 2^k ms first; bit 5: also send a message; bit 6: read one message; bit 7: deliver from
-//! the peer's second address.
+//! the peer's second address. A record that advances the clock by 128 ms also hands its bytes
+//! to the endpoint as the quote of an ICMP error (fragmentation needed, with the MTU from
+//! bytes 12..14; protocol unreachable when its length is 1 mod 16).
 #![no_main]
 
 use std::net::Ipv4Addr;
 
 use bulkhead_base::rand_core::{impls, RngCore};
 use bulkhead_base::time::{Duration, Instant};
-use bulkhead_sctp::endpoint::{Config, Endpoint, Event, Received, Transport};
+use bulkhead_sctp::endpoint::{Config, Endpoint, Event, IcmpError, IcmpKind, Received, Transport};
 use bulkhead_sctp::wire::Packet;
 use libfuzzer_sys::fuzz_target;
 
@@ -84,6 +86,15 @@ fuzz_target!(|data: &[u8]| {
         }
         let src = if op & 0x80 != 0 { A2 } else { A };
         b.handle(now, &mut rng, Received { src, dst: B, transport: Transport::Ip, bytes: &bytes });
+        if (op >> 2) & 7 == 7 {
+            let kind = match bytes.get(12..14) {
+                _ if len % 16 == 1 => IcmpKind::ProtocolUnreachable,
+                Some(m) => IcmpKind::FragmentationNeeded { mtu: u16::from_be_bytes([m[0], m[1]]) },
+                None => IcmpKind::FragmentationNeeded { mtu: 0 },
+            };
+            let ip_len = 20 + bytes.len() as u16;
+            b.handle_icmp(now, IcmpError { src: B, dst: src, ip_len, kind, sctp: &bytes });
+        }
         if op & 0x20 != 0 {
             let _ = b.send(b_assoc, (len & 3) as u16, 0, len & 4 != 0, &bytes);
         }
