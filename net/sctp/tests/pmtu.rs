@@ -219,3 +219,28 @@ fn an_icmp_for_our_init_is_matched_by_its_initiate_tag() {
     }
     assert!(down);
 }
+
+/// The packet an ICMP reports lost may have carried A's SACK with its DATA (usrsctp, whose
+/// data waited for that SACK, then fell back on its T3 timer, 1 s): once the path MTU falls,
+/// A sends a SACK again at once.
+#[test]
+fn a_sack_goes_again_at_once_when_the_path_mtu_falls() {
+    let mut net = Net::new(9, clean(), (&[A], roomy()), (&[B], roomy()));
+    let (a, tag) = connect_tagged(&mut net);
+    let b = net.ep(1).associations().next().unwrap();
+    net.ep(1).send(b, 0, 0, false, &payload(0, 0, 300)).unwrap();
+    let mut got = 0;
+    for _ in 0..100 {
+        net.step(Duration::from_millis(10));
+        while let Some(e) = net.ep(0).poll_event() {
+            got += usize::from(matches!(e, Event::Message { .. }));
+        }
+    }
+    assert_eq!(got, 1);
+    let sacks = net.ep(0).status(a).unwrap().counters.sacks_sent;
+    let now = net.now;
+    let too_big = IcmpKind::FragmentationNeeded { mtu: 1280 };
+    net.ep(0).handle_icmp(now, IcmpError { src: A, dst: B, ip_len: 1500, kind: too_big, sctp: &quote(tag) });
+    net.flush();
+    assert_eq!(net.ep(0).status(a).unwrap().counters.sacks_sent, sacks + 1);
+}

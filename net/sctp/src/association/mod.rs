@@ -493,7 +493,8 @@ impl Association {
     /// messages are cut to fit, and what is in
     /// flight on the path is sent again at once, since the packets that carried it did not
     /// pass: chunks cut before the change that are still too large leave alone in a packet
-    /// marked for IP fragmentation ([`Transmit::fragment_to`]). Returns whether the MTU fell.
+    /// marked for IP fragmentation ([`Transmit::fragment_to`]); a SACK goes at once, since the
+    /// lost packet may have carried one. Returns whether the MTU fell.
     pub fn on_packet_too_big(&mut self, now: Instant, addr: Ipv4Addr, mtu: u16, sent_len: u16) -> bool {
         let Some(i) = self.paths.iter().position(|p| p.addr == addr) else { return false };
         let Some(p) = self.paths.get_mut(i) else { return false };
@@ -514,6 +515,11 @@ impl Association {
         if let Some(p) = self.paths.get_mut(i) {
             p.flight = 0;
             p.rtt_probe = None;
+        }
+        // The lost packet may have carried our SACK with its DATA, and the peer's data may be
+        // waiting for it: one goes again now, not at the peer's T3.
+        if self.takes_data() {
+            self.sack_now = true;
         }
         true
     }
