@@ -238,10 +238,15 @@ impl Config {
             None => DiagnosticsConfig::default(),
         };
         // Each subsystem reads its own section, in its own module.
-        let sctp = match root.table_opt("sctp")? {
+        let mut sctp = match root.table_opt("sctp")? {
             Some(t) => crate::sctp::SctpConfig::parse(&t)?,
             None => crate::sctp::SctpConfig::default(),
         };
+        // SCTP's packets leave by whichever interface the FIB picks: none may be larger than
+        // the smallest addressed interface takes (path MTU discovery lowers it further).
+        if let Some(mtu) = interfaces.iter().filter(|(i, _)| i.address.is_some()).map(|(i, _)| i.mtu).min() {
+            sctp.mtu = mtu;
+        }
         let bgp = match root.table_opt("bgp")? {
             Some(t) => crate::bgp::BgpConfig::parse(&t)?,
             None => crate::bgp::BgpConfig::default(),
@@ -964,6 +969,8 @@ enabled = true
     #[test]
     fn golden_full_config() {
         let c = Config::parse(FULL).expect("full config");
+        // SCTP's packets fit the smallest addressed interface (nic0's 1400).
+        assert_eq!(c.sctp.endpoint(7).mtu, 1400);
         let nics: Vec<_> = c.interfaces.iter().map(|i| (i.nic.index(), i.address, i.mtu)).collect();
         assert_eq!(
             nics,

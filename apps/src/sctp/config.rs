@@ -90,6 +90,9 @@ pub struct SctpConfig {
     pub association_max_retrans: u32,
     /// HB.interval.
     pub heartbeat_interval: Duration,
+    /// The largest IP packet sent before path MTU discovery says less: the smallest MTU of
+    /// the addressed interfaces (from `[[interface]]`, not a key of `[sctp]`).
+    pub mtu: u16,
 }
 
 impl Default for SctpConfig {
@@ -105,6 +108,7 @@ impl Default for SctpConfig {
             path_max_retrans: rfc.path_max_retrans,
             association_max_retrans: rfc.association_max_retrans,
             heartbeat_interval: rfc.heartbeat_interval,
+            mtu: rfc.mtu,
         }
     }
 }
@@ -134,6 +138,7 @@ impl SctpConfig {
         c.path_max_retrans = self.path_max_retrans;
         c.association_max_retrans = self.association_max_retrans;
         c.heartbeat_interval = self.heartbeat_interval;
+        c.mtu = self.mtu;
         c
     }
 
