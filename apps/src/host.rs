@@ -184,20 +184,24 @@ pub struct Host {
     next_port: u16,
     /// The identification of the next datagram sent in fragments.
     next_ident: u16,
+    /// The largest IP packet the stack sends (the smallest addressed port's MTU).
+    mtu: usize,
     pub counters: HostCounters,
 }
 
 impl Host {
-    /// Builds the stack with `addresses`; call it inside the `net` domain: everything it
-    /// reserves here is the platform's.
-    pub fn new(addresses: &[Ipv4Cidr], seed: u64, now: Instant) -> Host {
+    /// Builds the stack with `addresses`, sending IP packets of at most `mtu` bytes (smoltcp's
+    /// TCP MSS follows); call it inside the `net` domain: everything it reserves here is the
+    /// platform's.
+    pub fn new(addresses: &[Ipv4Cidr], mtu: usize, seed: u64, now: Instant) -> Host {
+        let mtu = mtu.min(MAX_IP_PACKET);
         let mut config = Config::new(HardwareAddress::Ip);
         config.random_seed = seed;
         let mut out = OutQueue::new();
         let mut counters = HostCounters::default();
         let mut icmp = TokenBucket::new(ICMP_ERRORS_PER_SECOND);
         let mut device =
-            HostDevice { rx: None, out: &mut out, icmp: &mut icmp, counters: &mut counters, now };
+            HostDevice { rx: None, out: &mut out, icmp: &mut icmp, counters: &mut counters, now, mtu };
         let mut iface = Interface::new(config, &mut device, smol_now(now));
         iface.update_ip_addrs(|addrs| {
             for a in addresses {
@@ -222,6 +226,7 @@ impl Host {
             icmp,
             next_port: EPHEMERAL_FIRST.wrapping_add((seed % 8192) as u16),
             next_ident: (seed >> 16) as u16,
+            mtu,
             counters,
         }
     }
@@ -387,6 +392,7 @@ impl Host {
             icmp: &mut self.icmp,
             counters: &mut self.counters,
             now,
+            mtu: self.mtu,
         };
         let _ = self.iface.poll_ingress_single(smol_now(now), &mut device, &mut self.sockets);
     }
@@ -400,6 +406,7 @@ impl Host {
             icmp: &mut self.icmp,
             counters: &mut self.counters,
             now,
+            mtu: self.mtu,
         };
         self.iface.poll_maintenance(smol_now(now));
         // One segment per socket per call: go on while the sockets have more and the
@@ -740,6 +747,8 @@ struct HostDevice<'a> {
     icmp: &'a mut TokenBucket,
     counters: &'a mut HostCounters,
     now: Instant,
+    /// The largest IP packet the stack sends.
+    mtu: usize,
 }
 
 struct HostRx<'a>(&'a [u8]);
@@ -832,7 +841,7 @@ impl Device for HostDevice<'_> {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ip;
-        caps.max_transmission_unit = MAX_IP_PACKET;
+        caps.max_transmission_unit = self.mtu;
         caps.max_burst_size = Some(16);
         caps.checksum.ipv4 = Checksum::Both;
         caps
@@ -851,7 +860,7 @@ mod tests {
     const OTHER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
 
     fn host() -> Host {
-        Host::new(&[Ipv4Cidr { addr: US, prefix_len: 24 }], 7, Instant::from_micros(0))
+        Host::new(&[Ipv4Cidr { addr: US, prefix_len: 24 }], MAX_IP_PACKET, 7, Instant::from_micros(0))
     }
 
     /// A SYN from `src:sport` to us at `dport`, sent with `ttl`.
@@ -1157,6 +1166,20 @@ mod tests {
         }
         assert_eq!(h.send_datagram(datagram(Some(576))), Err(SendError::QueueFull));
         assert_eq!(h.out_len(), OUT_SLOTS - 2);
+    }
+
+    #[test]
+    fn tcp_announces_the_mss_of_the_stacks_mtu() {
+        let mut h = Host::new(&[Ipv4Cidr { addr: US, prefix_len: 24 }], 1400, 7, Instant::from_micros(0));
+        h.tcp_listen(Domain::Bgp, 179, TcpBuffers { rx: 4096, tx: 4096 }).unwrap();
+        h.ingress(Instant::from_micros(0), &syn(PEER, 40000, 179, 64));
+        h.egress(Instant::from_micros(0));
+        let out = sent(&mut h);
+        let ip = Ipv4Packet::new_checked(&out[0][..]).unwrap();
+        let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+        let caps = ChecksumCapabilities::ignored();
+        let repr = TcpRepr::parse(&tcp, &IpAddress::Ipv4(US), &IpAddress::Ipv4(PEER), &caps).unwrap();
+        assert_eq!((repr.control, repr.max_seg_size), (TcpControl::Syn, Some(1360)));
     }
 
     #[test]

@@ -171,10 +171,13 @@ impl<B: MemoryBooks> Platform<B> {
         now: Instant,
     ) -> Platform<B> {
         let addresses: Vec<Ipv4Cidr> = ports.iter().filter_map(|p| p.address).collect();
+        // The stack's packets leave by whichever port the FIB picks: the smallest MTU of the
+        // addressed ports bounds them (TCP's MSS follows it).
+        let mtu = ports.iter().filter(|p| p.address.is_some()).map(|p| p.mtu).min();
         let seed = rng.next_u64();
         let (host, routes) = books.with_domain(Domain::Net, || {
             (
-                Host::new(&addresses, seed, now),
+                Host::new(&addresses, mtu.map_or(MAX_IP_PACKET, usize::from), seed, now),
                 RouteBoard {
                     queue: VecDeque::with_capacity(ROUTE_QUEUE),
                     withdraw: [false; RouteSource::COUNT],

@@ -17,7 +17,7 @@ const PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 
 fuzz_target!(|data: &[u8]| {
     let now = Instant::from_micros(1);
-    let mut host = Host::new(&[Ipv4Cidr { addr: US, prefix_len: 24 }], 7, now);
+    let mut host = Host::new(&[Ipv4Cidr { addr: US, prefix_len: 24 }], 1500, 7, now);
     let _ = host.bind(Domain::Sctp, Binding::IpProtocol(132));
     let _ = host.bind(Domain::Sctp, Binding::Udp(9899));
     let _ = host.ttl_guard(Domain::Bgp, TtlGuard { peer: PEER, port: 179, min_ttl: 255 });

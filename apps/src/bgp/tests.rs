@@ -232,7 +232,10 @@ mod over_a_host {
 
     impl HostIo {
         fn new(now: Instant) -> HostIo {
-            HostIo { host: Host::new(&[Ipv4Cidr { addr: US, prefix_len: 24 }], 9, now), routes: Vec::new() }
+            HostIo {
+                host: Host::new(&[Ipv4Cidr { addr: US, prefix_len: 24 }], 1500, 9, now),
+                routes: Vec::new(),
+            }
         }
     }
 
