@@ -43,7 +43,7 @@
 mod config;
 mod show;
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
@@ -135,20 +135,22 @@ struct Served {
     endpoint: Endpoint,
     /// The reader is paused from the console (`sctp pause PORT`).
     paused: bool,
-    /// Echoes that found their send queue full: one per association, until `SendReady`.
-    stalled: BTreeMap<AssocId, Stalled>,
-    /// Associations whose current message comes in pieces (too large to be held whole): an
-    /// echo cannot send it back whole, so its pieces are read and dropped. At most one per
-    /// association (the core delivers one message in pieces at a time).
-    in_pieces: BTreeSet<AssocId>,
+    /// Echoes (or what is left of one) that found their send queue full: one per association,
+    /// which stops reading until `SendReady` lets it go.
+    stalled: BTreeMap<AssocId, Echo>,
     stats: ServiceStats,
 }
 
-struct Stalled {
+/// A message, or a piece of one received in pieces, to send back. Pieces go back as parts of
+/// one message (`send_part`), so an echo of a message larger than any limit is whole again
+/// at the peer.
+struct Echo {
     stream: u16,
     ppid: u32,
     unordered: bool,
     data: Vec<u8>,
+    /// The message ends with this data.
+    end: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -156,8 +158,8 @@ struct ServiceStats {
     messages: u64,
     bytes: u64,
     echoed: u64,
-    /// Echoes refused for another reason than `Full` (association going away, a message
-    /// larger than the send limit or delivered in pieces, ...).
+    /// Echoes refused for another reason than `Full` (the association going away, a message
+    /// larger than the send limit, ...).
     echo_dropped: u64,
     echo_stalls: u64,
     associations_up: u64,
@@ -197,23 +199,15 @@ impl Served {
             Event::AssociationDown(id, _) => {
                 self.stats.associations_down += 1;
                 self.stalled.remove(&id);
-                self.in_pieces.remove(&id);
             }
             Event::AssociationRestarted(id) => {
                 // The peer restarted: what it sent before (and our echo of it) is gone.
                 self.stalled.remove(&id);
-                self.in_pieces.remove(&id);
                 self.apply_pause(id);
             }
             Event::SendReady(id) => {
-                if let Some(s) = self.stalled.remove(&id) {
-                    match self.endpoint.send(id, s.stream, s.ppid, s.unordered, &s.data) {
-                        Ok(()) => self.stats.echoed += 1,
-                        Err(SctpSendError::Full) => {
-                            self.stalled.insert(id, s);
-                        }
-                        Err(_) => self.stats.echo_dropped += 1,
-                    }
+                if let Some(echo) = self.stalled.remove(&id) {
+                    self.echo(id, echo);
                     self.apply_pause(id);
                 }
             }
@@ -225,24 +219,33 @@ impl Served {
                 if self.service.kind != ServiceKind::Echo {
                     return;
                 }
-                if !end {
-                    self.in_pieces.insert(assoc);
-                    return;
-                }
-                if self.in_pieces.remove(&assoc) {
-                    self.stats.echo_dropped += 1;
-                    return;
-                }
-                match self.endpoint.send(assoc, stream, ppid, unordered, &data) {
-                    Ok(()) => self.stats.echoed += 1,
-                    Err(SctpSendError::Full) => {
-                        self.stats.echo_stalls += 1;
-                        self.stalled.insert(assoc, Stalled { stream, ppid, unordered, data });
-                        self.apply_pause(assoc);
-                    }
-                    Err(_) => self.stats.echo_dropped += 1,
+                self.echo(assoc, Echo { stream, ppid, unordered, data, end });
+                if self.stalled.contains_key(&assoc) {
+                    self.stats.echo_stalls += 1;
+                    self.apply_pause(assoc);
                 }
             }
+        }
+    }
+
+    /// Sends `echo` back as a part of its message; what the send queue does not take waits in
+    /// `stalled` (the association stops reading) until `SendReady`.
+    fn echo(&mut self, assoc: AssocId, mut echo: Echo) {
+        let Echo { stream, ppid, unordered, end, .. } = echo;
+        match self.endpoint.send_part(assoc, stream, ppid, unordered, &echo.data, end) {
+            Ok(n) if n == echo.data.len() => {
+                if end {
+                    self.stats.echoed += 1;
+                }
+            }
+            Ok(n) => {
+                echo.data.drain(..n);
+                self.stalled.insert(assoc, echo);
+            }
+            Err(SctpSendError::Full) => {
+                self.stalled.insert(assoc, echo);
+            }
+            Err(_) => self.stats.echo_dropped += 1,
         }
     }
 }
@@ -424,7 +427,6 @@ impl Subsystem for SctpSubsystem {
                 endpoint: Endpoint::new(ec, &addrs, cx.now, cx.rng),
                 paused: false,
                 stalled: BTreeMap::new(),
-                in_pieces: BTreeSet::new(),
                 stats: ServiceStats::default(),
             });
         }

@@ -587,10 +587,11 @@ fn random_and_mutated_packets_panic_nothing() {
 }
 
 /// A message larger than the receive limit comes in pieces: the sink counts it once with all
-/// its bytes; an echo cannot send it back whole, so it drops it (counted) and goes on echoing.
+/// its bytes; the echo sends each piece back as a part of one message, so the peer gets it
+/// whole (here in pieces too, its own receive limit being smaller), then what follows.
 #[test]
-fn a_message_larger_than_the_receive_limit_is_read_in_pieces() {
-    let config = SctpConfig { receive_limit: 64 * 1024, ..SctpConfig::default() };
+fn a_message_larger_than_the_receive_limit_is_read_in_pieces_and_echoed_whole() {
+    let config = SctpConfig { receive_limit: 64 * 1024, send_limit: 64 * 1024, ..SctpConfig::default() };
     let mut r = Rig::new(config, Transport::Ip);
     let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     for port in [5001, 7] {
@@ -604,9 +605,20 @@ fn a_message_larger_than_the_receive_limit_is_read_in_pieces() {
     let sink = r.service(5001).stats;
     assert_eq!((sink.messages, sink.bytes), (2, big.len() as u64 + 5));
     let echo = r.service(7).stats;
-    assert_eq!((echo.messages, echo.echoed, echo.echo_dropped), (2, 1, 1));
-    let back: Vec<_> = r.messages().into_iter().map(|m| (m.1, m.3)).collect();
-    assert_eq!(back, [(2, b"after".to_vec())], "only the message that fits is echoed");
+    assert_eq!((echo.messages, echo.echoed, echo.echo_dropped), (2, 2, 0));
+    assert!(echo.echo_stalls > 0, "the echo waited for its send queue: {echo:?}");
+    // Back at the peer: the pieces of PPID 1, in order, then 2.
+    let ends: Vec<(u32, bool)> = r
+        .got
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message { ppid, end, .. } => Some((*ppid, *end)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ends.iter().filter(|(_, end)| *end).copied().collect::<Vec<_>>(), [(1, true), (2, true)]);
+    let whole: Vec<u8> = r.messages().into_iter().filter(|m| m.1 == 1).flat_map(|m| m.3).collect();
+    assert!(whole == big, "the echo is the message: {} of {} bytes", whole.len(), big.len());
 }
 
 /// An ICMP error quoting `sent` (an appliance packet seen on the wire), from a router.

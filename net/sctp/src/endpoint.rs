@@ -263,6 +263,9 @@ pub enum SendError {
     ShuttingDown,
     Closed,
     NoSuchAssociation,
+    /// A message sent in parts is open (on another stream, or with the other ordering): its
+    /// fragments must keep consecutive TSNs, so nothing else goes until its last part.
+    MessageOpen,
 }
 
 /// What the endpoint tells the application.
@@ -500,6 +503,29 @@ impl Endpoint {
             .get_mut(&assoc)
             .ok_or(SendError::NoSuchAssociation)?
             .send(stream, ppid, unordered, data)
+    }
+
+    /// Queue a part of a message on `assoc`, as a stream is written: the first part opens the
+    /// message (its SSN and B flag), a `last` part taken whole closes it (its E flag). Returns
+    /// the bytes taken: all of `data`, or the whole fragments that fit under the send limit
+    /// (offer the rest after `SendReady`); `Full` when none fits. The parts share the stream
+    /// and ordering (the first part's PPID is kept), and nothing else is taken meanwhile
+    /// ([`SendError::MessageOpen`]): its fragments keep consecutive TSNs. For an echo of a
+    /// message received in pieces, or any message larger than the send limit. A `shutdown`
+    /// while a message is open sends what was queued of it; the peer never sees its end.
+    pub fn send_part(
+        &mut self,
+        assoc: AssocId,
+        stream: u16,
+        ppid: u32,
+        unordered: bool,
+        data: &[u8],
+        last: bool,
+    ) -> Result<usize, SendError> {
+        self.associations
+            .get_mut(&assoc)
+            .ok_or(SendError::NoSuchAssociation)?
+            .send_part(stream, ppid, unordered, data, last)
     }
 
     /// Whether `send` of `len` bytes would be accepted now.

@@ -275,3 +275,66 @@ fn messages_under_the_partial_delivery_point_arrive_whole() {
         assert_eq!(got, 40, "seed {seed}");
     }
 }
+
+/// An echo of a message larger than either side's limits: B reads it in pieces and sends each
+/// piece back as a part of one message (`send_part`); a part its send queue cannot take (whole)
+/// waits, and B stops reading meanwhile (paused, as the echo service does). A, with room for
+/// the whole message, gets it back whole, byte for byte, on a lossy link; B never holds more
+/// than its send limit.
+#[test]
+fn a_message_received_in_pieces_is_echoed_in_parts() {
+    let mut roomy = config(5000);
+    roomy.send_limit = 4 << 20;
+    roomy.receive_limit = 4 << 20;
+    let mut tight = config(5000);
+    tight.send_limit = 48 * 1024;
+    let mut net = Net::new(11, Link { loss: 2, dup: 1, reorder: 2 }, (&[A], roomy), (&[B], tight));
+    let (a, b) = connect(&mut net, Transport::Ip, &[B]);
+    let big = payload(2, 7, 600 * 1024);
+    net.ep(0).send(a, 2, 7, false, &big).unwrap();
+    net.ep(0).send(a, 2, 8, false, b"after").unwrap();
+    // A piece, or what is left of one, waiting for room in B's send queue.
+    let mut held: Option<(u32, Vec<u8>, bool)> = None;
+    let mut back: Vec<(u32, Vec<u8>)> = Vec::new();
+    let (mut pieces, mut waits) = (0, 0);
+    let end = net.now + Duration::from_secs(30);
+    while net.now < end && back.len() < 2 {
+        net.step(Duration::from_millis(10));
+        loop {
+            if let Some((ppid, data, last)) = held.take() {
+                match net.ep(1).send_part(b, 2, ppid, false, &data, last) {
+                    Ok(n) if n == data.len() => net.ep(1).set_paused(b, false),
+                    Ok(n) => held = Some((ppid, data[n..].to_vec(), last)),
+                    Err(SendError::Full) => held = Some((ppid, data, last)),
+                    Err(e) => panic!("{e:?}"),
+                }
+                if held.is_some() {
+                    waits += 1;
+                    net.ep(1).set_paused(b, true);
+                    break;
+                }
+            }
+            match net.ep(1).poll_event() {
+                Some(Event::Message { ppid, end, data, .. }) => {
+                    pieces += 1;
+                    held = Some((ppid, data, end));
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        while let Some(e) = net.ep(0).poll_event() {
+            if let Event::Message { ppid, end: true, data, .. } = e {
+                back.push((ppid, data));
+            }
+        }
+        let q = net.ep(1).queue_bytes();
+        assert!(q.send + q.in_flight <= 48 * 1024, "send side held {q:?}");
+    }
+    assert!(pieces > 2 && waits > 0, "{pieces} pieces read, {waits} waits for room");
+    assert_eq!(back.len(), 2, "echoes back: {}", back.len());
+    let first_difference = back[0].1.iter().zip(&big).position(|(x, y)| x != y);
+    assert_eq!((back[0].0, back[0].1.len(), first_difference), (7, big.len(), None), "the echo, whole");
+    assert_eq!(back[1], (8, b"after".to_vec()), "and the stream goes on in order");
+    eprintln!("echoed 600 KiB: {pieces} pieces read, {waits} waits for room");
+}

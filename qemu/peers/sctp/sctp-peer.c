@@ -209,7 +209,7 @@ static void pattern(uint8_t *p, size_t n, uint32_t seed)
 		p[i] = (uint8_t)(i * 31 + seed * 7 + 1);
 }
 
-static uint8_t buf_out[1 << 20], buf_in[1 << 17];
+static uint8_t buf_out[1 << 20], buf_in[1 << 20];
 
 static void round_trip(struct socket *s, size_t size, uint16_t sid, uint32_t ppid)
 {
@@ -233,6 +233,14 @@ static int mode_echo(int argc, char **argv)
 		die("echo ADDR PORT STREAMS SIZE...");
 	int streams = atoi(argv[2]);
 	struct socket *s = connect_to(argv[0], atoi(argv[1]), streams);
+	/* A message must fit the send buffer whole. */
+	size_t largest = 0;
+	for (int i = 3; i < argc; i++)
+		if (strtoul(argv[i], NULL, 10) > largest)
+			largest = strtoul(argv[i], NULL, 10);
+	int sndbuf = (int)(2 * largest);
+	if (sndbuf > 256 * 1024 && usrsctp_setsockopt(s, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf) < 0)
+		die("SO_SNDBUF: %s", strerror(errno));
 	size_t total = 0;
 	for (int i = 3; i < argc; i++) {
 		size_t size = strtoul(argv[i], NULL, 10);

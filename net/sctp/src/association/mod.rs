@@ -526,12 +526,7 @@ impl Association {
 
     /// Queue one user message.
     pub fn send(&mut self, stream: u16, ppid: u32, unordered: bool, data: &[u8]) -> Result<(), SendError> {
-        match self.state {
-            State::Established => {}
-            State::CookieWait | State::CookieEchoed => return Err(SendError::NotEstablished),
-            State::Closed => return Err(SendError::Closed),
-            _ => return Err(SendError::ShuttingDown),
-        }
+        self.may_send()?;
         let max = self.max_payload();
         let r = self.sendq.enqueue(stream, ppid, unordered, data, max);
         match r {
@@ -540,6 +535,38 @@ impl Association {
             Err(_) => {}
         }
         r
+    }
+
+    /// Queue what fits of a part of a message (see [`tx::SendQueue::enqueue_part`]); a
+    /// `last` part taken whole closes it. Returns the bytes taken.
+    pub fn send_part(
+        &mut self,
+        stream: u16,
+        ppid: u32,
+        unordered: bool,
+        data: &[u8],
+        last: bool,
+    ) -> Result<usize, SendError> {
+        self.may_send()?;
+        let max = self.max_payload();
+        let r = self.sendq.enqueue_part(stream, ppid, unordered, data, max, last);
+        match r {
+            Ok(n) if last && n == data.len() => self.counters.messages_sent += 1,
+            Ok(n) if n < data.len() => self.want_send_ready = true,
+            Ok(_) => {}
+            Err(SendError::Full) => self.want_send_ready = true,
+            Err(_) => {}
+        }
+        r
+    }
+
+    fn may_send(&self) -> Result<(), SendError> {
+        match self.state {
+            State::Established => Ok(()),
+            State::CookieWait | State::CookieEchoed => Err(SendError::NotEstablished),
+            State::Closed => Err(SendError::Closed),
+            _ => Err(SendError::ShuttingDown),
+        }
     }
 
     /// Whether a message of `len` bytes would be taken by [`send`](Self::send) now.

@@ -7,8 +7,12 @@
 //! what it will cost in flight (its payload and its share of an `inflight` segment).
 //!
 //! Bounds (owner: the association): the true bytes of `queue` plus `inflight` stay under the
-//! association's send limit; [`SendQueue::enqueue`] refuses a message that would cross it with
-//! [`SendError::Full`] and queues nothing of it. Chunks leave `inflight` only when acknowledged
+//! association's send limit; [`SendQueue::enqueue`] refuses a message (or a part of one) that
+//! would cross it with [`SendError::Full`] and queues nothing of it.
+//!
+//! A message may be queued in parts (an echo of one received in pieces, larger than the send
+//! limit allows at once): its first part takes the SSN and the B flag, its last the E flag, and
+//! while it is open nothing else is queued, so its fragments keep consecutive TSNs (6.9). Chunks leave `inflight` only when acknowledged
 //! by the Cumulative TSN Ack, or when the association ends.
 
 use alloc::boxed::Box;
@@ -70,6 +74,17 @@ pub struct SendQueue {
     /// Chunks of `inflight` with `retransmit` set (kept by whoever sets or clears it), so
     /// that building a packet does not scan the queue to learn whether any is.
     pub marked_for_retransmission: usize,
+    /// A message queued in parts whose last part has not come yet.
+    open: Option<OpenMessage>,
+}
+
+/// What the parts of an open message share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct OpenMessage {
+    stream: u16,
+    ssn: u16,
+    ppid: u32,
+    unordered: bool,
 }
 
 impl SendQueue {
@@ -86,6 +101,7 @@ impl SendQueue {
             next_tsn,
             cum_acked: next_tsn - 1,
             marked_for_retransmission: 0,
+            open: None,
         }
     }
 
@@ -165,39 +181,106 @@ impl SendQueue {
         data: &[u8],
         max_payload: usize,
     ) -> Result<(), SendError> {
+        if self.open.is_some() {
+            return Err(SendError::MessageOpen);
+        }
         if data.is_empty() {
             return Err(SendError::Empty);
         }
-        let max_payload = max_payload.max(1);
-        let cost = self.message_cost(data.len(), max_payload);
+        let cost = self.message_cost(data.len(), max_payload.max(1));
         if cost > self.limit {
             return Err(SendError::TooBig { cost, limit: self.limit });
         }
-        if !self.fits(data.len(), max_payload) {
+        if !self.fits(data.len(), max_payload.max(1)) {
             return Err(SendError::Full);
         }
-        let Some(next_ssn) = self.out_ssn.get_mut(usize::from(stream)) else {
-            return Err(SendError::InvalidStream(stream));
-        };
-        let ssn = if unordered { 0 } else { *next_ssn };
-        if !unordered {
-            *next_ssn = next_ssn.wrapping_add(1);
+        self.queue_part(stream, ppid, unordered, data, max_payload.max(1), true)?;
+        Ok(())
+    }
+
+    /// Fragment and queue what fits of one part of a message: the first part opens it (when
+    /// none is open), a `last` part taken whole closes it. Returns the bytes taken: all of
+    /// `data`, or as many whole fragments as fit under the limit (the caller offers the rest
+    /// later); [`SendError::Full`] when not one fits. The parts of an open message go on its
+    /// stream with its ordering and PPID; anything else is refused with
+    /// [`SendError::MessageOpen`] until it is closed.
+    pub fn enqueue_part(
+        &mut self,
+        stream: u16,
+        ppid: u32,
+        unordered: bool,
+        data: &[u8],
+        max_payload: usize,
+        last: bool,
+    ) -> Result<usize, SendError> {
+        if data.is_empty() {
+            return Err(SendError::Empty);
         }
+        if self.open.is_some_and(|o| o.stream != stream || o.unordered != unordered) {
+            return Err(SendError::MessageOpen);
+        }
+        let max_payload = max_payload.max(1);
+        let take = if self.fits(data.len(), max_payload) {
+            data.len()
+        } else {
+            let mut n = data.len() / max_payload;
+            while n > 0 && !self.fits(n * max_payload, max_payload) {
+                n -= 1;
+            }
+            if n == 0 {
+                return Err(SendError::Full);
+            }
+            n * max_payload
+        };
+        let part = data.get(..take).unwrap_or(data);
+        self.queue_part(stream, ppid, unordered, part, max_payload, last && take == data.len())?;
+        Ok(take)
+    }
+
+    fn queue_part(
+        &mut self,
+        stream: u16,
+        ppid: u32,
+        unordered: bool,
+        data: &[u8],
+        max_payload: usize,
+        last: bool,
+    ) -> Result<(), SendError> {
+        let first = self.open.is_none();
+        let message = match self.open {
+            Some(o) => o,
+            None => {
+                let Some(next_ssn) = self.out_ssn.get_mut(usize::from(stream)) else {
+                    return Err(SendError::InvalidStream(stream));
+                };
+                let ssn = if unordered { 0 } else { *next_ssn };
+                if !unordered {
+                    *next_ssn = next_ssn.wrapping_add(1);
+                }
+                OpenMessage { stream, ssn, ppid, unordered }
+            }
+        };
         let pieces = data.chunks(max_payload);
         let n = pieces.len();
         for (i, piece) in pieces.enumerate() {
             self.queue.push_back(OutChunk {
                 stream,
-                ssn,
-                ppid,
+                ssn: message.ssn,
+                ppid: message.ppid,
                 unordered,
-                begin: i == 0,
-                end: i + 1 == n,
+                begin: first && i == 0,
+                end: last && i + 1 == n,
                 data: piece.into(),
             });
         }
         self.queue_data += self.pieces_cost(data.len(), max_payload, |q, len| (q.footprint)(len));
+        self.open = (!last).then_some(message);
         Ok(())
+    }
+
+    /// Whether a message queued in parts still waits for its last part.
+    pub fn has_open_message(&self) -> bool {
+        self.open.is_some()
     }
 
     /// Move the head of the queue into flight with the next TSN.
@@ -253,6 +336,7 @@ impl SendQueue {
 
     /// Drop everything (the association ended).
     pub fn clear(&mut self) {
+        self.open = None;
         self.queue.clear();
         self.inflight.clear();
         self.queue_data = 0;
@@ -309,6 +393,48 @@ mod tests {
         assert!(n < 200, "1-byte messages cost what they cost: {n}");
         assert!(!q.can_take(1, 1000));
         assert!(matches!(q.enqueue(0, 0, false, &[0; 20_000], 1000), Err(SendError::TooBig { .. })));
+    }
+
+    #[test]
+    fn a_message_in_parts_shares_its_ssn_and_keeps_its_fragments_together() {
+        let mut q = SendQueue::new(fp, 1 << 20, 0, 2);
+        q.enqueue(0, 5, false, b"before", 1000).unwrap();
+        assert_eq!(q.enqueue_part(1, 7, false, &[1u8; 1500], 1000, false), Ok(1500));
+        // Nothing else while it is open: another stream, the other ordering, a whole message.
+        assert_eq!(q.enqueue(1, 7, false, b"x", 1000), Err(SendError::MessageOpen));
+        assert_eq!(q.enqueue_part(0, 7, false, b"x", 1000, true), Err(SendError::MessageOpen));
+        assert_eq!(q.enqueue_part(1, 7, true, b"x", 1000, true), Err(SendError::MessageOpen));
+        assert!(q.has_open_message());
+        // Its next parts (the first part's PPID is kept), the last one closing it.
+        assert_eq!(q.enqueue_part(1, 8, false, &[2u8; 10], 1000, false), Ok(10));
+        assert_eq!(q.enqueue_part(1, 8, false, &[3u8; 1200], 1000, true), Ok(1200));
+        assert!(!q.has_open_message());
+        q.enqueue(1, 9, false, b"after", 1000).unwrap();
+        let chunks: Vec<_> =
+            q.queue.iter().map(|c| (c.stream, c.ssn, c.ppid, c.begin, c.end, c.data.len())).collect();
+        assert_eq!(
+            chunks,
+            [
+                (0, 0, 5, true, true, 6),
+                (1, 0, 7, true, false, 1000),
+                (1, 0, 7, false, false, 500),
+                (1, 0, 7, false, false, 10),
+                (1, 0, 7, false, false, 1000),
+                (1, 0, 7, false, true, 200),
+                (1, 1, 9, true, true, 5),
+            ]
+        );
+        // A part larger than the room: the whole fragments that fit are taken, the message
+        // stays open (no E flag), and once nothing fits the part is refused as Full.
+        let mut small = SendQueue::new(fp, 20_000, 0, 1);
+        assert_eq!(small.enqueue_part(0, 1, false, &[0u8; 8000], 1000, false), Ok(8000));
+        let taken = small.enqueue_part(0, 1, false, &[0u8; 12_000], 1000, true).unwrap();
+        assert!(taken > 0 && taken < 12_000 && taken.is_multiple_of(1000), "{taken}");
+        assert!(small.has_open_message() && small.queue.iter().all(|c| !c.end));
+        assert!(small.committed_with(0, 0) <= 20_000);
+        assert_eq!(small.enqueue_part(0, 1, false, &[0u8; 1000], 1000, true), Err(SendError::Full));
+        small.clear();
+        assert!(!small.has_open_message());
     }
 
     #[test]
