@@ -4,7 +4,8 @@
 //!
 //! Input: records of `[op: u8][len: u8][bytes: len]`. `op` bit 0: put the association's
 //! verification tag in the packet; bit 1: fill a correct CRC32c; bits 2-4: advance the clock
-//! by 2^k ms first; bit 5: also send a message; bit 6: read one message; bit 7: deliver from
+//! by 2^k ms first; bit 5: also send a message (a part of one when the length has bit 3 set,
+//! the last part when it has bit 4); bit 6: read one message; bit 7: deliver from
 //! the peer's second address. A record that advances the clock by 128 ms also hands its bytes
 //! to the endpoint as the quote of an ICMP error (fragmentation needed, with the MTU from
 //! bytes 12..14; protocol unreachable when its length is 1 mod 16).
@@ -96,7 +97,12 @@ fuzz_target!(|data: &[u8]| {
             b.handle_icmp(now, IcmpError { src: B, dst: src, ip_len, kind, sctp: &bytes });
         }
         if op & 0x20 != 0 {
-            let _ = b.send(b_assoc, (len & 3) as u16, 0, len & 4 != 0, &bytes);
+            if len & 8 != 0 {
+                // A part of a message (an echo of one received in pieces).
+                let _ = b.send_part(b_assoc, (len & 3) as u16, 0, len & 4 != 0, &bytes, len & 16 != 0);
+            } else {
+                let _ = b.send(b_assoc, (len & 3) as u16, 0, len & 4 != 0, &bytes);
+            }
         }
         if op & 0x40 != 0 {
             if let Some(Event::Message { data, .. }) = b.recv(b_assoc) {
