@@ -122,6 +122,18 @@ impl Netns {
         Ok(Netns { name: name.to_string() })
     }
 
+    /// A namespace of a test's own, beside the VM's (a reference daemon's, a network behind a
+    /// router): a stale one of the same name is deleted first, and `lo` is brought up.
+    pub fn create(name: &str) -> Result<Netns, Error> {
+        let _ = Command::new("ip").args(["netns", "delete", name]).stderr(Stdio::null()).status();
+        let ns = Netns::add(name)?;
+        let up = ns.run(["ip", "link", "set", "lo", "up"])?;
+        if !up.success() {
+            return Err(Error::io(format!("lo up in {name}"), std::io::Error::other(up.stderr)));
+        }
+        Ok(ns)
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

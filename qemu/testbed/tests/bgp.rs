@@ -472,33 +472,6 @@ fn scripted_peer_malformed_update_prefix_limits_and_strangers() {
     assert!(!vm.console_text().contains("LEAK"), "{}", vm.console_text());
 }
 
-/// A namespace of the test's own (the reference BIRD's), deleted on drop.
-struct OwnNetns(String);
-
-impl OwnNetns {
-    fn new(name: &str) -> OwnNetns {
-        let _ = Command::new("ip").args(["netns", "delete", name]).stderr(Stdio::null()).status();
-        let status = Command::new("ip").args(["netns", "add", name]).status().expect("ip netns add");
-        assert!(status.success(), "ip netns add {name}");
-        let ns = OwnNetns(name.to_string());
-        ns.exec(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn exec(&self, argv: &[&str]) -> String {
-        let out =
-            Command::new("ip").args(["netns", "exec", &self.0]).args(argv).output().expect("ip netns exec");
-        assert!(out.status.success(), "{argv:?} in {}: {}", self.0, String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for OwnNetns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "delete", &self.0]).stderr(Stdio::null()).status();
-    }
-}
-
 /// One feed from three GoBGP speakers (AS 65011..65013, one behind each NIC) with overlapping
 /// prefixes and different attributes (AS_PATH lengths, ORIGIN, MED; router IDs in the reverse
 /// order of their addresses), sent both to Bulkhead and to a reference BIRD in a namespace of
@@ -516,7 +489,7 @@ fn three_feeds_best_path_equals_birds() {
         bgp += &format!("\n[[bgp.neighbor]]\naddress = \"{addr}\"\nasn = {}\nimport = \"all\"\n", 65011 + k);
     }
     let (mut vm, _config) = boot("three", 3, &bgp);
-    let reference = OwnNetns::new(&format!("bhref{}", std::process::id()));
+    let reference = Netns::create(&format!("bhref{}", std::process::id())).expect("the reference namespace");
     let mut bird_conf = String::from("router id 10.255.255.1;\nprotocol device {}\n");
     let mut daemons = Vec::new();
     for (k, addr) in feeders.iter().enumerate() {
@@ -525,14 +498,14 @@ fn three_feeds_best_path_equals_birds() {
             (format!("bhf{k}{}", std::process::id()), format!("bhr{k}{}", std::process::id()));
         let status = Command::new("ip")
             .args(["link", "add", &outer, "netns", ns.name(), "type", "veth", "peer", "name", &inner])
-            .args(["netns", &reference.0])
+            .args(["netns", reference.name()])
             .status()
             .expect("veth");
         assert!(status.success(), "veth {outer}");
         ok(ns, &["ip", "addr", "add", &format!("10.255.{k}.2/30"), "dev", &outer]);
         ok(ns, &["ip", "link", "set", &outer, "up"]);
-        reference.exec(&["ip", "addr", "add", &format!("10.255.{k}.1/30"), "dev", &inner]);
-        reference.exec(&["ip", "link", "set", &inner, "up"]);
+        ok(&reference, &["ip", "addr", "add", &format!("10.255.{k}.1/30"), "dev", &inner]);
+        ok(&reference, &["ip", "link", "set", &inner, "up"]);
         bird_conf += &format!(
             "protocol bgp f{k} {{\n  local 10.255.{k}.1 as 65000;\n  neighbor 10.255.{k}.2 as {};\n  \
              connect delay time 1;\n  ipv4 {{ import all; export none; }};\n}}\n",
@@ -565,7 +538,7 @@ fn three_feeds_best_path_equals_birds() {
         .args([
             "netns",
             "exec",
-            &reference.0,
+            reference.name(),
             "bird",
             "-f",
             "-c",
@@ -614,16 +587,16 @@ fn three_feeds_best_path_equals_birds() {
     }
     let complete = wait(Duration::from_secs(30), || {
         let ours: u64 = feeders.iter().map(|a| protocol(&mut vm, a)["received"].as_u64().unwrap_or(0)).sum();
-        let theirs = birdc_in(&reference.0, &bird_sock, "show route count");
+        let theirs = birdc_in(reference.name(), &bird_sock, "show route count");
         ours == announced && theirs.contains(&format!("{announced} of {announced} routes"))
     });
     assert!(
         complete,
         "{}\n{}",
         vm.command("show protocols").unwrap_or_default(),
-        birdc_in(&reference.0, &bird_sock, "show route count")
+        birdc_in(reference.name(), &bird_sock, "show route count")
     );
-    let table = birdc_in(&reference.0, &bird_sock, "show route primary");
+    let table = birdc_in(reference.name(), &bird_sock, "show route primary");
     let mut compared = 0;
     for prefix in &prefixes {
         let line = table

@@ -53,6 +53,11 @@ fn run(ns: &Netns, argv: &[&str], limit_s: u64) -> RunOutput {
     out
 }
 
+/// Runs `argv` in `ns`, which must succeed; its output.
+fn exec(ns: &Netns, argv: &[&str]) -> String {
+    run(ns, argv, 30).stdout
+}
+
 /// Runs the peer in `ns`; its one line of result.
 fn peer(ns: &Netns, args: &[&str], limit_s: u64) -> String {
     let bin = peer_binary();
@@ -541,34 +546,6 @@ fn shedding_sctp_aborts_its_associations_and_leaves_nothing() {
     assert!(out.starts_with("ok 2 messages"), "after the restart: {out}");
 }
 
-/// A network namespace of the test's own (not one of the VM's), deleted on drop. The same
-/// small struct as `OwnNetns` in `bgp.rs`: it belongs in the test bed's lib.
-struct OwnNetns(String);
-
-impl OwnNetns {
-    fn new(name: &str) -> OwnNetns {
-        let _ = Command::new("ip").args(["netns", "delete", name]).stderr(Stdio::null()).status();
-        let status = Command::new("ip").args(["netns", "add", name]).status().expect("ip netns add");
-        assert!(status.success(), "ip netns add {name}");
-        let ns = OwnNetns(name.to_string());
-        ns.exec(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn exec(&self, argv: &[&str]) -> String {
-        let out =
-            Command::new("ip").args(["netns", "exec", &self.0]).args(argv).output().expect("ip netns exec");
-        assert!(out.status.success(), "{argv:?} in {}: {}", self.0, String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for OwnNetns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "delete", &self.0]).stderr(Stdio::null()).status();
-    }
-}
-
 /// A `sctp-peer -w` in a namespace: it prints its result line, then keeps its association up
 /// (so `show sctp json` still lists it) until [`HeldPeer::finish`]. Killed on drop.
 struct HeldPeer {
@@ -638,14 +615,14 @@ const PMTU_TABLE: &str = "bulkhead_pmtu";
 /// Builds the far network behind nic0's namespace (see [`FAR_ROUTER`]); returns the far
 /// namespace. Linux rate-limits its ICMP errors (1 a second per destination): the router's
 /// limit is lifted, so every packet too big for the link is answered.
-fn far_network(vm: &Vm) -> OwnNetns {
+fn far_network(vm: &Vm) -> Netns {
     let router = &vm.nic(0).ns;
     let pid = std::process::id();
-    let far = OwnNetns::new(&format!("bhpmtu{pid}"));
+    let far = Netns::create(&format!("bhpmtu{pid}")).expect("the far namespace");
     let (outer, inner) = (format!("bhpr{pid}"), format!("bhpf{pid}"));
     let status = Command::new("ip")
         .args(["link", "add", &outer, "netns", router.name(), "type", "veth", "peer", "name", &inner])
-        .args(["netns", &far.0])
+        .args(["netns", far.name()])
         .status()
         .expect("ip link add veth");
     assert!(status.success(), "veth {outer}/{inner}");
@@ -654,9 +631,9 @@ fn far_network(vm: &Vm) -> OwnNetns {
     run(router, &["sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0"], 10);
     run(router, &["ip", "link", "set", &outer, "mtu", &mtu, "up"], 10);
     run(router, &["ip", "addr", "add", &format!("{FAR_ROUTER}/24"), "dev", &outer], 10);
-    far.exec(&["ip", "link", "set", &inner, "mtu", &mtu, "up"]);
-    far.exec(&["ip", "addr", "add", &format!("{FAR_HOST}/24"), "dev", &inner]);
-    far.exec(&["ip", "route", "add", "default", "via", FAR_ROUTER]);
+    exec(&far, &["ip", "link", "set", &inner, "mtu", &mtu, "up"]);
+    exec(&far, &["ip", "addr", "add", &format!("{FAR_HOST}/24"), "dev", &inner]);
+    exec(&far, &["ip", "route", "add", "default", "via", FAR_ROUTER]);
     let guest = vm.nic(0).guest.expect("configured").addr;
     let rules = format!(
         "table ip {PMTU_TABLE} {{\n\tcounter frag_needed {{ }}\n\tchain output {{\n\t\ttype filter hook \
@@ -692,10 +669,10 @@ fn far_association(json: &Value) -> Option<(Value, Value)> {
 /// far link (echoes of messages it cuts to its 1500-byte MTU, or bundles of small echoes):
 /// the echo must complete within 30 s, and while the association is up its path's `mtu` must
 /// be [`FAR_MTU`] with `pmtu_decreases` counted. Returns the time the peer took.
-fn pmtu_run(vm: &mut Vm, far: &OwnNetns, what: &str, args: &[&str]) -> Duration {
+fn pmtu_run(vm: &mut Vm, far: &Netns, what: &str, args: &[&str]) -> Duration {
     const LIMIT: Duration = Duration::from_secs(30);
     let started = Instant::now();
-    let peer = HeldPeer::spawn(&far.0, args);
+    let peer = HeldPeer::spawn(far.name(), args);
     let line = peer.line(LIMIT);
     let took = started.elapsed();
     let frag_needed = frag_needed_sent(vm);
@@ -749,7 +726,7 @@ fn an_association_learns_a_smaller_path_mtu_from_icmp() {
     let far = far_network(&vm);
     let guest = vm.nic(0).guest.expect("configured").addr.to_string();
     // Both ways through the router, small packets only.
-    let ping = far.exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", &guest]);
+    let ping = exec(&far, &["ping", "-c", "3", "-i", "0.2", "-W", "2", &guest]);
     assert!(ping.contains(" 0% packet loss"), "{ping}");
     let mut times = Vec::new();
     for udp in [false, true] {
