@@ -109,8 +109,9 @@ pub struct HostCounters {
     /// A reply smoltcp built found the local-out queue full.
     pub out_queue_full: u64,
     pub datagrams_sent: u64,
-    /// ICMP errors handed to the owner of the binding they quote.
+    /// ICMP errors handed to the owner of the binding they quote, and those it had no use for.
     pub icmp_errors_delivered: u64,
+    pub icmp_errors_unwanted: u64,
     /// Datagrams sent in IPv4 fragments (`fragment_to`), and the fragments.
     pub datagrams_fragmented: u64,
     pub fragments_sent: u64,

@@ -362,7 +362,9 @@ impl<B: MemoryBooks> Platform<B> {
                     Local::IcmpError(owner, error) => {
                         match self.deliver(owner, Inbound::IcmpError(error), now, clock) {
                             Ok(Delivery::Taken) => self.host.counters.icmp_errors_delivered += 1,
-                            _ => self.owner_down += 1,
+                            // An owner with no use for ICMP errors (the UDP echo).
+                            Ok(Delivery::Refused) => self.host.counters.icmp_errors_unwanted += 1,
+                            Err(_) => self.owner_down += 1,
                         }
                     }
                     Local::Stack => {
@@ -561,7 +563,7 @@ impl<B: MemoryBooks> Platform<B> {
     /// `show local`: what the host stack delivered and answered, who owns what.
     fn show_local(&self, out: &mut dyn Write, json: bool) -> fmt::Result {
         let c = &self.host.counters;
-        let figures: [(&str, u64); 18] = [
+        let figures: [(&str, u64); 19] = [
             ("delivered_to_stack", c.delivered_stack),
             ("delivered_to_bindings", c.delivered_bound),
             ("owner_not_up", self.owner_down),
@@ -577,6 +579,7 @@ impl<B: MemoryBooks> Platform<B> {
             ("datagrams_fragmented", c.datagrams_fragmented),
             ("fragments_sent", c.fragments_sent),
             ("icmp_errors_delivered", c.icmp_errors_delivered),
+            ("icmp_errors_unwanted", c.icmp_errors_unwanted),
             ("out_queue_full", c.out_queue_full),
             ("out_no_forwarder", self.no_forwarder),
             ("out_queued", self.host.out_len() as u64),

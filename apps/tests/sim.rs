@@ -255,6 +255,34 @@ fn bindings_and_host_answers() {
         local.contains("\"diag\":1") && local.contains("\"sctp\":1"),
         "listeners of diag and the sink: {local}"
     );
+    // An ICMP error about the echo's reply goes to the binding's owner (diag), which has no
+    // use for it: counted as such, not as an owner down.
+    sim.peer.to_appliance.borrow_mut().push_back(port_unreachable_about_the_echo());
+    sim.run_until(100, |_| false);
+    let local = sim.console("show local json");
+    assert!(local.contains("\"icmp_errors_unwanted\":1") && local.contains("\"owner_not_up\":0"), "{local}");
+}
+
+/// From the peer (192.0.2.2) to nic0: ICMP port unreachable, quoting a UDP datagram from the
+/// appliance's port 7 to the peer's port 50000.
+fn port_unreachable_about_the_echo() -> Vec<u8> {
+    let mut quoted = vec![0x45, 0, 0, 33, 0, 0, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2];
+    let mut header = Ipv4Packet::new_unchecked(&mut quoted[..]);
+    header.fill_checksum();
+    quoted.extend_from_slice(&[0, 7, 0xc3, 0x50, 0, 13, 0, 0]);
+    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&quoted);
+    Icmpv4Packet::new_unchecked(&mut icmp[..]).fill_checksum();
+    let total = 20 + icmp.len();
+    let mut ip =
+        vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0, 0, 64, 1, 0, 0, 192, 0, 2, 2, 192, 0, 2, 1];
+    Ipv4Packet::new_unchecked(&mut ip[..]).fill_checksum();
+    ip.extend_from_slice(&icmp);
+    let mut frame = NIC0_MAC.to_vec();
+    frame.extend_from_slice(&PEER_MAC);
+    frame.extend_from_slice(&[0x08, 0x00]);
+    frame.extend_from_slice(&ip);
+    frame
 }
 
 /// A subsystem that stops reading closes its TCP window: the sender stalls, nothing grows;
