@@ -1891,7 +1891,8 @@ impl Association {
 }
 
 /// Bundles a DATA chunk; one cut before the path MTU fell, too large for it even alone,
-/// goes alone in a packet that may grow to `oversize_limit` (sent for IP fragmentation).
+/// goes alone in a packet that may grow to `oversize_limit` (sent for IP fragmentation),
+/// closed to any other chunk.
 fn push_data_chunk(b: &mut PacketBuilder<'_>, chunk: &ChunkRepr<'_>, oversize_limit: usize) -> bool {
     if b.push(chunk).is_ok() {
         return true;
@@ -1899,8 +1900,10 @@ fn push_data_chunk(b: &mut PacketBuilder<'_>, chunk: &ChunkRepr<'_>, oversize_li
     if !b.is_empty() {
         return false;
     }
-    b.widen(oversize_limit);
-    b.push(chunk).is_ok()
+    b.set_limit(oversize_limit);
+    let pushed = b.push(chunk).is_ok();
+    b.set_limit(0);
+    pushed
 }
 
 fn data_repr<'c>(c: &'c tx::SentChunk, immediate: bool) -> ChunkRepr<'c> {

@@ -231,8 +231,9 @@ impl<'b> PacketBuilder<'b> {
     }
 
     /// Moves the size limit to `limit` (at most the buffer's length, never below what is
-    /// built): for a chunk that must go although it is larger than the path allows.
-    pub fn widen(&mut self, limit: usize) {
+    /// built): up for a chunk that must go although it is larger than the path allows, down to
+    /// close the packet to more chunks.
+    pub fn set_limit(&mut self, limit: usize) {
         self.limit = limit.min(self.buf.len()).max(self.len);
     }
 
