@@ -312,6 +312,7 @@ fn assoc_json<W: Write + ?Sized>(j: &mut JsonWriter<'_, W>, id: u32, a: &Associa
     j.field_u64("failovers", c.failovers)?;
     j.field_u64("partial_deliveries", c.partial_deliveries)?;
     j.field_u64("pmtu_decreases", c.pmtu_decreases)?;
+    j.field_u64("pmtu_black_holes", c.pmtu_black_holes)?;
     j.field_u64("error_count", u64::from(a.error_count))?;
     j.key("paths")?;
     j.begin_array()?;

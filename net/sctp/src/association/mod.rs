@@ -40,7 +40,7 @@ use crate::wire::{
     CauseRepr, ChunkRepr, DataChunk, GapAckBlock, HeartbeatChunk, InitChunk, List, PacketBuilder, PacketRepr,
     ParamRepr, RawChunk, SackChunk, Ssn, Tsn, COMMON_HEADER_LEN,
 };
-use path::{Path, PathState};
+use path::{MtuProbe, Path, PathState, LARGE_PROBES};
 use rx::{Reassembly, RxFragment, RxMessage, RxRefusal};
 use tsnmap::{unwrap_serial32, TsnClass, TsnMap};
 use tx::SendQueue;
@@ -59,6 +59,9 @@ const MAX_REPORTED_CHUNK: usize = 256;
 pub const MIN_PATH_MTU: u16 = 576;
 /// How long a lowered path MTU holds before the configured one is tried again.
 pub const PMTU_RAISE_AFTER: Duration = Duration::from_secs(600);
+/// The path MTU taken when full-sized packets vanish without an ICMP while small ones pass
+/// (RFC 8899's BASE_PLPMTU for IPv4: what practically every path carries).
+pub const BASE_PLPMTU: u16 = 1200;
 /// RFC 1191 section 7's plateaus, for an ICMP without the next hop's MTU.
 const MTU_PLATEAUS: [u16; 6] = [8166, 4352, 2002, 1492, 1006, 576];
 
@@ -126,8 +129,10 @@ pub struct AssocCounters {
     pub failovers: u64,
     /// Messages received in pieces (partial delivery, 6.9), counted at their first piece.
     pub partial_deliveries: u64,
-    /// Path MTUs lowered by an ICMP "fragmentation needed" (7.3).
+    /// Path MTUs lowered (7.3): by an ICMP "fragmentation needed", or by black-hole detection.
     pub pmtu_decreases: u64,
+    /// Of those, black holes: full-sized packets lost without an ICMP while small ones pass.
+    pub pmtu_black_holes: u64,
 }
 
 /// A path's figures for `show sctp`.
@@ -1080,7 +1085,7 @@ impl Association {
                     p.rto.measure(now.saturating_since(c.sent_at));
                     p.rtt_probe = None;
                 }
-                p.on_reachable();
+                p.on_data_acked();
             }
         }
         // Gap Ack Blocks.
@@ -1103,7 +1108,7 @@ impl Association {
                     if c.in_flight {
                         p.flight = p.flight.saturating_sub(len);
                     }
-                    p.on_reachable();
+                    p.on_data_acked();
                     if c.transmissions == 1 && p.rtt_probe.is_some_and(|(t, _)| t == c.tsn) {
                         p.rto.measure(now.saturating_since(c.sent_at));
                         p.rtt_probe = None;
@@ -1253,6 +1258,19 @@ impl Association {
         p.heartbeat_outstanding = None;
         p.rto.measure(now.saturating_since(sent));
         p.on_reachable();
+        match p.probe {
+            // Full-sized packets pass: the data's losses were random.
+            MtuProbe::Large(_) if p.heartbeat_padded => {
+                p.probe = MtuProbe::Idle;
+                p.data_timeouts = 0;
+            }
+            // Small packets pass: now the padded probes, the first at once.
+            MtuProbe::Small if p.heartbeat_probe => {
+                p.probe = MtuProbe::Large(0);
+                p.heartbeat_at = now;
+            }
+            _ => {}
+        }
         self.error_count = 0;
         self.update_current_path();
     }
@@ -1505,6 +1523,15 @@ impl Association {
             if p.on_timeout(self.cfg.path_max_retrans) {
                 self.counters.failovers += 1;
             }
+            // Data timed out twice in a row with no ICMP to say why: black-hole detection
+            // starts (see MtuProbe), with a padded HEARTBEAT now.
+            p.data_timeouts = p.data_timeouts.saturating_add(1);
+            if p.data_timeouts >= 2 && p.mtu > BASE_PLPMTU && p.probe == MtuProbe::Idle {
+                p.probe = MtuProbe::Small;
+                if p.heartbeat_outstanding.is_none() {
+                    p.heartbeat_at = now;
+                }
+            }
             if self.count_error() {
                 return;
             }
@@ -1534,7 +1561,28 @@ impl Association {
 
     fn on_heartbeat_due(&mut self, now: Instant, i: usize, rng: &mut dyn RngCore) {
         let Some(p) = self.paths.get_mut(i) else { return };
-        if p.heartbeat_outstanding.is_some() {
+        if p.heartbeat_outstanding.is_some() && p.heartbeat_probe {
+            // A probe went unanswered: no error (RFC 8899 3; the data's timeouts count). The
+            // small one lost: a dead path, not a black hole. Every padded one lost while the
+            // small one passed: a black hole, the MTU falls. Either way the detection ends
+            // (a later timeout starts it again) and the heartbeats go back to their interval.
+            p.heartbeat_outstanding = None;
+            match p.probe {
+                MtuProbe::Large(n) if n < LARGE_PROBES => {}
+                MtuProbe::Large(_) => {
+                    p.probe = MtuProbe::Idle;
+                    if p.lower_mtu(BASE_PLPMTU, now + PMTU_RAISE_AFTER) {
+                        self.counters.pmtu_decreases += 1;
+                        self.counters.pmtu_black_holes += 1;
+                    }
+                    return;
+                }
+                MtuProbe::Small | MtuProbe::Idle => {
+                    p.probe = MtuProbe::Idle;
+                    return;
+                }
+            }
+        } else if p.heartbeat_outstanding.is_some() {
             // The previous HEARTBEAT went unanswered (8.3).
             p.heartbeat_outstanding = None;
             if p.on_timeout(self.cfg.path_max_retrans) {
@@ -1549,6 +1597,12 @@ impl Association {
         if let Some(p) = self.paths.get_mut(i) {
             p.heartbeat_outstanding = Some((nonce, now));
             p.heartbeat_to_send = true;
+            p.heartbeat_probe = p.probe != MtuProbe::Idle;
+            p.heartbeat_padded = false;
+            if let MtuProbe::Large(n) = p.probe {
+                p.heartbeat_padded = true;
+                p.probe = MtuProbe::Large(n + 1);
+            }
             // 8.3: the next one after HB.interval + RTO, jittered by up to +-RTO/2.
             let rto = p.rto.rto().total_micros();
             let jitter = rng.next_u64() % rto.saturating_add(1);
@@ -1637,10 +1691,13 @@ impl Association {
             return self.single(path, self.peer_tag, &chunk, buf);
         }
         if let Some(i) = self.paths.iter().position(|p| p.heartbeat_to_send) {
+            // A probe fills the packet to the path MTU: the chunk and parameter headers (4
+            // each) and the info, padded to a multiple of 4.
+            let padded = (self.packet_limit(i).saturating_sub(COMMON_HEADER_LEN + 8) / 4) * 4;
             let p = self.paths.get_mut(i)?;
             p.heartbeat_to_send = false;
             let (nonce, sent) = p.heartbeat_outstanding?;
-            let mut info = [0u8; 20];
+            let mut info = alloc::vec![0u8; if p.heartbeat_padded { padded.max(20) } else { 20 }];
             info[0..4].copy_from_slice(&p.addr.octets());
             info[4..12].copy_from_slice(&nonce.to_be_bytes());
             info[12..20].copy_from_slice(&sent.total_micros().to_be_bytes());

@@ -52,7 +52,33 @@ pub struct Path {
     /// When a lowered MTU goes back to the configured one, to find out whether the path grew
     /// again (RFC 1191 section 6.3's ten minutes).
     pub mtu_raise_at: Option<Instant>,
+    /// T3-rtx expiries in a row with none of the path's DATA acknowledged since.
+    pub data_timeouts: u32,
+    /// Black-hole detection under way (see [`MtuProbe`]).
+    pub probe: MtuProbe,
+    /// The HEARTBEAT outstanding is a probe of [`MtuProbe`]: its loss counts as no error.
+    pub heartbeat_probe: bool,
+    /// It is padded to the path MTU (a probe of [`MtuProbe::Large`]).
+    pub heartbeat_padded: bool,
 }
+
+/// Path MTU black-hole detection, for a path whose data keeps timing out without an ICMP to
+/// say why (in the spirit of RFC 8899 4.3 and 6.2, with HEARTBEATs as probes): first an
+/// ordinary small HEARTBEAT; lost, the path is dead (the data's timeouts handle it) and keeps
+/// its MTU. Answered, HEARTBEATs padded to the path MTU, up to [`LARGE_PROBES`]: one answered
+/// means full-sized packets pass (the loss was random) and the detection ends; all lost, the
+/// path is a black hole for large packets and its MTU falls. A probe's loss counts as no
+/// error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MtuProbe {
+    Idle,
+    Small,
+    /// Padded probes sent so far.
+    Large(u8),
+}
+
+/// Padded probes lost before a path is taken for a black hole.
+pub const LARGE_PROBES: u8 = 3;
 
 impl Path {
     #[allow(clippy::too_many_arguments)]
@@ -84,6 +110,10 @@ impl Path {
             rtt_probe: None,
             mtu,
             mtu_raise_at: None,
+            data_timeouts: 0,
+            probe: MtuProbe::Idle,
+            heartbeat_probe: false,
+            heartbeat_padded: false,
         }
     }
 
@@ -116,6 +146,13 @@ impl Path {
         self.error_count = 0;
         self.state = PathState::Active;
         self.confirmed = true;
+    }
+
+    /// A SACK acknowledged DATA sent on this path: reachable, and no black hole.
+    pub fn on_data_acked(&mut self) {
+        self.on_reachable();
+        self.data_timeouts = 0;
+        self.probe = MtuProbe::Idle;
     }
 
     /// A timeout on this path (6.3.3, 8.3): back off, count; returns true when the path just

@@ -57,8 +57,9 @@ pub struct Router {
     pub mtu: u16,
     /// The MTU its ICMPs report (0, as a router older than RFC 1191 says it).
     pub reports: u16,
-    /// SCTP bytes quoted in its ICMPs (after the IP or UDP header).
-    pub quotes: usize,
+    /// SCTP bytes quoted in its ICMPs (after the IP or UDP header); `None`: it sends no
+    /// ICMP (filtered on the way: a black hole).
+    pub quotes: Option<usize>,
 }
 
 /// What the router did.
@@ -151,16 +152,19 @@ impl Net {
                     if t.len + 20 + udp > usize::from(r.mtu) {
                         if t.fragment_to.is_some_and(|m| m <= r.mtu) {
                             self.router_counts.fragmented += 1;
-                        } else {
+                        } else if let Some(quotes) = r.quotes {
                             self.router_counts.too_big += 1;
                             self.queue.push(InFlight {
                                 at: self.now + Duration::from_millis(5),
                                 src: t.src,
                                 dst: t.dst,
                                 transport: t.transport,
-                                bytes: bytes[..r.quotes.min(bytes.len())].to_vec(),
+                                bytes: bytes[..quotes.min(bytes.len())].to_vec(),
                                 icmp: Some((r.reports, (t.len + 20 + udp) as u16)),
                             });
+                            continue;
+                        } else {
+                            self.router_counts.too_big += 1;
                             continue;
                         }
                     }
