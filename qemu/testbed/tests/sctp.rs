@@ -753,3 +753,50 @@ fn an_association_learns_a_smaller_path_mtu_from_icmp() {
     assert_eq!(ignored, 0, "{json}");
     assert!(!vm.console_text().contains("LEAK"), "{}", vm.console_text());
 }
+
+/// The same network, but the router's ICMP errors are dropped on their way out (a filtered
+/// path: a black hole for full-sized packets). The appliance's data in 1500-byte packets
+/// times out; a small HEARTBEAT is answered and three padded to the MTU are not, so the
+/// path's MTU falls to 1200 (`pmtu_black_holes`) and the echo completes. Short timers (RTO
+/// 200 ms to 1 s) keep the detection to a few seconds.
+#[test]
+fn a_black_hole_without_icmp_is_found_by_probes() {
+    if !can_run("a_black_hole_without_icmp_is_found_by_probes") {
+        return;
+    }
+    let router = bulkhead_testbed::net::default_interfaces(1)[0]
+        .address
+        .and_then(|a| a.peer())
+        .expect("nic0's subnet has a host side");
+    let extra = format!(
+        "[[route]]\nprefix = \"10.99.0.0/24\"\nvia = \"{}\"\n\n[sctp]\nrto_initial = \"300ms\"\n\
+         rto_min = \"200ms\"\nrto_max = \"1s\"\n",
+        router.addr
+    );
+    let (mut vm, _config) = boot("blackhole", &extra, 1);
+    let far = far_network(&vm);
+    let guest = vm.nic(0).guest.expect("configured").addr.to_string();
+    // The fragmentation needed the router builds is counted (by far_network's rule), then
+    // dropped.
+    let drop_rule =
+        format!("add rule ip {PMTU_TABLE} output ip daddr {guest} icmp type destination-unreachable drop");
+    run(&vm.nic(0).ns, &["nft", &drop_rule], 10);
+    let started = Instant::now();
+    let held = HeldPeer::spawn(far.name(), &["-m", "1200", "echo", &guest, "7", "2", "4000", "9000"]);
+    let line = held.line(Duration::from_secs(60));
+    let took = started.elapsed();
+    let json = sctp_json(&mut vm);
+    eprintln!(
+        "black hole: {line:?} after {:.2} s; the router built {} fragmentation needed, all dropped",
+        took.as_secs_f64(),
+        frag_needed_sent(&vm)
+    );
+    assert!(line.as_deref().is_some_and(|l| l.starts_with("ok 2 messages")), "no echo: {line:?}\n{json}");
+    assert!(frag_needed_sent(&vm) > 0, "the appliance's packets must have been too big for the link");
+    assert_eq!(num(&json, "icmp_too_big"), 0, "no ICMP reached the appliance: {json}");
+    let (association, path) = far_association(&json).unwrap_or_else(|| panic!("no association: {json}"));
+    assert_eq!(path["mtu"].as_u64(), Some(1200), "{association}");
+    assert_eq!(num(&association, "pmtu_black_holes"), 1, "{association}");
+    held.finish(Duration::from_secs(10));
+    assert!(!vm.console_text().contains("LEAK"), "{}", vm.console_text());
+}
