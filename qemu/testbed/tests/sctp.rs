@@ -704,6 +704,20 @@ fn pmtu_run(vm: &mut Vm, far: &Netns, what: &str, args: &[&str]) -> Duration {
     took
 }
 
+/// The appliance (one NIC, `extra` in its configuration) with a route to the far network
+/// through nic0's namespace, and that network ([`far_network`]); the appliance's address.
+fn boot_behind_router(tag: &str, extra: &str) -> (Vm, TempFile, Netns, String) {
+    let router = bulkhead_testbed::net::default_interfaces(1)[0]
+        .address
+        .and_then(|a| a.peer())
+        .expect("nic0's subnet has a host side");
+    let config = format!("[[route]]\nprefix = \"10.99.0.0/24\"\nvia = \"{}\"\n\n{extra}", router.addr);
+    let (vm, file) = boot(tag, &config, 1);
+    let far = far_network(&vm);
+    let guest = vm.nic(0).guest.expect("configured").addr.to_string();
+    (vm, file, far, guest)
+}
+
 /// Path MTU discovery (RFC 9260 7.3, RFC 6951 5.5): the appliance's SCTP packets leave with
 /// DF set, up to its 1500-byte MTU; the peer sits behind a Linux router (nic0's namespace)
 /// whose link to it has an MTU of 1280, so the router answers each larger packet with ICMP
@@ -717,14 +731,7 @@ fn an_association_learns_a_smaller_path_mtu_from_icmp() {
     if !can_run("an_association_learns_a_smaller_path_mtu_from_icmp") {
         return;
     }
-    let router = bulkhead_testbed::net::default_interfaces(1)[0]
-        .address
-        .and_then(|a| a.peer())
-        .expect("nic0's subnet has a host side");
-    let extra = format!("[[route]]\nprefix = \"10.99.0.0/24\"\nvia = \"{}\"\n", router.addr);
-    let (mut vm, _config) = boot("pmtu", &extra, 1);
-    let far = far_network(&vm);
-    let guest = vm.nic(0).guest.expect("configured").addr.to_string();
+    let (mut vm, _config, far, guest) = boot_behind_router("pmtu", "");
     // Both ways through the router, small packets only.
     let ping = exec(&far, &["ping", "-c", "3", "-i", "0.2", "-W", "2", &guest]);
     assert!(ping.contains(" 0% packet loss"), "{ping}");
@@ -764,18 +771,8 @@ fn a_black_hole_without_icmp_is_found_by_probes() {
     if !can_run("a_black_hole_without_icmp_is_found_by_probes") {
         return;
     }
-    let router = bulkhead_testbed::net::default_interfaces(1)[0]
-        .address
-        .and_then(|a| a.peer())
-        .expect("nic0's subnet has a host side");
-    let extra = format!(
-        "[[route]]\nprefix = \"10.99.0.0/24\"\nvia = \"{}\"\n\n[sctp]\nrto_initial = \"300ms\"\n\
-         rto_min = \"200ms\"\nrto_max = \"1s\"\n",
-        router.addr
-    );
-    let (mut vm, _config) = boot("blackhole", &extra, 1);
-    let far = far_network(&vm);
-    let guest = vm.nic(0).guest.expect("configured").addr.to_string();
+    let timers = "[sctp]\nrto_initial = \"300ms\"\nrto_min = \"200ms\"\nrto_max = \"1s\"\n";
+    let (mut vm, _config, far, guest) = boot_behind_router("blackhole", timers);
     // The fragmentation needed the router builds is counted (by far_network's rule), then
     // dropped.
     let drop_rule =
