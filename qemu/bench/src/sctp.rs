@@ -432,15 +432,18 @@ fn usrsctp_figures(peer: &Path) -> Result<Measured, String> {
     let ns = BenchNetns::create("bhsctpbench")?;
     let name = ns.0.clone();
     let (server_udp, client_udp) = ("9900:9901", "9901:9900");
-    // A usrsctp client that says nothing in 120 s is run once more, and said so: one run in
-    // several hung here (a 1000-byte blast right after the 1-byte one, on the same ports),
-    // while the same blast run by hand finishes in 3 s.
-    let client = |args: &[&str]| -> Result<f64, String> {
-        let mut argv = vec!["-u", client_udp];
-        argv.extend_from_slice(args);
+    // Each client gets a server of its own, started afresh, and a client that says nothing in
+    // 120 s is run once more (with a fresh server too), and said so: a 1000-byte blast that
+    // followed the 1-byte one on the same server hung in a few runs (twice in a row once),
+    // while the same blast run by hand finished in 3 s.
+    let measure = |kind: &str, port: &str, args: &[&str]| -> Result<f64, String> {
         let run = || -> Result<f64, String> {
-            let p = Proc::spawn(&name, peer, &argv)?;
-            rate_of(&p.line(Duration::from_secs(120))?)
+            let server = Proc::spawn(&name, peer, &["-u", server_udp, "serve", port, kind])?;
+            server.line(Duration::from_secs(10))?;
+            let mut argv = vec!["-u", client_udp];
+            argv.extend_from_slice(args);
+            let client = Proc::spawn(&name, peer, &argv)?;
+            rate_of(&client.line(Duration::from_secs(120))?)
         };
         run().or_else(|e| {
             eprintln!("usrsctp: {e}; running it once more");
@@ -448,17 +451,11 @@ fn usrsctp_figures(peer: &Path) -> Result<Measured, String> {
         })
     };
     let [n1, n1000, necho] = HOST_COUNTS.map(|n| n.to_string());
-    let rates = {
-        let server = Proc::spawn(&name, peer, &["-u", server_udp, "serve", "7000", "discard"])?;
-        server.line(Duration::from_secs(10))?;
-        let one = client(&["blast", "127.0.0.1", "7000", &n1, "1"])?;
-        let thousand = client(&["blast", "127.0.0.1", "7000", &n1000, "1000"])?;
-        drop(server);
-        let echo_server = Proc::spawn(&name, peer, &["-u", server_udp, "serve", "7001", "echo"])?;
-        echo_server.line(Duration::from_secs(10))?;
-        let echo = client(&["rtt", "127.0.0.1", "7001", &necho, "1"])?;
-        [one, thousand, echo]
-    };
+    let rates = [
+        measure("discard", "7000", &["blast", "127.0.0.1", "7000", &n1, "1"])?,
+        measure("discard", "7003", &["blast", "127.0.0.1", "7003", &n1000, "1000"])?,
+        measure("echo", "7001", &["rtt", "127.0.0.1", "7001", &necho, "1"])?,
+    ];
     let server = Proc::spawn(&name, peer, &["-u", server_udp, "serve", "7002", "paused"])?;
     server.line(Duration::from_secs(10))?;
     std::thread::sleep(Duration::from_millis(200));
@@ -475,9 +472,11 @@ fn usrsctp_figures(peer: &Path) -> Result<Measured, String> {
     if !(blocked.starts_with("blocked") || blocked.starts_with("stopped")) {
         return Err(format!("usrsctp flood: {blocked}"));
     }
-    let paused_bytes = (server.rss() - idle) + (flood.rss() - idle);
+    let (receiver, sender) = (server.rss() - idle, flood.rss() - idle);
+    let paused_bytes = receiver + sender;
     println!(
-        "usrsctp paused association: flood says {blocked:?} (\"stopped\": still growing, a lower bound)"
+        "usrsctp paused association: flood says {blocked:?} (\"stopped\": still growing, a lower bound); \
+         RSS growth {receiver:.0} B at the paused receiver, {sender:.0} B at the sender"
     );
     if let Some(mut stdin) = flood.child.stdin.take() {
         let _ = writeln!(stdin, "go");
