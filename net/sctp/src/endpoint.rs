@@ -436,7 +436,8 @@ impl Endpoint {
             rx_cursor: 0,
             paused: Vec::new(),
             events: VecDeque::new(),
-            replies: VecDeque::new(),
+            // Reserved whole: the first reply out of the blue must not grow the endpoint.
+            replies: VecDeque::with_capacity(MAX_STATELESS_REPLIES),
             reply_tokens: config.ootb_replies_per_sec,
             reply_refill_at: now + Duration::from_secs(1),
             memory_room: usize::MAX,

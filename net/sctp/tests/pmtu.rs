@@ -122,6 +122,8 @@ fn an_icmp_without_the_next_hop_mtu_steps_down_the_plateaus() {
     assert_eq!(net.ep(0).status(a).unwrap().counters.pmtu_decreases, 1);
 }
 
+/// Ten minutes after the MTU fell, a HEARTBEAT padded to the configured MTU asks whether the
+/// path grew again: here it did (the router is gone), so the MTU goes back up.
 #[test]
 fn a_lowered_mtu_is_tried_again_after_ten_minutes() {
     let mut net = Net::new(5, clean(), (&[A], roomy()), (&[B], roomy()));
@@ -298,4 +300,26 @@ fn heavy_random_loss_lowers_no_mtu() {
         let c = net.ep(0).status(a).unwrap().counters;
         assert_eq!((c.pmtu_black_holes, path_mtu(&mut net, a)), (0, 1500), "seed {seed}: {c:?}");
     }
+}
+
+/// The path did not grow: the padded probe is dropped (its ICMP lowers nothing), the MTU
+/// stays, and data never tries the larger size: no second decrease, every message arrives.
+#[test]
+fn a_raise_probe_that_does_not_pass_keeps_the_mtu() {
+    let mut net = Net::new(14, clean(), (&[A], roomy()), (&[B], roomy()));
+    let (a, _) = connect(&mut net, Transport::Ip, &[B]);
+    net.router = router(1280, 1280);
+    let sent = send_all(&mut net, a, &[4000; 4], 0);
+    assert_eq!(receive(&mut net, sent.len(), 30), sent);
+    let too_big = net.router_counts.too_big;
+    let later = net.now + Duration::from_secs(610);
+    while net.now < later {
+        net.step(Duration::from_secs(1));
+    }
+    assert_eq!(net.router_counts.too_big, too_big + 1, "the probe, dropped");
+    assert_eq!(path_mtu(&mut net, a), 1280);
+    let sent = send_all(&mut net, a, &[9000; 4], 4);
+    assert_eq!(receive(&mut net, sent.len(), 30), sent);
+    assert_eq!(net.ep(0).status(a).unwrap().counters.pmtu_decreases, 1);
+    assert_eq!(net.router_counts.too_big, too_big + 1, "no data tried 1500");
 }

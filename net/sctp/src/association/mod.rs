@@ -1260,9 +1260,14 @@ impl Association {
         p.on_reachable();
         match p.probe {
             // Full-sized packets pass: the data's losses were random.
-            MtuProbe::Large(_) if p.heartbeat_padded => {
+            MtuProbe::Large(_) if p.heartbeat_padded.is_some() => {
                 p.probe = MtuProbe::Idle;
                 p.data_timeouts = 0;
+            }
+            // The path takes the configured MTU again.
+            MtuProbe::Raise if p.heartbeat_padded.is_some() => {
+                p.probe = MtuProbe::Idle;
+                p.raise_mtu(self.cfg.mtu);
             }
             // Small packets pass: now the padded probes, the first at once.
             MtuProbe::Small if p.heartbeat_probe => {
@@ -1474,7 +1479,14 @@ impl Association {
         }
         for p in self.paths.iter_mut() {
             if p.mtu_raise_at.is_some_and(|t| t <= now) {
-                p.raise_mtu(self.cfg.mtu);
+                p.mtu_raise_at = None;
+                // Not while a black hole is being looked for: its own timeouts will ask again.
+                if p.probe == MtuProbe::Idle {
+                    p.probe = MtuProbe::Raise;
+                    if p.heartbeat_outstanding.is_none() {
+                        p.heartbeat_at = now;
+                    }
+                }
             }
         }
         for i in 0..self.paths.len() {
@@ -1569,6 +1581,12 @@ impl Association {
             p.heartbeat_outstanding = None;
             match p.probe {
                 MtuProbe::Large(n) if n < LARGE_PROBES => {}
+                MtuProbe::Raise => {
+                    // Still too large for the path: ask again later.
+                    p.probe = MtuProbe::Idle;
+                    p.mtu_raise_at = Some(now + PMTU_RAISE_AFTER);
+                    return;
+                }
                 MtuProbe::Large(_) => {
                     p.probe = MtuProbe::Idle;
                     if p.lower_mtu(BASE_PLPMTU, now + PMTU_RAISE_AFTER) {
@@ -1598,11 +1616,14 @@ impl Association {
             p.heartbeat_outstanding = Some((nonce, now));
             p.heartbeat_to_send = true;
             p.heartbeat_probe = p.probe != MtuProbe::Idle;
-            p.heartbeat_padded = false;
-            if let MtuProbe::Large(n) = p.probe {
-                p.heartbeat_padded = true;
-                p.probe = MtuProbe::Large(n + 1);
-            }
+            p.heartbeat_padded = match p.probe {
+                MtuProbe::Large(n) => {
+                    p.probe = MtuProbe::Large(n + 1);
+                    Some(p.mtu)
+                }
+                MtuProbe::Raise => Some(self.cfg.mtu),
+                MtuProbe::Idle | MtuProbe::Small => None,
+            };
             // 8.3: the next one after HB.interval + RTO, jittered by up to +-RTO/2.
             let rto = p.rto.rto().total_micros();
             let jitter = rng.next_u64() % rto.saturating_add(1);
@@ -1691,18 +1712,36 @@ impl Association {
             return self.single(path, self.peer_tag, &chunk, buf);
         }
         if let Some(i) = self.paths.iter().position(|p| p.heartbeat_to_send) {
-            // A probe fills the packet to the path MTU: the chunk and parameter headers (4
-            // each) and the info, padded to a multiple of 4.
-            let padded = (self.packet_limit(i).saturating_sub(COMMON_HEADER_LEN + 8) / 4) * 4;
+            let headers = self.headers(i);
             let p = self.paths.get_mut(i)?;
             p.heartbeat_to_send = false;
             let (nonce, sent) = p.heartbeat_outstanding?;
-            let mut info = alloc::vec![0u8; if p.heartbeat_padded { padded.max(20) } else { 20 }];
+            // A probe fills a packet of its MTU: the SCTP common header, the chunk and
+            // parameter headers (4 each) and the info, padded to a multiple of 4. It leaves
+            // with DF set, whatever the path's MTU: the question is whether it passes.
+            let (limit, info_len) = match p.heartbeat_padded {
+                Some(mtu) => {
+                    let limit = usize::from(mtu).saturating_sub(headers);
+                    (limit, (limit.saturating_sub(COMMON_HEADER_LEN + 8) / 4 * 4).max(20))
+                }
+                None => (self.packet_limit(i), 20),
+            };
+            let p = self.paths.get(i)?;
+            let mut info = alloc::vec![0u8; info_len];
             info[0..4].copy_from_slice(&p.addr.octets());
             info[4..12].copy_from_slice(&nonce.to_be_bytes());
             info[12..20].copy_from_slice(&sent.total_micros().to_be_bytes());
             let chunk = ChunkRepr::Heartbeat(HeartbeatChunk { info: &info });
-            return self.single(i, self.peer_tag, &chunk, buf);
+            let mut b = PacketBuilder::new(buf, &self.header(self.peer_tag), limit).ok()?;
+            b.push(&chunk).ok()?;
+            let len = b.finish();
+            return Some(Transmit {
+                src: p.local,
+                dst: p.addr,
+                transport: p.transport,
+                len,
+                fragment_to: None,
+            });
         }
         self.build_main(now, buf)
     }

@@ -49,8 +49,8 @@ pub struct Path {
     /// The path MTU (7.3): the largest IP packet towards the peer address, the configured MTU
     /// until an ICMP "fragmentation needed" says less.
     pub mtu: u16,
-    /// When a lowered MTU goes back to the configured one, to find out whether the path grew
-    /// again (RFC 1191 section 6.3's ten minutes).
+    /// When a lowered MTU is probed for the configured one, to find out whether the path grew
+    /// again (RFC 1191 section 6.3's ten minutes; [`MtuProbe::Raise`]).
     pub mtu_raise_at: Option<Instant>,
     /// T3-rtx expiries in a row with none of the path's DATA acknowledged since.
     pub data_timeouts: u32,
@@ -58,8 +58,8 @@ pub struct Path {
     pub probe: MtuProbe,
     /// The HEARTBEAT outstanding is a probe of [`MtuProbe`]: its loss counts as no error.
     pub heartbeat_probe: bool,
-    /// It is padded to the path MTU (a probe of [`MtuProbe::Large`]).
-    pub heartbeat_padded: bool,
+    /// It is padded to fill a packet of this MTU ([`MtuProbe::Large`], [`MtuProbe::Raise`]).
+    pub heartbeat_padded: Option<u16>,
 }
 
 /// Path MTU black-hole detection, for a path whose data keeps timing out without an ICMP to
@@ -75,6 +75,10 @@ pub enum MtuProbe {
     Small,
     /// Padded probes sent so far.
     Large(u8),
+    /// The MTU was lowered a while ago: a HEARTBEAT padded to the configured MTU (DF set)
+    /// asks whether the path takes it again. Answered, the MTU goes back up; lost, it stays,
+    /// and the question is asked again later. Data never tries the larger size blind.
+    Raise,
 }
 
 /// Padded probes lost before a path is taken for a black hole.
@@ -113,7 +117,7 @@ impl Path {
             data_timeouts: 0,
             probe: MtuProbe::Idle,
             heartbeat_probe: false,
-            heartbeat_padded: false,
+            heartbeat_padded: None,
         }
     }
 
@@ -129,7 +133,7 @@ impl Path {
         true
     }
 
-    /// The lowered MTU's time is up: back to `configured`, found again if still too large.
+    /// A probe of the configured MTU passed: back to it.
     pub fn raise_mtu(&mut self, configured: u16) {
         self.mtu = configured;
         self.cc.set_mtu(u32::from(configured));
@@ -148,11 +152,14 @@ impl Path {
         self.confirmed = true;
     }
 
-    /// A SACK acknowledged DATA sent on this path: reachable, and no black hole.
+    /// A SACK acknowledged DATA sent on this path: reachable, and no black hole (a probe for
+    /// a larger MTU goes on).
     pub fn on_data_acked(&mut self) {
         self.on_reachable();
         self.data_timeouts = 0;
-        self.probe = MtuProbe::Idle;
+        if matches!(self.probe, MtuProbe::Small | MtuProbe::Large(_)) {
+            self.probe = MtuProbe::Idle;
+        }
     }
 
     /// A timeout on this path (6.3.3, 8.3): back off, count; returns true when the path just
