@@ -126,22 +126,33 @@ fn an_icmp_without_the_next_hop_mtu_steps_down_the_plateaus() {
 /// path grew again: here it did (the router is gone), so the MTU goes back up.
 #[test]
 fn a_lowered_mtu_is_tried_again_after_ten_minutes() {
-    let mut net = Net::new(5, clean(), (&[A], roomy()), (&[B], roomy()));
+    let (mut net, a) = lowered_to_1280(5);
+    // The path grew meanwhile: after ten minutes the configured MTU is used again.
+    net.router = None;
+    ten_minutes(&mut net);
+    assert_eq!(path_mtu(&mut net, a), 1500);
+    let sent = send_all(&mut net, a, &[4000; 4], 4);
+    assert_eq!(receive(&mut net, sent.len(), 30), sent);
+    assert_eq!(net.ep(0).status(a).unwrap().counters.pmtu_decreases, 1);
+}
+
+/// An association whose path MTU an ICMP lowered to 1280 (the router stays).
+fn lowered_to_1280(seed: u64) -> (Net, AssocId) {
+    let mut net = Net::new(seed, clean(), (&[A], roomy()), (&[B], roomy()));
     let (a, _) = connect(&mut net, Transport::Ip, &[B]);
     net.router = router(1280, 1280);
     let sent = send_all(&mut net, a, &[4000; 4], 0);
     assert_eq!(receive(&mut net, sent.len(), 30), sent);
     assert_eq!(path_mtu(&mut net, a), 1280);
-    // The path grew meanwhile: after ten minutes the configured MTU is used again.
-    net.router = None;
+    (net, a)
+}
+
+/// Ten minutes and a little more, a second at most a step.
+fn ten_minutes(net: &mut Net) {
     let later = net.now + Duration::from_secs(610);
     while net.now < later {
         net.step(Duration::from_secs(1));
     }
-    assert_eq!(path_mtu(&mut net, a), 1500);
-    let sent = send_all(&mut net, a, &[4000; 4], 4);
-    assert_eq!(receive(&mut net, sent.len(), 30), sent);
-    assert_eq!(net.ep(0).status(a).unwrap().counters.pmtu_decreases, 1);
 }
 
 /// The first 8 bytes of an SCTP packet from us (port 5000) to the peer's port 5000.
@@ -306,16 +317,9 @@ fn heavy_random_loss_lowers_no_mtu() {
 /// stays, and data never tries the larger size: no second decrease, every message arrives.
 #[test]
 fn a_raise_probe_that_does_not_pass_keeps_the_mtu() {
-    let mut net = Net::new(14, clean(), (&[A], roomy()), (&[B], roomy()));
-    let (a, _) = connect(&mut net, Transport::Ip, &[B]);
-    net.router = router(1280, 1280);
-    let sent = send_all(&mut net, a, &[4000; 4], 0);
-    assert_eq!(receive(&mut net, sent.len(), 30), sent);
+    let (mut net, a) = lowered_to_1280(14);
     let too_big = net.router_counts.too_big;
-    let later = net.now + Duration::from_secs(610);
-    while net.now < later {
-        net.step(Duration::from_secs(1));
-    }
+    ten_minutes(&mut net);
     assert_eq!(net.router_counts.too_big, too_big + 1, "the probe, dropped");
     assert_eq!(path_mtu(&mut net, a), 1280);
     let sent = send_all(&mut net, a, &[9000; 4], 4);
