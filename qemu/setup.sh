@@ -18,7 +18,8 @@ as_root() {
 # /usr/share/qemu/qboot.rom and SeaBIOS), iproute2 (ip netns), iputils-ping, iperf3, procps;
 # the BGP tests' peers: bird2, gobgpd, frr (bgpd, run standalone), exabgp, python3 (scripted peer);
 # the BMP tests' collector and decoder: pmacct (pmbmpd), tshark; nftables (random loss where the
-# kernel has no sch_netem); binutils (objcopy: `make image` strips the image it copies).
+# kernel has no sch_netem; the path MTU tests' counter and ICMP drop in the router namespace);
+# binutils (objcopy: `make image` strips the image it copies).
 wanted=(qemu-system-x86 qemu-system-data iproute2 iputils-ping iperf3 procps gcc libc6-dev libusrsctp-dev bird2 gobgpd frr exabgp python3 pmacct tshark nftables binutils)
 missing=()
 for pkg in "${wanted[@]}"; do

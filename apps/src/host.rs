@@ -528,22 +528,7 @@ impl Host {
                 ip.set_dont_frag(false);
                 ip.fill_checksum();
             }
-            let body = ip.payload_mut();
-            match d.ports {
-                Some((src_port, dst_port)) => {
-                    let udp = UdpRepr { src_port, dst_port };
-                    let mut packet = UdpPacket::new_unchecked(body);
-                    udp.emit(
-                        &mut packet,
-                        &IpAddress::Ipv4(d.src),
-                        &IpAddress::Ipv4(d.dst),
-                        d.payload.len(),
-                        |p| p.copy_from_slice(d.payload),
-                        &caps,
-                    );
-                }
-                None => body.copy_from_slice(d.payload),
-            }
+            emit_l4(&d, ip.payload_mut());
         });
         match pushed {
             Some(()) => {
@@ -566,20 +551,7 @@ impl Host {
         let mut whole = [0u8; MAX_IP_PACKET];
         let l4_len = repr.payload_len;
         let l4 = whole.get_mut(..l4_len).ok_or(SendError::TooBig)?;
-        match d.ports {
-            Some((src_port, dst_port)) => {
-                let udp = UdpRepr { src_port, dst_port };
-                udp.emit(
-                    &mut UdpPacket::new_unchecked(&mut l4[..]),
-                    &IpAddress::Ipv4(d.src),
-                    &IpAddress::Ipv4(d.dst),
-                    d.payload.len(),
-                    |p| p.copy_from_slice(d.payload),
-                    &ChecksumCapabilities::default(),
-                );
-            }
-            None => l4.copy_from_slice(d.payload),
-        }
+        emit_l4(&d, l4);
         let count = l4_len.div_ceil(per_fragment);
         if OUT_SLOTS - self.out.len < count {
             return Err(SendError::QueueFull);
@@ -734,6 +706,22 @@ impl Host {
             }
         }
         self.next_port
+    }
+}
+
+/// What follows the IP header of `d`, into `body` (exactly its length): the UDP header and the
+/// payload, with the UDP checksum, or the raw payload.
+fn emit_l4(d: &OutDatagram<'_>, body: &mut [u8]) {
+    match d.ports {
+        Some((src_port, dst_port)) => UdpRepr { src_port, dst_port }.emit(
+            &mut UdpPacket::new_unchecked(body),
+            &IpAddress::Ipv4(d.src),
+            &IpAddress::Ipv4(d.dst),
+            d.payload.len(),
+            |p| p.copy_from_slice(d.payload),
+            &ChecksumCapabilities::default(),
+        ),
+        None => body.copy_from_slice(d.payload),
     }
 }
 

@@ -40,7 +40,7 @@ use crate::wire::{
     CauseRepr, ChunkRepr, DataChunk, GapAckBlock, HeartbeatChunk, InitChunk, List, PacketBuilder, PacketRepr,
     ParamRepr, RawChunk, SackChunk, Ssn, Tsn, COMMON_HEADER_LEN,
 };
-use path::{MtuProbe, Path, PathState, LARGE_PROBES};
+use path::{HeartbeatKind, MtuProbe, Path, PathState, LARGE_PROBES};
 use rx::{Reassembly, RxFragment, RxMessage, RxRefusal};
 use tsnmap::{unwrap_serial32, TsnClass, TsnMap};
 use tx::SendQueue;
@@ -509,16 +509,8 @@ impl Association {
             return false;
         }
         self.counters.pmtu_decreases += 1;
-        for c in self.sendq.inflight.iter_mut() {
-            if c.path == i && c.in_flight && !c.acked {
-                if !core::mem::replace(&mut c.retransmit, true) {
-                    self.sendq.marked_for_retransmission += 1;
-                }
-                c.in_flight = false;
-            }
-        }
+        self.retransmit_all_on(i);
         if let Some(p) = self.paths.get_mut(i) {
-            p.flight = 0;
             p.rtt_probe = None;
         }
         // The lost packet may have carried our SACK with its DATA, and the peer's data may be
@@ -1260,17 +1252,17 @@ impl Association {
         p.on_reachable();
         match p.probe {
             // Full-sized packets pass: the data's losses were random.
-            MtuProbe::Large(_) if p.heartbeat_padded.is_some() => {
+            MtuProbe::Large(_) if matches!(p.heartbeat_kind, HeartbeatKind::Padded(_)) => {
                 p.probe = MtuProbe::Idle;
                 p.data_timeouts = 0;
             }
             // The path takes the configured MTU again.
-            MtuProbe::Raise if p.heartbeat_padded.is_some() => {
+            MtuProbe::Raise if matches!(p.heartbeat_kind, HeartbeatKind::Padded(_)) => {
                 p.probe = MtuProbe::Idle;
                 p.raise_mtu(self.cfg.mtu);
             }
             // Small packets pass: now the padded probes, the first at once.
-            MtuProbe::Small if p.heartbeat_probe => {
+            MtuProbe::Small if p.heartbeat_kind == HeartbeatKind::Small => {
                 p.probe = MtuProbe::Large(0);
                 p.heartbeat_at = now;
             }
@@ -1548,17 +1540,7 @@ impl Association {
                 return;
             }
         }
-        for c in self.sendq.inflight.iter_mut() {
-            if c.path == i && !c.acked {
-                if !core::mem::replace(&mut c.retransmit, true) {
-                    self.sendq.marked_for_retransmission += 1;
-                }
-                c.in_flight = false;
-            }
-        }
-        if let Some(p) = self.paths.get_mut(i) {
-            p.flight = 0;
-        }
+        self.retransmit_all_on(i);
         self.fast_recovery_exit = None;
         self.update_current_path();
         // 6.4.1: retransmit to an alternate active address when there is one.
@@ -1571,9 +1553,25 @@ impl Association {
         let _ = now;
     }
 
+    /// Every chunk sent on path `i` and not acknowledged is to go again (T3-rtx, 6.3.3 E3; a
+    /// path MTU that fell under the packets that carried them); none counts in flight there.
+    fn retransmit_all_on(&mut self, i: usize) {
+        for c in self.sendq.inflight.iter_mut() {
+            if c.path == i && !c.acked {
+                if !core::mem::replace(&mut c.retransmit, true) {
+                    self.sendq.marked_for_retransmission += 1;
+                }
+                c.in_flight = false;
+            }
+        }
+        if let Some(p) = self.paths.get_mut(i) {
+            p.flight = 0;
+        }
+    }
+
     fn on_heartbeat_due(&mut self, now: Instant, i: usize, rng: &mut dyn RngCore) {
         let Some(p) = self.paths.get_mut(i) else { return };
-        if p.heartbeat_outstanding.is_some() && p.heartbeat_probe {
+        if p.heartbeat_outstanding.is_some() && p.heartbeat_kind != HeartbeatKind::Regular {
             // A probe went unanswered: no error (RFC 8899 3; the data's timeouts count). The
             // small one lost: a dead path, not a black hole. Every padded one lost while the
             // small one passed: a black hole, the MTU falls. Either way the detection ends
@@ -1615,14 +1613,14 @@ impl Association {
         if let Some(p) = self.paths.get_mut(i) {
             p.heartbeat_outstanding = Some((nonce, now));
             p.heartbeat_to_send = true;
-            p.heartbeat_probe = p.probe != MtuProbe::Idle;
-            p.heartbeat_padded = match p.probe {
+            p.heartbeat_kind = match p.probe {
+                MtuProbe::Idle => HeartbeatKind::Regular,
+                MtuProbe::Small => HeartbeatKind::Small,
                 MtuProbe::Large(n) => {
                     p.probe = MtuProbe::Large(n + 1);
-                    Some(p.mtu)
+                    HeartbeatKind::Padded(p.mtu)
                 }
-                MtuProbe::Raise => Some(self.cfg.mtu),
-                MtuProbe::Idle | MtuProbe::Small => None,
+                MtuProbe::Raise => HeartbeatKind::Padded(self.cfg.mtu),
             };
             // 8.3: the next one after HB.interval + RTO, jittered by up to +-RTO/2.
             let rto = p.rto.rto().total_micros();
@@ -1719,12 +1717,12 @@ impl Association {
             // A probe fills a packet of its MTU: the SCTP common header, the chunk and
             // parameter headers (4 each) and the info, padded to a multiple of 4. It leaves
             // with DF set, whatever the path's MTU: the question is whether it passes.
-            let (limit, info_len) = match p.heartbeat_padded {
-                Some(mtu) => {
+            let (limit, info_len) = match p.heartbeat_kind {
+                HeartbeatKind::Padded(mtu) => {
                     let limit = usize::from(mtu).saturating_sub(headers);
                     (limit, (limit.saturating_sub(COMMON_HEADER_LEN + 8) / 4 * 4).max(20))
                 }
-                None => (self.packet_limit(i), 20),
+                HeartbeatKind::Regular | HeartbeatKind::Small => (self.packet_limit(i), 20),
             };
             let p = self.paths.get(i)?;
             let mut info = alloc::vec![0u8; info_len];

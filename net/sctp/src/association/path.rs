@@ -56,10 +56,19 @@ pub struct Path {
     pub data_timeouts: u32,
     /// Black-hole detection under way (see [`MtuProbe`]).
     pub probe: MtuProbe,
-    /// The HEARTBEAT outstanding is a probe of [`MtuProbe`]: its loss counts as no error.
-    pub heartbeat_probe: bool,
-    /// It is padded to fill a packet of this MTU ([`MtuProbe::Large`], [`MtuProbe::Raise`]).
-    pub heartbeat_padded: Option<u16>,
+    /// What the HEARTBEAT outstanding (or about to be sent) is.
+    pub heartbeat_kind: HeartbeatKind,
+}
+
+/// A HEARTBEAT is an ordinary one (8.3), or a probe of [`MtuProbe`], whose loss counts as no
+/// error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeartbeatKind {
+    Regular,
+    /// The small probe ([`MtuProbe::Small`]).
+    Small,
+    /// Padded to fill a packet of this MTU ([`MtuProbe::Large`], [`MtuProbe::Raise`]).
+    Padded(u16),
 }
 
 /// Path MTU black-hole detection, for a path whose data keeps timing out without an ICMP to
@@ -116,8 +125,7 @@ impl Path {
             mtu_raise_at: None,
             data_timeouts: 0,
             probe: MtuProbe::Idle,
-            heartbeat_probe: false,
-            heartbeat_padded: None,
+            heartbeat_kind: HeartbeatKind::Regular,
         }
     }
 
